@@ -1,0 +1,303 @@
+// The one pybind11 file: validates with the GIL held, then releases it around the C++ loops.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <sstream>
+
+#include "parallel.hpp"
+#include "preprocess.hpp"
+#include "replay.hpp"
+
+namespace py = pybind11;
+using namespace fastdqn;
+
+namespace {
+
+std::string shape_str(const py::array& a) {
+    std::ostringstream os;
+    os << "(";
+    for (py::ssize_t i = 0; i < a.ndim(); ++i) os << (i ? ", " : "") << a.shape(i);
+    os << (a.ndim() == 1 ? ",)" : ")");
+    return os.str();
+}
+
+std::string shape_str(const std::vector<py::ssize_t>& s) {
+    std::ostringstream os;
+    os << "(";
+    for (size_t i = 0; i < s.size(); ++i) os << (i ? ", " : "") << s[i];
+    os << (s.size() == 1 ? ",)" : ")");
+    return os.str();
+}
+
+// A C-contiguous uint8 array of exactly `shape`, else TypeError/ValueError naming both sides.
+void require_u8(const py::array& a, const char* name, const std::vector<py::ssize_t>& shape) {
+    if (!a.dtype().is(py::dtype::of<uint8_t>()))
+        throw py::type_error(std::string(name) + ": expected dtype uint8, got " + std::string(py::str(a.dtype())));
+    bool ok = a.ndim() == static_cast<py::ssize_t>(shape.size());
+    for (size_t i = 0; ok && i < shape.size(); ++i) ok = a.shape(i) == shape[i];
+    if (!ok) throw py::value_error(std::string(name) + ": expected shape " + shape_str(shape) + ", got " + shape_str(a));
+    if (!(a.flags() & py::array::c_style))
+        throw py::value_error(std::string(name) + ": expected a C-contiguous array (np.ascontiguousarray), got strides that are not");
+}
+
+void require_writable(const py::array& a, const char* name) {
+    if (!a.writeable()) throw py::value_error(std::string(name) + ": expected a writable array, got a read-only one");
+}
+
+template <class T>
+T* ptr(py::array& a) { return static_cast<T*>(a.mutable_data()); }
+
+// 1-D array of length n converted to T; `kinds` lists the accepted numpy dtype kinds.
+template <class T>
+py::array_t<T> vector_arg(const py::handle& obj, const char* name, py::ssize_t n, const char* kinds) {
+    py::array a = py::array::ensure(obj);
+    if (!a) throw py::type_error(std::string(name) + ": expected an array of length " + std::to_string(n));
+    const char kind = a.dtype().kind();
+    if (std::string(kinds).find(kind) == std::string::npos)
+        throw py::type_error(std::string(name) + ": expected dtype kind in '" + kinds + "', got " + std::string(py::str(a.dtype())));
+    if (a.ndim() != 1 || a.shape(0) != n)
+        throw py::value_error(std::string(name) + ": expected shape (" + std::to_string(n) + ",), got " + shape_str(a));
+    return py::array_t<T, py::array::c_style | py::array::forcecast>::ensure(a);
+}
+
+const FramePreprocessor& preprocessor(int height, Layout layout) {
+    static const FramePreprocessor kernels[4] = {{210, Layout::Crop}, {210, Layout::Full},
+                                                 {250, Layout::Crop}, {250, Layout::Full}};
+    if (height != 210 && height != 250)
+        throw py::value_error("frames: expected height 210 or 250, got " + std::to_string(height));
+    return kernels[(height == 250 ? 2 : 0) + (layout == Layout::Full ? 1 : 0)];
+}
+
+// frames, prev: [N, H, 160, 3] uint8; out: [N, 84, 84] uint8.
+void preprocess_batch(py::array frames, py::object prev_obj, py::array out, const std::string& layout_name, int threads) {
+    if (frames.ndim() != 4)
+        throw py::value_error("frames: expected shape (N, 210, 160, 3), got " + shape_str(frames));
+    const py::ssize_t n = frames.shape(0), h = frames.shape(1);
+    require_u8(frames, "frames", {n, h, kRawWidth, 3});
+    if (layout_name != "crop" && layout_name != "full")
+        throw py::value_error("layout: expected 'crop' or 'full', got '" + layout_name + "'");
+    const FramePreprocessor& kernel = preprocessor(static_cast<int>(h), layout_name == "crop" ? Layout::Crop : Layout::Full);
+    const uint8_t* prev = nullptr;
+    py::array prev_arr;
+    if (!prev_obj.is_none()) {
+        prev_arr = py::array::ensure(prev_obj);
+        if (!prev_arr) throw py::type_error("prev: expected a uint8 array or None");
+        require_u8(prev_arr, "prev", {n, h, kRawWidth, 3});
+        prev = static_cast<const uint8_t*>(prev_arr.data());
+    }
+    require_u8(out, "out", {n, kOutSide, kOutSide});
+    require_writable(out, "out");
+    const uint8_t* src = static_cast<const uint8_t*>(frames.data());
+    uint8_t* dst = ptr<uint8_t>(out);
+    const size_t raw = kernel.raw_bytes();
+    if (threads <= 0) threads = hardware_threads();
+    py::gil_scoped_release nogil;
+    parallel_for(n, threads, [&](int64_t lo, int64_t hi) {
+        for (int64_t i = lo; i < hi; ++i)
+            kernel(src + i * raw, prev ? prev + i * raw : nullptr, dst + i * kOutSide * kOutSide);
+    });
+}
+
+// ReplayStore plus the frame shape, so errors can name it.
+class ReplayCore {
+public:
+    ReplayCore(int64_t capacity, int num_envs, std::vector<py::ssize_t> frame_shape, int stack, bool pad_repeat,
+               uint64_t seed, bool store_frames)
+        : frame_shape_(std::move(frame_shape)),
+          store_(capacity, num_envs, frame_elems(frame_shape_), stack, pad_repeat, seed, store_frames) {}
+
+    ReplayStore& store() { return store_; }
+
+    int64_t start(py::array frame, int env) {
+        require_u8(frame, "frame", frame_shape_);
+        return store_.start(env, static_cast<const uint8_t*>(frame.data()));
+    }
+
+    int64_t add(int64_t action, double reward, py::array next_frame, bool terminated, bool truncated, int env) {
+        require_u8(next_frame, "next_frame", frame_shape_);
+        return store_.add(env, action, static_cast<float>(reward), static_cast<const uint8_t*>(next_frame.data()),
+                          terminated, truncated);
+    }
+
+    py::array_t<int64_t> start_many(py::array frames, py::object envs_obj) {
+        if (frames.ndim() < 1) throw py::value_error("frames: expected shape (K, " + tail_shape() + "), got " + shape_str(frames));
+        const py::ssize_t k = frames.shape(0);
+        require_u8(frames, "frames", with_lead(k));
+        py::array_t<int64_t> envs;
+        if (envs_obj.is_none()) {
+            if (k != store_.num_envs())
+                throw py::value_error("frames: without envs=, expected one frame per env (" + std::to_string(store_.num_envs()) +
+                                      "), got " + std::to_string(k));
+            envs = py::array_t<int64_t>(k);
+            for (py::ssize_t i = 0; i < k; ++i) envs.mutable_at(i) = i;
+        } else {
+            envs = vector_arg<int64_t>(envs_obj, "envs", k, "iu");
+        }
+        for (py::ssize_t i = 0; i < k; ++i) {
+            store_.check_env(static_cast<int>(envs.at(i)));
+            for (py::ssize_t j = 0; j < i; ++j)
+                if (envs.at(j) == envs.at(i)) throw py::value_error("envs: expected distinct env indices, got " +
+                                                                     std::to_string(envs.at(i)) + " twice");
+        }
+        py::array_t<int64_t> slots(k);
+        const auto* src = static_cast<const uint8_t*>(frames.data());
+        for (py::ssize_t i = 0; i < k; ++i)
+            slots.mutable_at(i) = store_.start(static_cast<int>(envs.at(i)), src + i * store_.frame_bytes());
+        return slots;
+    }
+
+    py::array_t<int64_t> add_many(py::object actions_obj, py::object rewards_obj, py::array next_frames,
+                                  py::object terminated_obj, py::object truncated_obj) {
+        const py::ssize_t n = store_.num_envs();
+        require_u8(next_frames, "next_frames", with_lead(n));
+        auto actions = vector_arg<int64_t>(actions_obj, "actions", n, "iu");
+        auto rewards = vector_arg<float>(rewards_obj, "rewards", n, "iuf");
+        auto terminated = vector_arg<bool>(terminated_obj, "terminated", n, "biu");
+        py::array_t<bool> truncated;
+        if (!truncated_obj.is_none()) truncated = vector_arg<bool>(truncated_obj, "truncated", n, "biu");
+        for (py::ssize_t e = 0; e < n; ++e) {  // reject before touching any stream
+            ReplayStore::check_transition(actions.at(e), rewards.at(e));
+            store_.check_can_add(static_cast<int>(e));
+        }
+        py::array_t<int64_t> slots(n);
+        const auto* src = static_cast<const uint8_t*>(next_frames.data());
+        for (py::ssize_t e = 0; e < n; ++e)
+            slots.mutable_at(e) = store_.add(static_cast<int>(e), actions.at(e), rewards.at(e), src + e * store_.frame_bytes(),
+                                             terminated.at(e), truncated_obj.is_none() ? false : truncated.at(e));
+        return slots;
+    }
+
+    // Fills caller-allocated (pinned) outputs; window_slots [B, stack+1] int64 is returned for inspection.
+    void sample_into(int64_t batch, py::array window_slots, py::array action, py::array reward, py::array done,
+                     py::object out_obj, int threads) {
+        const py::ssize_t w = store_.stack() + 1;
+        require_dtype<int64_t>(window_slots, "window_slots", {batch, w});
+        require_dtype<int64_t>(action, "action", {batch});
+        require_dtype<float>(reward, "reward", {batch});
+        require_dtype<float>(done, "done", {batch});
+        uint8_t* out = nullptr;
+        py::array out_arr;
+        if (!out_obj.is_none()) {
+            out_arr = py::array::ensure(out_obj);
+            auto shape = with_lead(w);
+            shape.insert(shape.begin(), batch);
+            require_u8(out_arr, "out", shape);
+            require_writable(out_arr, "out");
+            out = ptr<uint8_t>(out_arr);
+        }
+        if (threads <= 0) threads = hardware_threads();
+        auto* ws = ptr<int64_t>(window_slots);
+        auto* a = ptr<int64_t>(action);
+        auto* r = ptr<float>(reward);
+        auto* d = ptr<float>(done);
+        py::gil_scoped_release nogil;
+        if (out) store_.sample(batch, ws, a, r, d, out, threads);
+        else store_.draw(batch, ws, a, r, d);
+    }
+
+    const std::vector<py::ssize_t>& frame_shape() const { return frame_shape_; }
+
+private:
+    static int64_t frame_elems(const std::vector<py::ssize_t>& shape) {
+        if (shape.empty()) throw py::value_error("frame_shape: expected at least one dimension, got ()");
+        int64_t n = 1;
+        for (auto d : shape) {
+            if (d < 1) throw py::value_error("frame_shape: expected positive sizes, got " + shape_str(shape));
+            n *= d;
+        }
+        return n;
+    }
+    std::string tail_shape() const { auto s = shape_str(frame_shape_); return s.substr(1, s.size() - 2); }
+    std::vector<py::ssize_t> with_lead(py::ssize_t n) const {
+        std::vector<py::ssize_t> s{n};
+        s.insert(s.end(), frame_shape_.begin(), frame_shape_.end());
+        return s;
+    }
+    template <class T>
+    static void require_dtype(const py::array& a, const char* name, const std::vector<py::ssize_t>& shape) {
+        if (!a.dtype().is(py::dtype::of<T>()))
+            throw py::type_error(std::string(name) + ": expected dtype " + std::string(py::str(py::dtype::of<T>())) +
+                                 ", got " + std::string(py::str(a.dtype())));
+        bool ok = a.ndim() == static_cast<py::ssize_t>(shape.size());
+        for (size_t i = 0; ok && i < shape.size(); ++i) ok = a.shape(i) == shape[i];
+        if (!ok) throw py::value_error(std::string(name) + ": expected shape " + shape_str(shape) + ", got " + shape_str(a));
+        if (!(a.flags() & py::array::c_style) || !a.writeable())
+            throw py::value_error(std::string(name) + ": expected a writable C-contiguous array");
+    }
+
+    std::vector<py::ssize_t> frame_shape_;
+    ReplayStore store_;
+};
+
+// A numpy view of the store's memory that keeps the owning Python object alive.
+template <class T>
+py::array view(py::object owner, T* data, std::vector<py::ssize_t> shape) {
+    return py::array_t<T>(shape, data, owner);
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+    m.doc() = "fastdqn C++ core: fused frame preprocessing and the frame-deduplicating replay store";
+    m.def("preprocess_batch", &preprocess_batch, py::arg("frames"), py::arg("prev"), py::arg("out"),
+          py::arg("layout") = "crop", py::arg("threads") = 0,
+          "Max-pool (when prev is given), luma, INTER_AREA resize and crop of [N,H,160,3] uint8 frames into out [N,84,84].");
+    m.def("hardware_threads", &hardware_threads);
+
+    py::class_<ReplayCore>(m, "ReplayCore")
+        .def(py::init<int64_t, int, std::vector<py::ssize_t>, int, bool, uint64_t, bool>(), py::arg("capacity"),
+             py::arg("num_envs"), py::arg("frame_shape"), py::arg("stack"), py::arg("pad_repeat"), py::arg("seed"),
+             py::arg("store_frames") = true)
+        .def("start", &ReplayCore::start, py::arg("frame"), py::arg("env"))
+        .def("add", &ReplayCore::add, py::arg("action"), py::arg("reward"), py::arg("next_frame"), py::arg("terminated"),
+             py::arg("truncated"), py::arg("env"))
+        .def("start_many", &ReplayCore::start_many, py::arg("frames"), py::arg("envs"))
+        .def("add_many", &ReplayCore::add_many, py::arg("actions"), py::arg("rewards"), py::arg("next_frames"),
+             py::arg("terminated"), py::arg("truncated"))
+        .def("sample_into", &ReplayCore::sample_into, py::arg("batch"), py::arg("window_slots"), py::arg("action"),
+             py::arg("reward"), py::arg("done"), py::arg("out"), py::arg("threads") = 0)
+        .def("__len__", [](ReplayCore& c) { return c.store().size(); })
+        .def_property_readonly("capacity", [](ReplayCore& c) { return c.store().capacity(); })
+        .def_property_readonly("num_envs", [](ReplayCore& c) { return c.store().num_envs(); })
+        .def_property_readonly("stack", [](ReplayCore& c) { return c.store().stack(); })
+        .def_property_readonly("frame_shape", [](ReplayCore& c) { return py::tuple(py::cast(c.frame_shape())); })
+        .def_property_readonly("nbytes", [](ReplayCore& c) { return c.store().nbytes(); })
+        // Raw state for checkpoints: views into the live storage, valid while the buffer lives.
+        .def("arrays", [](py::object self) {
+            auto& c = self.cast<ReplayCore&>();
+            auto& s = c.store();
+            py::dict d;
+            const py::ssize_t cap = s.capacity();
+            if (s.stores_frames()) {
+                std::vector<py::ssize_t> shape{cap};
+                shape.insert(shape.end(), c.frame_shape().begin(), c.frame_shape().end());
+                d["frames"] = view(self, s.frames_data(), shape);
+            }
+            d["actions"] = view(self, s.actions_data(), {cap});
+            d["rewards"] = view(self, s.rewards_data(), {cap});
+            d["flags"] = view(self, s.flags_data(), {cap});
+            d["epos"] = view(self, s.epos_data(), {cap});
+            return d;
+        })
+        .def("streams", [](ReplayCore& c) {
+            py::list out;
+            for (const auto& s : c.store().streams()) out.append(py::make_tuple(s.written, s.open));
+            return out;
+        })
+        .def("set_streams", [](ReplayCore& c, const std::vector<std::pair<int64_t, bool>>& state) {
+            auto& streams = c.store().streams();
+            if (state.size() != streams.size())
+                throw py::value_error("streams: expected " + std::to_string(streams.size()) + " entries, got " +
+                                      std::to_string(state.size()));
+            for (const auto& st : state)
+                if (st.first < 0) throw py::value_error("streams: written counts must be >= 0");
+            for (size_t i = 0; i < state.size(); ++i) {
+                streams[i].written = state[i].first;
+                streams[i].open = state[i].second;
+            }
+            c.store().recount();
+        })
+        .def_property("rng_state", [](ReplayCore& c) { return c.store().rng().state(); },
+                      [](ReplayCore& c, const std::vector<uint64_t>& s) { c.store().rng().set_state(s); });
+}

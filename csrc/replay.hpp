@@ -1,0 +1,283 @@
+// Frame-deduplicating replay storage: one ring of frames per env stream, each frame stored once.
+//
+// Slot t of a stream holds frame f_t and, once add() has been called after it, the transition
+// (f_t, a_t, r_t, f_{t+1}). The stack for t is rebuilt at sample time from f_{t-stack+1..t} of the
+// same episode; frames before the episode's first are padded (zeros, or the first frame repeated).
+// `t` below is an absolute per-stream frame count; its slot is offset + t % cap.
+//
+// A transition t is sampleable ("valid") when
+//   - add() recorded it (kHasTransition: terminal frames and abandoned episode ends have none),
+//   - its next frame t+1 has been written (always true: add writes both at once),
+//   - every frame its stack needs, t - min(epos, stack-1) .. t, is still in the ring.
+// valid_ counts them exactly, so len() is the number of sampleable transitions and sampling is
+// uniform over them (rejection over retained slots; at most stack+episode-ends are rejected).
+//
+// Thread safety: every public method takes mutex_, so a prefetch thread may sample while
+// another thread adds.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <mutex>
+#include <random>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "parallel.hpp"
+
+namespace fastdqn {
+
+enum TransitionFlags : uint8_t { kHasTransition = 1, kTerminated = 2, kTruncated = 4 };
+
+struct EnvStream {
+    int64_t offset = 0;    // first slot of this stream in the flat storage
+    int64_t cap = 0;       // slots of this stream
+    int64_t written = 0;   // frames written so far (absolute count)
+    bool open = false;     // an episode is in progress; its last frame is written - 1
+    int64_t oldest() const { return written > cap ? written - cap : 0; }
+    int64_t retained() const { return written < cap ? written : cap; }
+    int64_t slot(int64_t t) const { return offset + t % cap; }
+};
+
+// xoshiro256**: fast, small state, and its state can be saved for exact resumes.
+class Rng {
+public:
+    explicit Rng(uint64_t seed = 0) { reseed(seed); }
+    void reseed(uint64_t seed) {
+        for (auto& s : s_) {  // splitmix64 expands the seed
+            seed += 0x9E3779B97F4A7C15ull;
+            uint64_t z = seed;
+            z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+            z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+            s = z ^ (z >> 31);
+        }
+    }
+    uint64_t next() {
+        const uint64_t result = rotl(s_[1] * 5, 7) * 9;
+        const uint64_t t = s_[1] << 17;
+        s_[2] ^= s_[0]; s_[3] ^= s_[1]; s_[1] ^= s_[2]; s_[0] ^= s_[3];
+        s_[2] ^= t;
+        s_[3] = rotl(s_[3], 45);
+        return result;
+    }
+    uint64_t below(uint64_t n) {  // uniform in [0, n) by multiply-shift (bias < n / 2^64)
+        return static_cast<uint64_t>((static_cast<unsigned __int128>(next()) * n) >> 64);
+    }
+    std::vector<uint64_t> state() const { return {s_, s_ + 4}; }
+    void set_state(const std::vector<uint64_t>& s) {
+        if (s.size() != 4) throw std::invalid_argument("rng state must have 4 words");
+        std::copy(s.begin(), s.end(), s_);
+    }
+
+private:
+    static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+    uint64_t s_[4];
+};
+
+class ReplayStore {
+public:
+    // store_frames=false keeps only the metadata (frames live elsewhere, e.g. on a GPU).
+    ReplayStore(int64_t capacity, int num_envs, int64_t frame_bytes, int stack, bool pad_repeat,
+                uint64_t seed, bool store_frames = true)
+        : capacity_(capacity), frame_bytes_(frame_bytes), stack_(stack), pad_repeat_(pad_repeat),
+          store_frames_(store_frames), rng_(seed) {
+        if (num_envs < 1) throw std::invalid_argument("num_envs must be >= 1, got " + std::to_string(num_envs));
+        if (stack < 1 || stack > 64) throw std::invalid_argument("stack must be in [1, 64], got " + std::to_string(stack));
+        if (frame_bytes < 1) throw std::invalid_argument("frame size must be >= 1 byte");
+        const int64_t per_env_min = stack + 1;  // one full stack plus its next frame
+        if (capacity < per_env_min * num_envs)
+            throw std::invalid_argument("capacity must be >= (stack + 1) * num_envs = " +
+                                        std::to_string(per_env_min * num_envs) + ", got " + std::to_string(capacity));
+        envs_.resize(num_envs);
+        int64_t offset = 0;
+        for (int e = 0; e < num_envs; ++e) {  // spread the remainder over the first streams
+            envs_[e].offset = offset;
+            envs_[e].cap = capacity / num_envs + (e < capacity % num_envs ? 1 : 0);
+            offset += envs_[e].cap;
+        }
+        if (store_frames_) frames_.assign(static_cast<size_t>(capacity) * frame_bytes, 0);
+        actions_.assign(capacity, 0);
+        rewards_.assign(capacity, 0.f);
+        flags_.assign(capacity, 0);
+        epos_.assign(capacity, 0);
+    }
+
+    int64_t capacity() const { return capacity_; }
+    int num_envs() const { return static_cast<int>(envs_.size()); }
+    int stack() const { return stack_; }
+    int64_t frame_bytes() const { return frame_bytes_; }
+    bool stores_frames() const { return store_frames_; }
+    int64_t size() const { std::lock_guard<std::mutex> g(mutex_); return valid_; }
+    size_t nbytes() const {
+        return frames_.capacity() + actions_.capacity() * sizeof(int32_t) + rewards_.capacity() * sizeof(float) +
+               flags_.capacity() + epos_.capacity() + envs_.capacity() * sizeof(EnvStream) + sizeof(*this);
+    }
+
+    // Checks that would reject a call; run before any mutation so a rejected call changes nothing.
+    void check_env(int env) const {
+        if (env < 0 || env >= num_envs())
+            throw std::invalid_argument("env index must be in [0, " + std::to_string(num_envs()) + "), got " + std::to_string(env));
+    }
+    void check_can_add(int env) const {
+        check_env(env);
+        std::lock_guard<std::mutex> g(mutex_);
+        if (!envs_[env].open)
+            throw std::invalid_argument("add() on env " + std::to_string(env) +
+                                   " before start(): begin each episode with start(first_frame)");
+    }
+    static void check_transition(int64_t action, float reward) {
+        if (action < 0 || action > INT32_MAX)
+            throw std::invalid_argument("action must be in [0, 2^31), got " + std::to_string(action));
+        if (!std::isfinite(reward)) throw std::invalid_argument("reward must be finite, got " + std::to_string(reward));
+    }
+
+    // Begin an episode; an unfinished one on this stream is abandoned (its last frame gets no transition).
+    int64_t start(int env, const uint8_t* frame) {
+        check_env(env);
+        std::lock_guard<std::mutex> g(mutex_);
+        EnvStream& s = envs_[env];
+        const int64_t slot = push_frame(s, frame, 0);
+        s.open = true;
+        return slot;
+    }
+
+    // Record (f_t, action, reward, next_frame); returns the slot next_frame went to.
+    int64_t add(int env, int64_t action, float reward, const uint8_t* next_frame, bool terminated, bool truncated) {
+        check_env(env);
+        check_transition(action, reward);
+        std::lock_guard<std::mutex> g(mutex_);
+        EnvStream& s = envs_[env];
+        if (!s.open) throw std::invalid_argument("add() before start() on env " + std::to_string(env));
+        const int64_t t = s.written - 1;
+        const int64_t slot_t = s.slot(t);
+        const int next_pos = std::min(epos_[slot_t] + 1, 255);
+        const int64_t slot = push_frame(s, next_frame, static_cast<uint8_t>(next_pos));
+        actions_[slot_t] = static_cast<int32_t>(action);
+        rewards_[slot_t] = reward;
+        flags_[slot_t] = kHasTransition | (terminated ? kTerminated : 0) | (truncated ? kTruncated : 0);
+        if (valid(s, t, s.oldest())) ++valid_;
+        if (terminated || truncated) s.open = false;
+        return slot;
+    }
+
+    // Draw `batch` transitions uniformly (with replacement). window_slots [batch, stack+1] gets the
+    // slot of each frame of the (stack+1)-frame window, -1 for a zero pad frame.
+    void draw(int64_t batch, int64_t* window_slots, int64_t* action, float* reward, float* done) {
+        std::lock_guard<std::mutex> g(mutex_);
+        draw_locked(batch, window_slots, action, reward, done);
+    }
+
+    // draw() and copy the windows' frames into out [batch, stack+1, frame_bytes].
+    void sample(int64_t batch, int64_t* window_slots, int64_t* action, float* reward, float* done, uint8_t* out,
+                int threads) {
+        if (!store_frames_) throw std::logic_error("this store keeps no frames; use draw()");
+        std::lock_guard<std::mutex> g(mutex_);
+        draw_locked(batch, window_slots, action, reward, done);
+        const int64_t n = batch * (stack_ + 1);
+        // Small batches stay on one thread: spawning costs more than copying a few hundred KB.
+        const int64_t bytes = n * frame_bytes_;
+        const int use = bytes >= (int64_t{4} << 20) ? threads : 1;
+        parallel_for(n, use, [&](int64_t lo, int64_t hi) {
+            for (int64_t i = lo; i < hi; ++i) {
+                uint8_t* dst = out + i * frame_bytes_;
+                const int64_t slot = window_slots[i];
+                if (slot < 0) std::memset(dst, 0, frame_bytes_);
+                else std::memcpy(dst, frames_.data() + slot * frame_bytes_, frame_bytes_);
+            }
+        });
+    }
+
+    // Raw storage for checkpointing (caller holds no lock: used only when no one else touches the store).
+    uint8_t* frames_data() { return frames_.data(); }
+    int32_t* actions_data() { return actions_.data(); }
+    float* rewards_data() { return rewards_.data(); }
+    uint8_t* flags_data() { return flags_.data(); }
+    uint8_t* epos_data() { return epos_.data(); }
+    std::vector<EnvStream>& streams() { return envs_; }
+    Rng& rng() { return rng_; }
+    // Recompute valid_ after the raw storage was restored.
+    void recount() {
+        std::lock_guard<std::mutex> g(mutex_);
+        valid_ = 0;
+        for (const auto& s : envs_)
+            for (int64_t t = s.oldest(); t < s.written; ++t) valid_ += valid(s, t, s.oldest());
+    }
+
+private:
+    bool valid(const EnvStream& s, int64_t t, int64_t oldest) const {
+        if (t < oldest || t + 1 >= s.written) return false;
+        const int64_t sl = s.slot(t);
+        if (!(flags_[sl] & kHasTransition)) return false;
+        return t - std::min<int64_t>(epos_[sl], stack_ - 1) >= oldest;
+    }
+
+    int64_t push_frame(EnvStream& s, const uint8_t* frame, uint8_t pos) {
+        const int64_t w = s.written;
+        if (w >= s.cap) {  // frame w - cap leaves the ring: drop the transitions whose stack used it
+            const int64_t gone = w - s.cap;
+            for (int64_t t = gone; t < gone + stack_ && t < w; ++t)
+                if (valid(s, t, gone) && !valid(s, t, gone + 1)) --valid_;
+        }
+        const int64_t slot = s.slot(w);
+        if (store_frames_) std::memcpy(frames_.data() + slot * frame_bytes_, frame, frame_bytes_);
+        actions_[slot] = 0;
+        rewards_[slot] = 0.f;
+        flags_[slot] = 0;
+        epos_[slot] = pos;
+        s.written = w + 1;
+        return slot;
+    }
+
+    void draw_locked(int64_t batch, int64_t* window_slots, int64_t* action, float* reward, float* done) {
+        if (batch < 1) throw std::invalid_argument("batch_size must be >= 1, got " + std::to_string(batch));
+        if (valid_ == 0) throw std::invalid_argument("sample() before any complete transition was added");
+        if (batch > valid_)
+            throw std::invalid_argument("batch_size " + std::to_string(batch) + " is larger than the " +
+                                        std::to_string(valid_) + " transitions stored");
+        int64_t retained = 0;
+        for (const auto& s : envs_) retained += s.retained();
+        const int width = stack_ + 1;
+        for (int64_t b = 0; b < batch; ++b) {
+            const EnvStream* s = nullptr;
+            int64_t t = 0;
+            do {  // rejection keeps the draw uniform over valid transitions
+                int64_t u = static_cast<int64_t>(rng_.below(static_cast<uint64_t>(retained)));
+                for (const auto& env : envs_) {
+                    if (u < env.retained()) { s = &env; break; }
+                    u -= env.retained();
+                }
+                t = s->oldest() + u;
+            } while (!valid(*s, t, s->oldest()));
+            const int64_t sl = s->slot(t);
+            const int64_t first = t - std::min<int64_t>(epos_[sl], stack_ - 1);  // first frame of this stack's episode part
+            int64_t* row = window_slots + b * width;
+            for (int j = 0; j < width; ++j) {
+                const int64_t abs_t = t - (stack_ - 1) + j;
+                row[j] = abs_t >= first ? s->slot(abs_t) : (pad_repeat_ ? s->slot(first) : -1);
+            }
+            action[b] = actions_[sl];
+            reward[b] = rewards_[sl];
+            done[b] = (flags_[sl] & kTerminated) ? 1.f : 0.f;
+        }
+    }
+
+    int64_t capacity_;
+    int64_t frame_bytes_;
+    int stack_;
+    bool pad_repeat_;
+    bool store_frames_;
+    Rng rng_;
+    std::vector<EnvStream> envs_;
+    std::vector<uint8_t> frames_;
+    std::vector<int32_t> actions_;
+    std::vector<float> rewards_;
+    std::vector<uint8_t> flags_;
+    std::vector<uint8_t> epos_;  // position in episode, saturating at 255
+    int64_t valid_ = 0;
+    mutable std::mutex mutex_;
+};
+
+}  // namespace fastdqn

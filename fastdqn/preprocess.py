@@ -1,0 +1,113 @@
+"""Fused Atari frame preprocessing: max-pool, luma, INTER_AREA resize and crop in one pass.
+
+Backends compute the same thing:
+- ``"cpp"``: the C++ kernel in ``fastdqn._core`` (multi-threaded over a batch, GIL released);
+- ``"numba"``: the same integer arithmetic under ``@njit`` (the fallback when ``_core`` is missing);
+- ``"opencv"``: the seeds' float pipeline (float luma, ``cv2.resize`` INTER_AREA in float32,
+  truncating cast), the reference.
+
+``cpp`` and ``numba`` compute ``floor`` of the exact area average of ``0.299 R + 0.587 G + 0.114 B``
+in integer arithmetic, so they agree bit for bit; the float reference rounds on the way and can
+land one grey level lower or higher where that average sits next to an integer.
+
+Layouts: ``"crop"`` (the seeds' ProcessFrame84: resize to 84x110, keep rows 18..101) and
+``"full"`` (baselines' WarpFrame: resize straight to 84x84).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import cv2
+import numpy as np
+
+from fastdqn._numba_preprocess import CROP_FIRST, CROP_ROWS, OUT_SIDE, RAW_WIDTH, process_batch_numba
+
+try:
+    from fastdqn import _core
+except ImportError:  # a source checkout without the compiled extension
+    _core = None
+    warnings.warn(
+        "fastdqn._core is not built: preprocessing falls back to the numba backend and "
+        "ReplayBuffer is unavailable; install with `pip install .` to build it",
+        RuntimeWarning,
+        stacklevel=2,
+    )
+
+LAYOUTS = ("crop", "full")
+RAW_HEIGHTS = (210, 250)
+OUT_SHAPE = (OUT_SIDE, OUT_SIDE)
+
+
+def backends() -> list[str]:
+    """Names of the backends usable here, fastest first."""
+    return (["cpp"] if _core is not None else []) + ["numba", "opencv"]
+
+
+def default_backend() -> str:
+    return backends()[0]
+
+
+def _check_raw(frames: np.ndarray, name: str, batched: bool) -> None:
+    expected = "(N, 210|250, 160, 3)" if batched else "(210|250, 160, 3)"
+    if not isinstance(frames, np.ndarray):
+        raise TypeError(f"{name}: expected a numpy uint8 array of shape {expected}, got {type(frames).__name__}")
+    if frames.dtype != np.uint8:
+        raise TypeError(f"{name}: expected dtype uint8, got {frames.dtype}")
+    shape = frames.shape[1:] if batched else frames.shape
+    if frames.ndim != (4 if batched else 3) or shape[0] not in RAW_HEIGHTS or shape[1:] != (RAW_WIDTH, 3):
+        raise ValueError(f"{name}: expected shape {expected}, got {frames.shape}")
+    if not frames.flags.c_contiguous:
+        raise ValueError(f"{name}: expected a C-contiguous array (use np.ascontiguousarray), got a strided view")
+
+
+def _check_args(frames, prev, layout, out, backend, batched):
+    _check_raw(frames, "frames" if batched else "frame", batched)
+    if prev is not None:
+        _check_raw(prev, "prev", batched)
+        if prev.shape != frames.shape:
+            raise ValueError(f"prev: expected the frames' shape {frames.shape}, got {prev.shape}")
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout: expected one of {LAYOUTS}, got {layout!r}")
+    backend = default_backend() if backend is None else backend
+    if backend not in backends():
+        raise ValueError(f"backend: expected one of {backends()}, got {backend!r}")
+    out_shape = (frames.shape[0], *OUT_SHAPE) if batched else OUT_SHAPE
+    if out is None:
+        out = np.empty(out_shape, np.uint8)
+    elif not isinstance(out, np.ndarray) or out.dtype != np.uint8:
+        raise TypeError(f"out: expected a numpy uint8 array, got {getattr(out, 'dtype', type(out).__name__)}")
+    elif out.shape != out_shape or not out.flags.c_contiguous or not out.flags.writeable:
+        raise ValueError(f"out: expected a writable C-contiguous array of shape {out_shape}, got {out.shape}")
+    return backend, out
+
+
+def process_batch(frames, prev=None, *, layout="crop", out=None, backend=None, threads=None) -> np.ndarray:
+    """Preprocess N raw frames [N, 210, 160, 3] (max-pooled with ``prev`` when given) into [N, 84, 84] uint8."""
+    backend, out = _check_args(frames, prev, layout, out, backend, batched=True)
+    if backend == "cpp":
+        _core.preprocess_batch(frames, prev, out, layout, 0 if threads is None else int(threads))
+    elif backend == "numba":
+        process_batch_numba(frames, prev, out, layout)
+    else:
+        for i in range(frames.shape[0]):
+            out[i] = seed_process(frames[i] if prev is None else np.maximum(frames[i], prev[i]), layout)
+    return out
+
+
+def process_frame(frame, prev=None, *, layout="crop", out=None, backend=None) -> np.ndarray:
+    """Preprocess one raw frame [210, 160, 3] (max-pooled with ``prev`` when given) into [84, 84] uint8."""
+    backend, out = _check_args(frame, prev, layout, out, backend, batched=False)
+    process_batch(frame[None], None if prev is None else prev[None], layout=layout, out=out[None],
+                  backend=backend, threads=1)
+    return out
+
+
+def seed_process(frame: np.ndarray, layout: str = "crop") -> np.ndarray:
+    """The seeds' ProcessFrame84 (or WarpFrame for ``"full"``): float luma, INTER_AREA, truncating cast."""
+    img = frame.astype(np.float32)
+    luma = img[:, :, 0] * 0.299 + img[:, :, 1] * 0.587 + img[:, :, 2] * 0.114
+    if layout == "crop":
+        resized = cv2.resize(luma, (OUT_SIDE, CROP_ROWS), interpolation=cv2.INTER_AREA)
+        return resized[CROP_FIRST:CROP_FIRST + OUT_SIDE].astype(np.uint8)
+    return cv2.resize(luma, OUT_SHAPE, interpolation=cv2.INTER_AREA).astype(np.uint8)
