@@ -109,21 +109,21 @@ public:
 
     ReplayStore& store() { return store_; }
 
-    int64_t start(py::array frame, int env) {
-        require_u8(frame, "frame", frame_shape_);
-        return store_.start(env, static_cast<const uint8_t*>(frame.data()));
+    int64_t start(py::object frame, int env) {
+        py::array keep;
+        return store_.start(env, frame_data(frame, "frame", {}, keep));
     }
 
-    int64_t add(int64_t action, double reward, py::array next_frame, bool terminated, bool truncated, int env) {
-        require_u8(next_frame, "next_frame", frame_shape_);
-        return store_.add(env, action, static_cast<float>(reward), static_cast<const uint8_t*>(next_frame.data()),
+    int64_t add(int64_t action, double reward, py::object next_frame, bool terminated, bool truncated, int env) {
+        py::array keep;
+        return store_.add(env, action, static_cast<float>(reward), frame_data(next_frame, "next_frame", {}, keep),
                           terminated, truncated);
     }
 
-    py::array_t<int64_t> start_many(py::array frames, py::object envs_obj) {
-        if (frames.ndim() < 1) throw py::value_error("frames: expected shape (K, " + tail_shape() + "), got " + shape_str(frames));
-        const py::ssize_t k = frames.shape(0);
-        require_u8(frames, "frames", with_lead(k));
+    py::array_t<int64_t> start_many(py::object frames_obj, py::object envs_obj, py::ssize_t count) {
+        const py::ssize_t k = count;
+        py::array keep;
+        const uint8_t* src = frame_data(frames_obj, "frames", {k}, keep);
         py::array_t<int64_t> envs;
         if (envs_obj.is_none()) {
             if (k != store_.num_envs())
@@ -141,16 +141,16 @@ public:
                                                                      std::to_string(envs.at(i)) + " twice");
         }
         py::array_t<int64_t> slots(k);
-        const auto* src = static_cast<const uint8_t*>(frames.data());
         for (py::ssize_t i = 0; i < k; ++i)
-            slots.mutable_at(i) = store_.start(static_cast<int>(envs.at(i)), src + i * store_.frame_bytes());
+            slots.mutable_at(i) = store_.start(static_cast<int>(envs.at(i)), src ? src + i * store_.frame_bytes() : nullptr);
         return slots;
     }
 
-    py::array_t<int64_t> add_many(py::object actions_obj, py::object rewards_obj, py::array next_frames,
+    py::array_t<int64_t> add_many(py::object actions_obj, py::object rewards_obj, py::object next_frames,
                                   py::object terminated_obj, py::object truncated_obj) {
         const py::ssize_t n = store_.num_envs();
-        require_u8(next_frames, "next_frames", with_lead(n));
+        py::array keep;
+        const uint8_t* src = frame_data(next_frames, "next_frames", {n}, keep);
         auto actions = vector_arg<int64_t>(actions_obj, "actions", n, "iu");
         auto rewards = vector_arg<float>(rewards_obj, "rewards", n, "iuf");
         auto terminated = vector_arg<bool>(terminated_obj, "terminated", n, "biu");
@@ -161,9 +161,9 @@ public:
             store_.check_can_add(static_cast<int>(e));
         }
         py::array_t<int64_t> slots(n);
-        const auto* src = static_cast<const uint8_t*>(next_frames.data());
         for (py::ssize_t e = 0; e < n; ++e)
-            slots.mutable_at(e) = store_.add(static_cast<int>(e), actions.at(e), rewards.at(e), src + e * store_.frame_bytes(),
+            slots.mutable_at(e) = store_.add(static_cast<int>(e), actions.at(e), rewards.at(e),
+                                             src ? src + e * store_.frame_bytes() : nullptr,
                                              terminated.at(e), truncated_obj.is_none() ? false : truncated.at(e));
         return slots;
     }
@@ -199,6 +199,23 @@ public:
     const std::vector<py::ssize_t>& frame_shape() const { return frame_shape_; }
 
 private:
+    // Frames are required when the store keeps them and must be None when it does not (they live
+    // elsewhere, e.g. on a GPU, and the caller writes them to the returned slots).
+    // `keep` holds the array alive while the returned pointer is in use.
+    const uint8_t* frame_data(const py::object& obj, const char* name, std::vector<py::ssize_t> lead, py::array& keep) {
+        if (!store_.stores_frames()) {
+            if (!obj.is_none()) throw py::value_error(std::string(name) + ": this store keeps no frames; pass None");
+            return nullptr;
+        }
+        py::array& a = keep;
+        a = py::array::ensure(obj);
+        if (!a) throw py::type_error(std::string(name) + ": expected a numpy uint8 array, got " +
+                                     std::string(py::str(py::type::of(obj).attr("__name__"))));
+        lead.insert(lead.end(), frame_shape_.begin(), frame_shape_.end());
+        require_u8(a, name, lead);
+        return static_cast<const uint8_t*>(a.data());
+    }
+
     static int64_t frame_elems(const std::vector<py::ssize_t>& shape) {
         if (shape.empty()) throw py::value_error("frame_shape: expected at least one dimension, got ()");
         int64_t n = 1;
@@ -208,7 +225,6 @@ private:
         }
         return n;
     }
-    std::string tail_shape() const { auto s = shape_str(frame_shape_); return s.substr(1, s.size() - 2); }
     std::vector<py::ssize_t> with_lead(py::ssize_t n) const {
         std::vector<py::ssize_t> s{n};
         s.insert(s.end(), frame_shape_.begin(), frame_shape_.end());
@@ -252,7 +268,7 @@ PYBIND11_MODULE(_core, m) {
         .def("start", &ReplayCore::start, py::arg("frame"), py::arg("env"))
         .def("add", &ReplayCore::add, py::arg("action"), py::arg("reward"), py::arg("next_frame"), py::arg("terminated"),
              py::arg("truncated"), py::arg("env"))
-        .def("start_many", &ReplayCore::start_many, py::arg("frames"), py::arg("envs"))
+        .def("start_many", &ReplayCore::start_many, py::arg("frames"), py::arg("envs"), py::arg("count"))
         .def("add_many", &ReplayCore::add_many, py::arg("actions"), py::arg("rewards"), py::arg("next_frames"),
              py::arg("terminated"), py::arg("truncated"))
         .def("sample_into", &ReplayCore::sample_into, py::arg("batch"), py::arg("window_slots"), py::arg("action"),

@@ -182,6 +182,10 @@ public:
         const int use = bytes >= (int64_t{4} << 20) ? threads : 1;
         parallel_for(n, use, [&](int64_t lo, int64_t hi) {
             for (int64_t i = lo; i < hi; ++i) {
+                // Frames sit at random places in a ring far larger than the caches: fetch the
+                // frame after next while this one is copied, so the misses overlap.
+                if (i + kPrefetchAhead < hi && window_slots[i + kPrefetchAhead] >= 0)
+                    prefetch_frame(frames_.data() + window_slots[i + kPrefetchAhead] * frame_bytes_);
                 uint8_t* dst = out + i * frame_bytes_;
                 const int64_t slot = window_slots[i];
                 if (slot < 0) std::memset(dst, 0, frame_bytes_);
@@ -207,6 +211,15 @@ public:
     }
 
 private:
+    static constexpr int kPrefetchAhead = 2;
+    void prefetch_frame(const uint8_t* p) const {
+#if defined(__GNUC__)
+        for (int64_t off = 0; off < frame_bytes_; off += 64) __builtin_prefetch(p + off, 0, 0);
+#else
+        (void)p;
+#endif
+    }
+
     bool valid(const EnvStream& s, int64_t t, int64_t oldest) const {
         if (t < oldest || t + 1 >= s.written) return false;
         const int64_t sl = s.slot(t);

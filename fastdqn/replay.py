@@ -1,0 +1,185 @@
+"""Frame-deduplicating replay buffer: each 84x84 frame is stored once, stacks are rebuilt at sample time.
+
+The storage and sampling live in C++ (``fastdqn._core``); this module validates arguments, owns
+the output tensors and, with ``device=``, keeps the frames in a torch tensor on that device.
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import NamedTuple, Sequence
+
+import numpy as np
+import torch
+
+from fastdqn.preprocess import _core
+
+PADS = ("zeros", "repeat")
+
+
+class Batch(NamedTuple):
+    """A sampled batch. ``obs`` and ``next_obs`` are two views of one [B, stack+1, H, W] window."""
+
+    obs: torch.Tensor       # uint8 [B, stack, H, W]
+    action: torch.Tensor    # int64 [B]
+    reward: torch.Tensor    # float32 [B]
+    next_obs: torch.Tensor  # uint8 [B, stack, H, W]
+    done: torch.Tensor      # float32 [B], 1.0 only for terminated transitions
+
+
+def _positive_int(value, name: str, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name}: expected an int, got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name}: expected an int >= {minimum}, got {value}")
+    return int(value)
+
+
+class ReplayBuffer:
+    """Uniform replay over ``num_envs`` independent episode streams.
+
+    Args:
+        capacity: transitions kept over all streams (each stream gets ``capacity // num_envs``,
+            the remainder spread over the first streams).
+        num_envs: independent episode streams (one per vector env).
+        frame_shape: shape of one preprocessed frame.
+        stack: frames per observation.
+        pad: how a stack that reaches before its episode's first frame is filled: ``"zeros"``
+            (the seeds' convention) or ``"repeat"`` (the first frame repeated).
+        seed: seed of the sampling RNG (None: random).
+        device: None keeps frames in C++ host memory and returns CPU batches (pinned when CUDA is
+            available). A torch device (e.g. ``"cuda"``) keeps the frames there and samples on it.
+    """
+
+    def __init__(self, capacity: int, *, num_envs: int = 1, frame_shape: Sequence[int] = (84, 84), stack: int = 4,
+                 pad: str = "zeros", seed: int | None = None, device: str | torch.device | None = None):
+        if _core is None:
+            raise RuntimeError("fastdqn._core is not built: reinstall fastdqn with `pip install .`")
+        capacity = _positive_int(capacity, "capacity")
+        num_envs = _positive_int(num_envs, "num_envs")
+        stack = _positive_int(stack, "stack")
+        if not isinstance(frame_shape, (tuple, list)) or not frame_shape:
+            raise TypeError(f"frame_shape: expected a tuple of ints, got {frame_shape!r}")
+        frame_shape = tuple(_positive_int(d, "frame_shape") for d in frame_shape)
+        if pad not in PADS:
+            raise ValueError(f"pad: expected one of {PADS}, got {pad!r}")
+        if seed is None:
+            seed = int(np.random.SeedSequence().entropy) & (2**64 - 1)
+        seed = _positive_int(seed, "seed", minimum=0) & (2**64 - 1)
+        self.device = None if device is None else torch.device(device)
+        self._core = _core.ReplayCore(capacity, num_envs, list(frame_shape), stack, pad == "repeat", seed,
+                                      store_frames=self.device is None)
+        self._frames = None
+        if self.device is not None:
+            self._frames = torch.zeros((capacity, *frame_shape), dtype=torch.uint8, device=self.device)
+        self._pin = self.device is None and torch.cuda.is_available()
+
+    # -- size -------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        """Number of transitions that can be sampled now."""
+        return len(self._core)
+
+    capacity = property(lambda self: self._core.capacity, doc="transitions kept over all streams")
+    num_envs = property(lambda self: self._core.num_envs)
+    stack = property(lambda self: self._core.stack)
+    frame_shape = property(lambda self: tuple(self._core.frame_shape))
+
+    @property
+    def nbytes(self) -> int:
+        """All memory the buffer holds (frames, per-transition fields, bookkeeping)."""
+        return self._core.nbytes + (0 if self._frames is None else self._frames.nbytes)
+
+    def __repr__(self) -> str:
+        where = "host" if self.device is None else str(self.device)
+        return (f"ReplayBuffer(len={len(self)}, capacity={self.capacity}, num_envs={self.num_envs}, "
+                f"frame_shape={self.frame_shape}, stack={self.stack}, frames on {where})")
+
+    # -- writing ----------------------------------------------------------------------------
+    def start(self, frame, env: int = 0) -> None:
+        """Begin an episode on stream ``env`` with its first frame."""
+        env = self._env(env)
+        if self._frames is None:
+            self._core.start(frame, env)
+        else:
+            frame = self._device_frames(frame, "frame", ())
+            self._frames[self._core.start(None, env)] = frame
+
+    def add(self, action: int, reward: float, next_frame, terminated: bool, truncated: bool = False,
+            env: int = 0) -> None:
+        """Record the transition from the stream's last frame. After ``terminated`` or
+        ``truncated`` the episode is over and the next call on this stream must be ``start``."""
+        env = self._env(env)
+        action = _positive_int(action, "action", minimum=0)
+        if isinstance(reward, bool) or not isinstance(reward, numbers.Real):
+            raise TypeError(f"reward: expected a float, got {type(reward).__name__}")
+        if self._frames is None:
+            self._core.add(action, float(reward), next_frame, bool(terminated), bool(truncated), env)
+        else:
+            next_frame = self._device_frames(next_frame, "next_frame", ())
+            self._frames[self._core.add(action, float(reward), None, bool(terminated), bool(truncated), env)] = next_frame
+
+    def start_many(self, frames, envs: Sequence[int] | None = None) -> None:
+        """Begin episodes on several streams: ``frames`` [K, H, W] for ``envs`` (default: all, in order)."""
+        count = self.num_envs if envs is None else len(envs)
+        envs = None if envs is None else np.asarray(envs)
+        if self._frames is None:
+            self._core.start_many(frames, envs, count)
+        else:
+            frames = self._device_frames(frames, "frames", (count,))
+            slots = self._core.start_many(None, envs, count)
+            self._frames[torch.from_numpy(slots).to(self.device)] = frames
+
+    def add_many(self, actions, rewards, next_frames, terminated, truncated=None) -> None:
+        """Record one transition on every stream: arrays of length ``num_envs``, frames [N, H, W]."""
+        if self._frames is None:
+            self._core.add_many(actions, rewards, next_frames, terminated, truncated)
+        else:
+            next_frames = self._device_frames(next_frames, "next_frames", (self.num_envs,))
+            slots = self._core.add_many(actions, rewards, None, terminated, truncated)
+            self._frames[torch.from_numpy(slots).to(self.device)] = next_frames
+
+    # -- sampling ---------------------------------------------------------------------------
+    def sample(self, batch_size: int) -> Batch:
+        """Draw ``batch_size`` transitions uniformly (with replacement) from the valid ones.
+
+        Each call returns new tensors, so a Batch never changes after it is returned.
+        """
+        batch_size = _positive_int(batch_size, "batch_size")
+        width = self.stack + 1
+        pin = self._pin
+        slots = np.empty((batch_size, width), np.int64)
+        action = torch.empty(batch_size, dtype=torch.int64, pin_memory=pin)
+        reward = torch.empty(batch_size, dtype=torch.float32, pin_memory=pin)
+        done = torch.empty(batch_size, dtype=torch.float32, pin_memory=pin)
+        if self._frames is None:
+            window = torch.empty((batch_size, width, *self.frame_shape), dtype=torch.uint8, pin_memory=pin)
+            self._core.sample_into(batch_size, slots, action.numpy(), reward.numpy(), done.numpy(), window.numpy())
+        else:
+            self._core.sample_into(batch_size, slots, action.numpy(), reward.numpy(), done.numpy(), None)
+            window = self._gather_on_device(torch.from_numpy(slots))
+            action, reward, done = (t.to(self.device, non_blocking=True) for t in (action, reward, done))
+        return Batch(window[:, :-1], action, reward, window[:, 1:], done)
+
+    # -- helpers ----------------------------------------------------------------------------
+    def _env(self, env) -> int:
+        env = _positive_int(env, "env", minimum=0)
+        if env >= self.num_envs:
+            raise ValueError(f"env: expected an index in [0, {self.num_envs}), got {env}")
+        return env
+
+    def _device_frames(self, frames, name: str, lead: tuple) -> torch.Tensor:
+        shape = (*lead, *self.frame_shape)
+        if isinstance(frames, np.ndarray):
+            frames = torch.from_numpy(frames)
+        if not isinstance(frames, torch.Tensor):
+            raise TypeError(f"{name}: expected a uint8 array or tensor of shape {shape}, got {type(frames).__name__}")
+        if frames.dtype != torch.uint8:
+            raise TypeError(f"{name}: expected dtype uint8, got {frames.dtype}")
+        if tuple(frames.shape) != shape:
+            raise ValueError(f"{name}: expected shape {shape}, got {tuple(frames.shape)}")
+        return frames.to(self.device, non_blocking=True)
+
+    def _gather_on_device(self, slots: torch.Tensor) -> torch.Tensor:
+        slots = slots.to(self.device, non_blocking=True)
+        window = self._frames[slots.clamp(min=0)]
+        return window.masked_fill_((slots < 0)[..., None, None], 0)
