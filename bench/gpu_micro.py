@@ -1,0 +1,219 @@
+"""GPU micro-benchmarks for issue 4, each timed side by side with its CPU/eager baseline.
+
+    python bench/gpu_micro.py --out micro.json [--quick] [--no-compile]
+
+1. preprocess: CUDA kernel (device-resident frames; and with the raw-frame upload) vs the C++
+   kernel (fastdqn._core, all threads), plus bit-exactness on real Pong frames.
+2. replay sample of B=32 5-frame windows: GPU gather (fastdqn.cuda.gather_windows) vs a pinned
+   CPU gather + one async H2D copy (the CPU buffer's path), and vs torch advanced indexing.
+3. update step (Nature DQN, batch 32): eager vs torch.compile vs compile(reduce-overhead) vs a
+   CUDA graph (fastdqn.graphed).
+Every section records its error instead of stopping the others. Not a pass/fail test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+import traceback
+
+import numpy as np
+import torch
+
+
+def wall(fn, iters: int, sync: bool) -> float:
+    """Seconds per call of fn, after 3 warm-up calls; syncs the GPU around the timed loop."""
+    for _ in range(3):
+        fn()
+    if sync:
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(iters):
+        fn()
+    if sync:
+        torch.cuda.synchronize()
+    return (time.perf_counter() - t0) / iters
+
+
+def pong_frames(n: int):
+    import ale_py
+    import gymnasium as gym
+
+    gym.register_envs(ale_py)
+    env = gym.make("PongNoFrameskip-v4")
+    obs, _ = env.reset(seed=0)
+    rng = np.random.default_rng(0)
+    frames, prevs = [], []
+    while len(frames) < n:
+        prev = obs
+        obs, _, term, trunc, _ = env.step(int(rng.integers(env.action_space.n)))
+        frames.append(obs)
+        prevs.append(prev)
+        if term or trunc:
+            obs, _ = env.reset()
+    env.close()
+    return np.stack(frames), np.stack(prevs)
+
+
+def bench_preprocess(quick: bool) -> dict:
+    from fastdqn import cuda as fcuda
+    from fastdqn import preprocess
+
+    res: dict = {"backends": preprocess.backends()}
+    f, p = pong_frames(256)
+    for layout in ("crop", "full"):
+        got = fcuda.process_batch_cuda(torch.from_numpy(f).cuda(), torch.from_numpy(p).cuda(), layout=layout)
+        want = preprocess.process_batch(f, p, layout=layout, backend=preprocess.default_backend())
+        diff = np.abs(got.cpu().numpy().astype(int) - want.astype(int))
+        res[f"parity_{layout}"] = {"reference": preprocess.default_backend(), "pixels": int(diff.size),
+                                   "mismatched": int((diff > 0).sum()), "max_abs_diff": int(diff.max())}
+    rows = []
+    for n in (16, 64) if quick else (16, 64, 256, 1024):
+        reps = -(-n // 256)
+        fh, ph = np.concatenate([f] * reps)[:n], np.concatenate([p] * reps)[:n]
+        fd, pd = torch.from_numpy(fh).cuda(), torch.from_numpy(ph).cuda()
+        fpin, ppin = torch.from_numpy(fh).pin_memory(), torch.from_numpy(ph).pin_memory()
+        out = torch.empty((n, 84, 84), dtype=torch.uint8, device="cuda")
+        host_out = np.empty((n, 84, 84), np.uint8)
+        iters = max(20, 20000 // n)
+
+        def cuda_resident():
+            fcuda.process_batch_cuda(fd, pd, out=out)
+
+        def cuda_upload():
+            fd.copy_(fpin, non_blocking=True)
+            pd.copy_(ppin, non_blocking=True)
+            fcuda.process_batch_cuda(fd, pd, out=out)
+
+        def cpu_kernel():
+            preprocess.process_batch(fh, ph, out=host_out)
+
+        def cpu_kernel_upload():
+            preprocess.process_batch(fh, ph, out=host_out)
+            out.copy_(torch.from_numpy(host_out), non_blocking=False)
+
+        t = {"cuda_resident": wall(cuda_resident, iters, True),
+             "cuda_with_raw_upload": wall(cuda_upload, iters, True),
+             "cpu_kernel": wall(cpu_kernel, max(5, iters // 10), False),
+             "cpu_kernel_with_upload": wall(cpu_kernel_upload, max(5, iters // 10), True)}
+        row = {"n": n, **{f"{k}_fps": n / v for k, v in t.items()}}
+        row["speedup_resident_vs_cpu"] = t["cpu_kernel"] / t["cuda_resident"]
+        row["speedup_upload_vs_cpu_upload"] = t["cpu_kernel_with_upload"] / t["cuda_with_raw_upload"]
+        rows.append(row)
+    res["throughput"] = rows
+    res["cpu_threads"] = torch.get_num_threads()
+    return res
+
+
+def bench_replay(quick: bool) -> dict:
+    from fastdqn import cuda as fcuda
+
+    rows = []
+    g = torch.Generator().manual_seed(0)
+    for cap in (10_000,) if quick else (10_000, 100_000):
+        host = torch.randint(0, 256, (cap, 84, 84), dtype=torch.uint8, generator=g)
+        dev = host.cuda()
+        b = 32
+        idx_host = torch.randint(-1, cap, (b, 5), generator=g)
+        idx_dev = idx_host.cuda()
+        pinned = torch.empty((b, 5, 84, 84), dtype=torch.uint8).pin_memory()
+        out = torch.empty((b, 5, 84, 84), dtype=torch.uint8, device="cuda")
+        clamp = idx_host.clamp(min=0)
+        mask = (idx_host >= 0)[..., None, None].to(torch.uint8)
+
+        def cpu_gather_copy():  # what the CPU buffer does: gather into pinned memory, one H2D copy
+            torch.index_select(host, 0, clamp.view(-1), out=pinned.view(-1, 84, 84))
+            pinned.mul_(mask)
+            out.copy_(pinned, non_blocking=True)
+
+        def gpu_gather():
+            fcuda.gather_windows(dev, idx_dev, out=out, check=False)
+
+        def torch_index():
+            torch.mul(dev[idx_dev.clamp(min=0)], (idx_dev >= 0)[..., None, None].to(torch.uint8), out=out)
+
+        t = {"cpu_gather_plus_h2d": wall(cpu_gather_copy, 300, True),
+             "gpu_gather_kernel": wall(gpu_gather, 2000, True),
+             "gpu_torch_indexing": wall(torch_index, 2000, True)}
+        rows.append({"capacity": cap, "batch": b, **{f"{k}_us": v * 1e6 for k, v in t.items()},
+                     "speedup_kernel_vs_cpu": t["cpu_gather_plus_h2d"] / t["gpu_gather_kernel"]})
+    return {"rows": rows, "note": "cpu path gathers into pinned memory then copies; the CPU buffer's "
+            "C++ sample() replaces index_select here when fastdqn.ReplayBuffer is used"}
+
+
+def bench_update(quick: bool, compile_modes: bool) -> dict:
+    from fastdqn.graphed import make_graphed_update
+    from fastdqn.learner import Learner
+
+    b = 32
+    g = torch.Generator(device="cuda").manual_seed(0)
+    window = torch.randint(0, 256, (b, 5, 84, 84), dtype=torch.uint8, device="cuda", generator=g)
+    batch = (window[:, :4], torch.randint(0, 6, (b,), device="cuda", generator=g),
+             torch.randn(b, device="cuda", generator=g), window[:, 1:],
+             (torch.rand(b, device="cuda", generator=g) < 0.05).float())
+    iters = 200 if quick else 1000
+    res: dict = {}
+
+    def run(name, make):
+        try:
+            t0 = time.perf_counter()
+            step = make()
+            step(*batch)
+            torch.cuda.synchronize()
+            setup = time.perf_counter() - t0
+            res[name] = {"ms_per_update": wall(lambda: step(*batch), iters, True) * 1e3, "setup_s": setup}
+        except Exception as e:  # noqa: BLE001 - report and go on with the other modes
+            res[name] = {"error": f"{type(e).__name__}: {e}"}
+
+    run("eager", lambda: Learner(6, device="cuda", compile=False)._update)
+    if compile_modes:
+        run("compile_default", lambda: torch.compile(Learner(6, device="cuda", compile=False)._update))
+        run("compile_reduce_overhead",
+            lambda: torch.compile(Learner(6, device="cuda", compile=False)._update, mode="reduce-overhead"))
+
+    def graphed():
+        lr = Learner(6, device="cuda", compile=False)
+        static = tuple(t.clone() for t in batch)
+        return make_graphed_update(lr._update, static, modules=[lr.online], optimizers=[lr.optimizer])
+
+    run("cuda_graph", graphed)
+    base = res.get("eager", {}).get("ms_per_update")
+    for v in res.values():
+        if base and "ms_per_update" in v:
+            v["speedup_vs_eager"] = base / v["ms_per_update"]
+    return res
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default="gpu_micro.json")
+    ap.add_argument("--quick", action="store_true", help="fewer sizes and iterations")
+    ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile modes (slow to build)")
+    args = ap.parse_args(argv)
+    if not torch.cuda.is_available():
+        print("gpu_micro: no CUDA device", file=sys.stderr)
+        return 2
+    prop = torch.cuda.get_device_properties(0)
+    result = {"device": prop.name, "torch": torch.__version__, "cuda": torch.version.cuda,
+              "python": platform.python_version()}
+    sections = [("preprocess", lambda: bench_preprocess(args.quick)),
+                ("replay_sample", lambda: bench_replay(args.quick)),
+                ("update_step", lambda: bench_update(args.quick, not args.no_compile))]
+    for name, fn in sections:
+        t0 = time.perf_counter()
+        try:
+            result[name] = fn()
+        except Exception as e:  # noqa: BLE001
+            result[name] = {"error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()[-2000:]}
+        result[name + "_seconds"] = round(time.perf_counter() - t0, 1)
+        print(f"[gpu_micro] {name}: {json.dumps(result[name])[:1500]}", flush=True)
+    with open(args.out, "w") as fh:
+        json.dump(result, fh, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
