@@ -140,8 +140,39 @@ def bench_replay(quick: bool) -> dict:
              "gpu_torch_indexing": wall(torch_index, 2000, True)}
         rows.append({"capacity": cap, "batch": b, **{f"{k}_us": v * 1e6 for k, v in t.items()},
                      "speedup_kernel_vs_cpu": t["cpu_gather_plus_h2d"] / t["gpu_gather_kernel"]})
-    return {"rows": rows, "note": "cpu path gathers into pinned memory then copies; the CPU buffer's "
-            "C++ sample() replaces index_select here when fastdqn.ReplayBuffer is used"}
+    out = {"kernel_rows": rows, "note": "cpu path: index_select into pinned memory + one H2D copy"}
+    try:
+        out["replay_buffer"] = bench_replay_buffer(quick)
+    except Exception as e:  # noqa: BLE001
+        out["replay_buffer"] = {"error": f"{type(e).__name__}: {e}"}
+    return out
+
+
+def bench_replay_buffer(quick: bool) -> dict:
+    """fastdqn.ReplayBuffer end to end: host buffer sample + to_device vs device-resident sample."""
+    from fastdqn import ReplayBuffer
+    from fastdqn.learner import to_device
+
+    cap, b = 10_000, 32
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 256, size=(64, 84, 84), dtype=np.uint8)
+    res = {}
+    dev = torch.device("cuda")
+    for name, device in (("host_sample_plus_h2d", None), ("device_sample", "cuda")):
+        buf = ReplayBuffer(cap, seed=0, device=device)
+        buf.start(frames[0])
+        for t in range(cap + 100):
+            end = t % 900 == 899
+            buf.add(int(t % 6), 0.0, frames[t % 64], end)
+            if end:
+                buf.start(frames[(t + 1) % 64])
+
+        def step():
+            return to_device(buf.sample(b), dev)
+
+        res[name + "_us"] = wall(step, 200 if quick else 1000, True) * 1e6
+    res["speedup_device_vs_host"] = res["host_sample_plus_h2d_us"] / res["device_sample_us"]
+    return res
 
 
 def bench_update(quick: bool, compile_modes: bool) -> dict:
