@@ -1,0 +1,64 @@
+"""Bench sizes: full (the seeds' figures), --quick (< 3 min on 2 cores), --tiny (smoke test)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from .timer import Budget
+
+GROUPS = ("preprocess", "replay", "loss", "env", "train")
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    mode: str = "full"  # "full" | "quick" | "tiny"
+    rounds: int = 21
+    round_s: float = 0.1
+    frames: int = 256  # preprocessing batch (real Pong frames)
+    replay_fill: int = 10_000  # transitions in the buffers (the seeds' replay size)
+    batch_size: int = 32
+    capacities: tuple[int, ...] = (10_000, 100_000, 1_000_000)
+    built_capacities: tuple[int, ...] = (10_000, 100_000)  # larger ones are computed
+    compile: bool = True  # torch.compile rows (slow to build on a CPU)
+    env_steps: int = 2_000  # per env measurement, for the trainer's env/train hooks
+    device: str = "auto"
+    torch_threads: int | None = None  # None: torch's default (all cores)
+    seed: int = 0
+
+    @property
+    def budget(self) -> Budget:
+        return Budget(rounds=self.rounds, round_s=self.round_s)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def make_config(mode: str = "full", **overrides) -> BenchConfig:
+    presets = {
+        "full": {},
+        "quick": dict(rounds=9, round_s=0.04, frames=128, compile=False, env_steps=500,
+                      built_capacities=(10_000,)),
+        "tiny": dict(rounds=3, round_s=0.005, frames=8, replay_fill=300, batch_size=4, compile=False, torch_threads=1,
+                     capacities=(1_000, 10_000), built_capacities=(1_000,), env_steps=50),
+    }
+    if mode not in presets:
+        raise ValueError(f"mode: expected one of {sorted(presets)}, got {mode!r}")
+    fields = {f.name for f in dataclasses.fields(BenchConfig)}
+    bad = sorted(set(overrides) - fields)
+    if bad:
+        raise TypeError(f"unknown BenchConfig fields: {bad}")
+    kwargs = {**presets[mode], **{k: v for k, v in overrides.items() if v is not None}}
+    return BenchConfig(mode=mode, **kwargs)
+
+
+def resolve_device(name: str) -> str:
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name not in ("cpu", "cuda"):
+        raise ValueError(f"device: expected 'auto', 'cpu' or 'cuda', got {name!r}")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device: 'cuda' requested but torch.cuda.is_available() is False")
+    return name

@@ -1,0 +1,191 @@
+"""Replay: sample(batch) time side by side, and bytes per transition."""
+
+from __future__ import annotations
+
+import gc
+import tracemalloc
+
+import numpy as np
+
+from .. import baselines as bl
+from ..config import BenchConfig
+from ..inputs import episode_stream
+from ..model import Case, Table, TableSpec, ValuesSpec
+
+GROUP = "replay"
+
+
+def _replay_cls():
+    try:
+        from fastdqn import ReplayBuffer
+
+        ReplayBuffer(64)  # importable is not enough: the compiled core must be there
+    except Exception as exc:  # noqa: BLE001 - any failure means "not available"
+        return None, f"fastdqn.ReplayBuffer not available ({type(exc).__name__}: {exc})"
+    return ReplayBuffer, None
+
+
+# ------------------------------------------------------------------ filling
+def fill_seed(n: int, seed: int = 0) -> bl.SeedReplayBuffer:
+    """The seed pipeline end to end: float32 stacks from SeedFrameStack."""
+    frames, actions, rewards, dones = episode_stream(n, seed=seed)
+    buf, stacker, state = bl.SeedReplayBuffer(n), bl.SeedFrameStack(), None
+    for t in range(n):
+        if state is None:
+            state = stacker.reset(frames[t])
+        new_state = stacker.observe(frames[t + 1])
+        buf.append(bl.Experience(state, int(actions[t]), float(rewards[t]), bool(dones[t]), new_state))
+        state = None if dones[t] else new_state
+    return buf
+
+
+def fill_numpy(n: int, seed: int = 0) -> bl.NumpyStackedBuffer:
+    frames, actions, rewards, dones = episode_stream(n, seed=seed)
+    buf, stack = bl.NumpyStackedBuffer(n, seed=seed), np.zeros((4, 84, 84), np.uint8)
+    fresh = True
+    for t in range(n):
+        if fresh:
+            stack[:] = 0
+            stack[-1] = frames[t]
+        nxt = np.concatenate([stack[1:], frames[t + 1][None]])
+        buf.add(stack, actions[t], rewards[t], nxt, dones[t])
+        stack, fresh = nxt, bool(dones[t])
+    return buf
+
+
+def fill_fastdqn(cls, n: int, seed: int = 0, **kw):
+    frames, actions, rewards, dones = episode_stream(n, seed=seed)
+    buf, fresh = cls(n, seed=seed, **kw), True
+    for t in range(n):
+        if fresh:
+            buf.start(frames[t])
+        buf.add(int(actions[t]), float(rewards[t]), frames[t + 1], bool(dones[t]))
+        fresh = bool(dones[t])
+    return buf
+
+
+# ------------------------------------------------------------------ sample(B)
+def sample_spec(cfg: BenchConfig) -> TableSpec:
+    n, b = cfg.replay_fill, cfg.batch_size
+    window = b * 5 * 84 * 84 + b * (8 + 4 + 4)  # what fastdqn's sample writes
+
+    def seed_setup():
+        buf = fill_seed(n, cfg.seed)
+        return lambda: buf.sample(b)
+
+    def numpy_setup():
+        buf = fill_numpy(n, cfg.seed)
+        return lambda: buf.sample(b)
+
+    def memcpy_setup():
+        src, dst = np.ones(window, np.uint8), np.empty(window, np.uint8)
+        return lambda: np.copyto(dst, src)
+
+    cases = [
+        Case("seed-style: deque of float32 stacks, np.array repack", seed_setup, role="baseline",
+             extra={"bytes out": b * (2 * 4 * 84 * 84 * 4 + 8 + 4 + 1)}),
+        Case("numpy uint8 stacked obs + next_obs, fancy indexing", numpy_setup, role="alternative",
+             extra={"bytes out": b * (2 * 4 * 84 * 84 + 8 + 4 + 4)}),
+    ]
+    cls, why = _replay_cls()
+    if cls is None:
+        cases.append(Case.unavailable("fastdqn CPU ReplayBuffer", why))
+    else:
+        import torch
+
+        pinned = "pinned" if torch.cuda.is_available() else "not pinned: no CUDA"
+
+        def fast_setup():
+            buf = fill_fastdqn(cls, n, cfg.seed)
+            return lambda: buf.sample(b)
+        cases.append(Case(f"fastdqn CPU ReplayBuffer ({pinned})", fast_setup, extra={"bytes out": window}))
+    cases.append(_gpu_case(cls, cfg))
+    cases.append(Case("plain memcpy of the same bytes (floor)", memcpy_setup, role="floor",
+                      extra={"bytes out": window}))
+    return TableSpec(
+        id="replay-sample", group=GROUP, title=f"Replay: sample({b}) from {n:,} transitions",
+        unit=f"sample({b})", cases=cases, extra_columns=["bytes out"],
+        notes=["Same synthetic episode stream (900-step episodes) in every buffer. The floor copies "
+               "fastdqn's output bytes (a 5-frame window per sample + action/reward/done) once."],
+    )
+
+
+def _gpu_case(cls, cfg: BenchConfig) -> Case:
+    label = "fastdqn GPU-resident ReplayBuffer"
+    import torch
+
+    if cls is None:
+        return Case.unavailable(label, "fastdqn.ReplayBuffer not importable")
+    if not torch.cuda.is_available():
+        return Case.unavailable(label, "no CUDA device")
+
+    def setup():
+        buf = fill_fastdqn(cls, cfg.replay_fill, cfg.seed, device="cuda")
+
+        def run():
+            out = buf.sample(cfg.batch_size)
+            torch.cuda.synchronize()
+            return out
+        return run
+    return Case(label, setup)
+
+
+# ------------------------------------------------------------------ memory
+def _seed_bytes_per_transition(n: int) -> float:
+    """Traced allocations of the seed pipeline per stored transition."""
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        buf = fill_seed(n, seed=1)
+        gc.collect()
+        used = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    del buf
+    return used / n
+
+
+def memory_spec(cfg: BenchConfig) -> ValuesSpec:
+    def build() -> Table:
+        caps = cfg.capacities
+        cols = ["buffer", "bytes/transition"] + [f"{c:,}" for c in caps] + ["how"]
+        rows = []
+        seed_bpt = _seed_bytes_per_transition(min(cfg.replay_fill, 500))
+        rows.append(["seed-style deque of float32 stacks", seed_bpt] + [seed_bpt * c for c in caps]
+                    + ["tracemalloc while filling 500, times capacity"])
+        np_bpt = bl.NumpyStackedBuffer.bytes_per_transition()
+        small = bl.NumpyStackedBuffer(min(caps))
+        assert_msg = "allocation formula" if small.nbytes == np_bpt * min(caps) else "formula (allocation differs!)"
+        rows.append(["numpy uint8 stacked obs + next_obs", np_bpt] + [np_bpt * c for c in caps] + [assert_msg])
+        del small
+        cls, why = _replay_cls()
+        if cls is None:
+            rows.append(["fastdqn ReplayBuffer", None] + [None] * len(caps) + [f"not available: {why}"])
+        else:
+            built = {c: cls(c).nbytes for c in cfg.built_capacities}
+            gc.collect()
+            c_hi = max(built)
+            bpt = built[c_hi] / c_hi
+            if len(built) > 1:  # linear fit: fixed overhead + per-transition bytes
+                c_lo = min(built)
+                bpt = (built[c_hi] - built[c_lo]) / (c_hi - c_lo)
+            base = built[c_hi] - bpt * c_hi
+            vals = [built.get(c, base + bpt * c) for c in caps]
+            how = ("buf.nbytes at " + ", ".join(f"{c:,}" for c in built)
+                   + ("; larger capacities extrapolated linearly" if set(caps) - set(built) else ""))
+            rows.append(["fastdqn ReplayBuffer (frames stored once)", bpt] + vals + [how])
+        rows.append(["seed chapter's claim for 1M (\"~20 GB\")", None]
+                    + [20e9 if c == 1_000_000 else None for c in caps] + ["quoted, not measured"])
+        return Table(
+            id="replay-memory", group=GROUP, title="Replay: memory per transition and at capacity",
+            kind="values", columns=cols, formats=["text", "int"] + ["bytes"] * len(caps) + ["text"],
+            cells=rows,
+            notes=["Decimal units (1 GB = 1e9 bytes). Seed-style stacks are shared between consecutive "
+                   "transitions (state of t+1 is new_state of t), as in the seed's Agent."],
+        )
+    return ValuesSpec("replay-memory", GROUP, "Replay: memory per transition", build)
+
+
+def specs(cfg: BenchConfig):
+    return [sample_spec(cfg), memory_spec(cfg)]

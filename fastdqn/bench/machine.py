@@ -1,0 +1,68 @@
+"""Machine header for every report: tables from different machines never mix."""
+
+from __future__ import annotations
+
+import os
+import platform
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _version(module: str) -> str | None:
+    try:
+        mod = __import__(module)
+    except Exception:  # noqa: BLE001 - absent or broken: report as missing
+        return None
+    return getattr(mod, "__version__", "?")
+
+
+def machine_info() -> dict:
+    import numpy as np
+    import torch
+
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:
+        usable = os.cpu_count()
+    gpu = None
+    if torch.cuda.is_available():
+        props = torch.cuda.get_device_properties(0)
+        gpu = f"{props.name} ({props.total_memory / 2**30:.0f} GiB)"
+    try:
+        from fastdqn import preprocess
+
+        backends = list(preprocess.backends())
+    except Exception:  # noqa: BLE001
+        backends = []
+    return {
+        "cpu": _cpu_model(),
+        "cores": os.cpu_count(),
+        "usable_cores": usable,
+        "torch_threads": torch.get_num_threads(),
+        "gpu": gpu,
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "numba": _version("numba"),
+        "opencv": _version("cv2"),
+        "ale_py": _version("ale_py"),
+        "fastdqn": _version("fastdqn"),
+        "preprocess_backends": backends,
+    }
+
+
+def header_line(m: dict) -> str:
+    gpu = m.get("gpu") or "no GPU"
+    return (f"{m['cpu']}, {m['cores']} cores ({m['usable_cores']} usable, torch threads {m['torch_threads']}), "
+            f"{gpu}; Python {m['python']}, torch {m['torch']}, numpy {m['numpy']}, numba {m['numba']}, "
+            f"OpenCV {m['opencv']}, ale-py {m['ale_py']}")
