@@ -1,0 +1,101 @@
+"""`fastdqn bench` plumbing: runs the CLI on tiny sizes and checks the JSON and
+Markdown structure. Timings are never asserted here (they live in bench/)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+GROUPS = ("preprocess", "replay", "loss", "env", "train")
+TIMING_TABLES = {"preprocess", "replay-sample", "loss-transfer", "loss-copy", "loss-loop", "loss-compile"}
+ROLES = {"baseline", "alternative", "fastdqn", "floor"}
+
+
+def _bench(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "fastdqn.bench", *args],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    js, md = out / "bench.json", out / "bench.md"
+    proc = _bench("--quick", "--tiny", "--quiet", "--json", str(js), "--markdown", str(md))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(js.read_text()), md.read_text(), proc.stdout
+
+
+def test_report_header(report):
+    data, _, _ = report
+    assert data["schema"] == 1
+    assert data["config"]["mode"] == "tiny"
+    m = data["machine"]
+    for key in ("cpu", "cores", "gpu", "torch", "numpy", "python"):
+        assert key in m
+    assert isinstance(m["cores"], int) and m["cores"] >= 1
+    assert data["elapsed_s"] > 0
+
+
+def test_every_group_has_a_table(report):
+    data, _, _ = report
+    assert {t["group"] for t in data["tables"]} == set(GROUPS)
+    ids = {t["id"] for t in data["tables"]}
+    assert TIMING_TABLES | {"replay-memory"} <= ids
+
+
+def test_timing_tables(report):
+    data, _, _ = report
+    for t in (t for t in data["tables"] if t["kind"] == "timing"):
+        roles = [r["role"] for r in t["rows"]]
+        assert roles.count("baseline") == 1, t["id"]
+        assert set(roles) <= ROLES, t["id"]
+        for r in t["rows"]:
+            if r["skipped"] is not None:
+                assert isinstance(r["skipped"], str) and r["skipped"], (t["id"], r["name"])
+                assert r["median_s"] is None
+                continue
+            assert 0 < r["q1_s"] <= r["median_s"] <= r["q3_s"], (t["id"], r["name"])
+            assert r["rounds"] == data["config"]["rounds"] and r["calls_per_round"] >= 1
+            base = next(b for b in t["rows"] if b["role"] == "baseline")
+            if base["skipped"] is None:
+                assert r["ratio_q1"] <= r["ratio"] <= r["ratio_q3"], (t["id"], r["name"])
+            for col in t["extra_columns"]:
+                assert col in r["extra"], (t["id"], r["name"], col)
+
+
+def test_seed_baselines_always_run(report):
+    """The baselines need no compiled code, so they are measured on any machine."""
+    data, _, _ = report
+    tables = {t["id"]: t for t in data["tables"]}
+    for tid in TIMING_TABLES - {"loss-compile"}:
+        base = next(r for r in tables[tid]["rows"] if r["role"] == "baseline")
+        assert base["skipped"] is None, (tid, base["skipped"])
+
+
+def test_memory_table(report):
+    data, _, _ = report
+    mem = next(t for t in data["tables"] if t["id"] == "replay-memory")
+    assert mem["kind"] == "values"
+    assert len(mem["formats"]) == len(mem["columns"])
+    assert all(len(row) == len(mem["columns"]) for row in mem["cells"])
+    seed = mem["cells"][0]
+    assert seed[1] > 4 * 84 * 84 * 4  # a float32 stack per transition at least
+
+
+def test_markdown_and_console(report):
+    data, md, stdout = report
+    assert md.startswith("## Performance")
+    for t in data["tables"]:
+        assert f"### {t['title']}" in md
+        assert t["title"] in stdout
+
+
+@pytest.mark.parametrize("args", [("--only", "nope"), ("--rounds", "0"), ("--device", "tpu")])
+def test_bad_arguments_exit_nonzero(args):
+    proc = _bench("--tiny", *args, timeout=60)
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith(("fastdqn bench: error", "usage", "fastdqn.bench"))
