@@ -27,8 +27,10 @@ _SIDE = 84
 
 
 def available() -> bool:
-    """True when fastdqn._cuda is built and torch sees a CUDA device."""
-    return _cuda is not None and torch.cuda.is_available()
+    """True when fastdqn._cuda is built and both torch and the module's own CUDA runtime see a
+    device (the module links the runtime statically: a driver too old for it shows up here,
+    with the reason in ``fastdqn._cuda.device_error()``)."""
+    return _cuda is not None and torch.cuda.is_available() and _cuda.device_count() > 0
 
 
 def _require_module():
