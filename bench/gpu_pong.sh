@@ -63,7 +63,7 @@ fi
 cd /tmp || exit 1
 "$PY" -c "import fastdqn.cuda as c, torch; print('fastdqn.cuda.available():', c.available(), torch.cuda.get_device_name(0), c._cuda and c._cuda.device_error(), c._IMPORT_ERROR)" \
   >"$OUT/logs/info.log" 2>&1
-fastdqn info >>"$OUT/logs/info.log" 2>&1
+"$PY" -m fastdqn.cli info >>"$OUT/logs/info.log" 2>&1
 cat "$OUT/logs/info.log"
 
 if has test; then
@@ -89,7 +89,7 @@ if has train; then
     # SIGINT first: the trainer then writes last.pt and metrics like a Ctrl-C; metrics.jsonl is
     # line-buffered, so the curve survives even a hard kill.
     # shellcheck disable=SC2086
-    stage train $(( TRAIN_SECONDS + 30 )) timeout -s INT -k 20 "$TRAIN_SECONDS" fastdqn train \
+    stage train $(( TRAIN_SECONDS + 30 )) timeout -s INT -k 20 "$TRAIN_SECONDS" "$PY" -m fastdqn.cli train \
       --device cuda --out "$OUT/train" --no-tensorboard --no-progress $TRAIN_ARGS
     stage report 60 "$PY" "$REPO/bench/gpu_report.py" "$OUT/train" --wall "${SECS[train]}" \
       --title "fastdqn Pong: $(nvidia-smi --query-gpu=name --format=csv,noheader | head -1); $TRAIN_ARGS" \
