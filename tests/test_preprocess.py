@@ -1,0 +1,140 @@
+"""Preprocessing backends against an exact rational reference and the seeds' float pipeline."""
+
+import warnings
+from fractions import Fraction
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from fastdqn import preprocess as P
+
+
+def area_matrix(in_len, out_len):
+    """W[o, i] * out_len / in_len ... as integers: overlap of input cell i with output cell o,
+    in units of 1/out_len, from the textbook definition (output o spans [o s, (o+1) s), s = in/out)."""
+    s = Fraction(in_len, out_len)
+    w = np.zeros((out_len, in_len), np.int64)
+    for o in range(out_len):
+        lo, hi = o * s, (o + 1) * s
+        for i in range(int(lo), min(in_len, int(np.ceil(hi)))):
+            overlap = min(hi, i + 1) - max(lo, i)
+            if overlap > 0:
+                w[o, i] = overlap * out_len  # an integer: endpoints are multiples of 1/out_len
+    return w
+
+
+def exact_reference(frame, prev=None, layout="crop"):
+    """floor of the exact area average of luma (0.299, 0.587, 0.114): the kernels' definition."""
+    img = frame if prev is None else np.maximum(frame, prev)
+    luma = img.astype(np.int64) @ np.array([299, 587, 114])  # 1000 * luma, exact
+    h = img.shape[0]
+    rows = area_matrix(h, 110 if layout == "crop" else 84)
+    if layout == "crop":
+        rows = rows[18:102]
+    cols = area_matrix(160, 84)
+    total = rows @ luma @ cols.T
+    return (total // (1000 * h * 160)).astype(np.uint8)
+
+
+def all_frames(atari_frames):
+    return np.concatenate(list(atari_frames.values()))
+
+
+@pytest.mark.parametrize("layout", P.LAYOUTS)
+@pytest.mark.parametrize("backend", ["cpp", "numba"])
+def test_kernels_equal_exact_reference_on_real_frames(atari_frames, backend, layout):
+    if backend not in P.backends():
+        pytest.skip(f"{backend} not built")
+    for game, frames in atari_frames.items():
+        cur, prev = np.ascontiguousarray(frames[1::2]), np.ascontiguousarray(frames[0::2])
+        got = P.process_batch(cur, prev, layout=layout, backend=backend)
+        got_single = P.process_batch(cur, layout=layout, backend=backend)
+        for i in range(len(cur)):
+            np.testing.assert_array_equal(got[i], exact_reference(cur[i], prev[i], layout), err_msg=game)
+            np.testing.assert_array_equal(got_single[i], exact_reference(cur[i], None, layout), err_msg=game)
+
+
+@pytest.mark.parametrize("layout", P.LAYOUTS)
+def test_every_backend_within_one_grey_level_of_seed_pipeline(atari_frames, layout):
+    frames = all_frames(atari_frames)
+    cur, prev = np.ascontiguousarray(frames[1::2]), np.ascontiguousarray(frames[0::2])
+    seed = np.stack([P.seed_process(np.maximum(c, p), layout) for c, p in zip(cur, prev)])
+    for backend in P.backends():
+        got = P.process_batch(cur, prev, layout=layout, backend=backend)
+        diff = np.abs(got.astype(int) - seed)
+        assert diff.max() <= 1, backend
+
+
+def test_opencv_backend_is_the_seed_pipeline(atari_frames):
+    frames = atari_frames["PongNoFrameskip-v4"]
+    got = P.process_batch(frames, backend="opencv")
+    for i, f in enumerate(frames):
+        np.testing.assert_array_equal(got[i], P.seed_process(f))
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    frames=st.integers(210, 250).flatmap(lambda h: arrays(np.uint8, (2, 210 if h < 230 else 250, 160, 3))),
+    layout=st.sampled_from(P.LAYOUTS),
+    pool=st.booleans(),
+)
+def test_cpp_equals_numba_equals_reference_on_random_frames(frames, layout, pool):
+    cur, prev = frames[:1], (frames[1:] if pool else None)
+    ref = exact_reference(cur[0], None if prev is None else prev[0], layout)
+    for backend in ["cpp", "numba"]:
+        if backend in P.backends():
+            np.testing.assert_array_equal(P.process_batch(cur, prev, layout=layout, backend=backend)[0], ref)
+
+
+def test_process_frame_and_out_and_threads(atari_frames):
+    frames = atari_frames["BreakoutNoFrameskip-v4"]
+    out = np.empty((84, 84), np.uint8)
+    res = P.process_frame(frames[1], frames[0], out=out)
+    assert res is out
+    np.testing.assert_array_equal(out, exact_reference(frames[1], frames[0]))
+    batch_out = np.empty((len(frames), 84, 84), np.uint8)
+    one = P.process_batch(frames, threads=1)
+    many = P.process_batch(frames, threads=4, out=batch_out)
+    assert many is batch_out
+    np.testing.assert_array_equal(one, many)
+
+
+BAD = [
+    (dict(frame=np.zeros((210, 160, 3), np.float32)), TypeError, "expected dtype uint8, got float32"),
+    (dict(frame=np.zeros((200, 160, 3), np.uint8)), ValueError, r"expected shape \(210\|250, 160, 3\), got \(200, 160, 3\)"),
+    (dict(frame=np.zeros((210, 160), np.uint8)), ValueError, "expected shape"),
+    (dict(frame=np.zeros((160, 210, 3), np.uint8).transpose(1, 0, 2)), ValueError, "C-contiguous"),
+    (dict(frame=[[0]]), TypeError, "numpy uint8 array"),
+    (dict(prev=np.zeros((250, 160, 3), np.uint8)), ValueError, "prev: expected the frames' shape"),
+    (dict(layout="square"), ValueError, "layout: expected one of"),
+    (dict(backend="gpu"), ValueError, "backend: expected one of"),
+    (dict(out=np.zeros((84, 84), np.int16)), TypeError, "out: expected a numpy uint8 array"),
+    (dict(out=np.zeros((84, 85), np.uint8)), ValueError, r"out: expected a writable C-contiguous array of shape \(84, 84\)"),
+]
+
+
+@pytest.mark.parametrize("kwargs, error, match", BAD)
+def test_bad_input(kwargs, error, match):
+    args = dict(frame=np.zeros((210, 160, 3), np.uint8))
+    args.update(kwargs)
+    frame = args.pop("frame")
+    with pytest.raises(error, match=match):
+        P.process_frame(frame, **args)
+
+
+def test_read_only_out_is_rejected():
+    out = np.zeros((84, 84), np.uint8)
+    out.flags.writeable = False
+    with pytest.raises(ValueError, match="writable"):
+        P.process_frame(np.zeros((210, 160, 3), np.uint8), out=out)
+    assert not out.any()
+
+
+def test_backends_lists_the_built_ones():
+    assert P.backends()[-2:] == ["numba", "opencv"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert P.default_backend() == P.backends()[0]

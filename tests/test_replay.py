@@ -1,0 +1,297 @@
+"""ReplayBuffer against the plain-Python model, with hypothesis driving random episode streams."""
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from fastdqn import ReplayBuffer
+from replay_model import ReplayModel
+
+SHAPE = (2, 3)  # tiny frames keep the property tests fast; every frame's pixels are a unique id
+
+
+class Frames:
+    def __init__(self):
+        self.n = 0
+
+    def __call__(self):
+        self.n += 1
+        return np.frombuffer(self.n.to_bytes(6, "little"), np.uint8).reshape(SHAPE).copy()
+
+
+def snapshot(buf):
+    arrays = {k: v.copy() for k, v in buf._core.arrays().items()}
+    return arrays, buf._core.streams(), len(buf)
+
+
+def assert_same_state(a, b):
+    for k in a[0]:
+        np.testing.assert_array_equal(a[0][k], b[0][k], err_msg=k)
+    assert a[1:] == b[1:]
+
+
+def assert_batch_matches(batch, model):
+    expected = {}
+    for obs, action, reward, next_obs, done in model.transitions():
+        expected[obs.tobytes() + next_obs.tobytes()] = (action, reward, done)
+    assert batch.obs.dtype == torch.uint8 and batch.action.dtype == torch.int64
+    assert batch.reward.dtype == torch.float32 and batch.done.dtype == torch.float32
+    for i in range(batch.obs.shape[0]):
+        key = batch.obs[i].numpy().tobytes() + batch.next_obs[i].numpy().tobytes()
+        assert key in expected, f"sample {i} is not a valid transition"
+        action, reward, done = expected[key]
+        assert batch.action[i].item() == action
+        assert batch.reward[i].item() == reward
+        assert batch.done[i].item() == done
+
+
+ops = st.lists(
+    st.tuples(
+        st.integers(0, 2),                       # env (taken modulo num_envs)
+        st.sampled_from(["start", "add", "add", "add", "add", "end", "trunc"]),
+        st.integers(0, 5),                       # action
+        st.sampled_from([-1.0, 0.0, 1.0, 0.5]),  # reward
+    ),
+    min_size=10,
+    max_size=150,
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    num_envs=st.integers(1, 3),
+    per_env=st.integers(0, 6),
+    stack=st.integers(1, 4),
+    pad=st.sampled_from(["zeros", "repeat"]),
+    seed=st.integers(0, 2**32),
+    steps=ops,
+)
+def test_matches_model(num_envs, per_env, stack, pad, seed, steps):
+    capacity = (stack + 1 + per_env) * num_envs + per_env % num_envs
+    buf = ReplayBuffer(capacity, num_envs=num_envs, frame_shape=SHAPE, stack=stack, pad=pad, seed=seed)
+    model = ReplayModel(capacity, num_envs, stack, pad)
+    frame = Frames()
+    for env, kind, action, reward in steps:
+        env %= num_envs
+        if kind == "start":
+            f = frame()
+            buf.start(f, env=env)
+            model.start(env, f)
+            continue
+        f = frame()
+        term, trunc = kind == "end", kind == "trunc"
+        if not model.streams[env].open and action != 5:  # mostly begin the episode the step needs
+            buf.start(f, env=env)
+            model.start(env, f)
+            continue
+        if not model.streams[env].open:
+            before = snapshot(buf)
+            with pytest.raises(ValueError, match="before start"):
+                buf.add(action, reward, f, term, trunc, env=env)
+            assert_same_state(before, snapshot(buf))
+            continue
+        buf.add(action, reward, f, term, trunc, env=env)
+        model.add(env, action, reward, f, term, trunc)
+    valid = model.transitions()
+    assert len(buf) == len(valid)
+    if valid:
+        assert_batch_matches(buf.sample(min(len(valid), 16)), model)
+    else:
+        with pytest.raises(ValueError):
+            buf.sample(1)
+
+
+@settings(max_examples=100, deadline=None)
+@given(num_envs=st.integers(1, 4), stack=st.integers(1, 4), seed=st.integers(0, 2**32), data=st.data())
+def test_vector_forms_match_single_calls(num_envs, stack, seed, data):
+    """add_many/start_many behave exactly like the per-env calls, in env order."""
+    capacity = 8 * num_envs
+    one = ReplayBuffer(capacity, num_envs=num_envs, frame_shape=SHAPE, stack=stack, seed=seed)
+    many = ReplayBuffer(capacity, num_envs=num_envs, frame_shape=SHAPE, stack=stack, seed=seed)
+    frame = Frames()
+    first = np.stack([frame() for _ in range(num_envs)])
+    many.start_many(first)
+    for e in range(num_envs):
+        one.start(first[e], env=e)
+    for _ in range(data.draw(st.integers(1, 30))):
+        frames = np.stack([frame() for _ in range(num_envs)])
+        actions = np.array(data.draw(st.lists(st.integers(0, 5), min_size=num_envs, max_size=num_envs)))
+        rewards = np.array(data.draw(st.lists(st.floats(-1, 1, width=32), min_size=num_envs, max_size=num_envs)),
+                           np.float32)
+        ends = np.array(data.draw(st.lists(st.sampled_from([0, 0, 0, 1, 2]), min_size=num_envs, max_size=num_envs)))
+        many.add_many(actions, rewards, frames, ends == 1, ends == 2)
+        for e in range(num_envs):
+            one.add(int(actions[e]), float(rewards[e]), frames[e], ends[e] == 1, ends[e] == 2, env=e)
+        restart = np.flatnonzero(ends)
+        if restart.size:
+            firsts = np.stack([frame() for _ in restart])
+            many.start_many(firsts, envs=restart)
+            for i, e in enumerate(restart):
+                one.start(firsts[i], env=int(e))
+    assert_same_state(snapshot(one), snapshot(many))
+    if len(one):
+        a, b = one.sample(8) if len(one) >= 8 else one.sample(len(one)), None
+        b = many.sample(a.obs.shape[0])  # same seed, same state: the same draw
+        for x, y in zip(a, b):
+            torch.testing.assert_close(x, y)
+
+
+def fill_episodes(buf, lengths, frame=None):
+    frame = frame or Frames()
+    for n in lengths:
+        buf.start(frame())
+        for i in range(n):
+            buf.add(i % 3, 1.0, frame(), terminated=i == n - 1)
+    return frame
+
+
+def test_zero_padding_at_episode_start_and_views():
+    buf = ReplayBuffer(50, frame_shape=SHAPE, stack=4, seed=0)
+    fill_episodes(buf, [1])  # one transition: f0 -> f1, terminal
+    b = buf.sample(1)
+    assert b.obs.data_ptr() + SHAPE[0] * SHAPE[1] == b.next_obs.data_ptr(), "obs/next_obs share one window"
+    assert (b.obs[0, :3] == 0).all() and (b.next_obs[0, :2] == 0).all()
+    assert torch.equal(b.obs[0, 3], b.next_obs[0, 2])
+    assert b.done.item() == 1.0
+
+
+def test_repeat_padding():
+    buf = ReplayBuffer(50, frame_shape=SHAPE, stack=4, pad="repeat", seed=0)
+    fill_episodes(buf, [1])
+    b = buf.sample(1)
+    assert all(torch.equal(b.obs[0, i], b.obs[0, 3]) for i in range(3))
+    assert all(torch.equal(b.next_obs[0, i], b.obs[0, 3]) for i in range(3))
+
+
+def test_truncation_bootstraps():
+    buf = ReplayBuffer(50, frame_shape=SHAPE, seed=0)
+    f = Frames()
+    buf.start(f())
+    buf.add(1, 0.5, f(), terminated=False, truncated=True)
+    assert buf.sample(1).done.item() == 0.0
+    with pytest.raises(ValueError, match="before start"):
+        buf.add(1, 0.5, f(), False)
+
+
+def test_sampling_is_uniform_over_valid_transitions():
+    buf = ReplayBuffer(40, num_envs=2, frame_shape=SHAPE, stack=4, seed=123)
+    f = Frames()
+    buf.start_many(np.stack([f(), f()]))
+    for i in range(60):  # wraps both rings; episodes of 7 steps leave terminal frames to skip
+        term = np.array([i % 7 == 6, i % 5 == 4])
+        buf.add_many(np.zeros(2, np.int64), np.zeros(2, np.float32), np.stack([f(), f()]), term, None)
+        if term.any():
+            buf.start_many(np.stack([f() for _ in np.flatnonzero(term)]), envs=np.flatnonzero(term))
+    n = len(buf)
+    counts = {}
+    for _ in range(1000):
+        b = buf.sample(20)
+        for i in range(20):
+            key = b.obs[i].numpy().tobytes()
+            counts[key] = counts.get(key, 0) + 1
+    assert len(counts) == n, "every valid transition is drawn"
+    draws = np.array(list(counts.values()))
+    expected = 20000 / n
+    chi2 = ((draws - expected) ** 2 / expected).sum()
+    assert chi2 < n + 6 * np.sqrt(2 * n), f"chi2 {chi2:.1f} for {n} cells: not uniform"
+
+
+def test_batch_never_changes_after_return():
+    buf = ReplayBuffer(30, frame_shape=SHAPE, seed=0)
+    frame = fill_episodes(buf, [10])
+    b = buf.sample(8)
+    kept = [t.clone() for t in b]
+    fill_episodes(buf, [40], frame)  # overwrites the whole ring
+    buf.sample(8)
+    for x, y in zip(b, kept):
+        assert torch.equal(x, y)
+
+
+def test_sizes_and_bytes_per_transition():
+    buf = ReplayBuffer(100_000)
+    assert buf.capacity == 100_000 and buf.num_envs == 1 and len(buf) == 0
+    assert 84 * 84 <= buf.nbytes / buf.capacity <= 7_100
+
+
+def test_remainder_spread_over_streams():
+    buf = ReplayBuffer(23, num_envs=3, frame_shape=SHAPE, stack=2)
+    assert buf.capacity == 23
+
+
+@pytest.mark.parametrize(
+    "call, error, match",
+    [
+        (lambda b: b.start(np.zeros((84, 83), np.uint8)), ValueError, r"expected shape \(2, 3\), got \(84, 83\)"),
+        (lambda b: b.start(np.zeros(SHAPE, np.float32)), TypeError, "expected dtype uint8, got float32"),
+        (lambda b: b.start(np.zeros((3, 2), np.uint8).T), ValueError, "C-contiguous"),
+        (lambda b: b.start(np.zeros(SHAPE, np.uint8), env=2), ValueError, r"\[0, 2\), got 2"),
+        (lambda b: b.start(np.zeros(SHAPE, np.uint8), env=-1), ValueError, ">= 0"),
+        (lambda b: b.add(0, float("nan"), np.zeros(SHAPE, np.uint8), False), ValueError, "finite"),
+        (lambda b: b.add(0, float("inf"), np.zeros(SHAPE, np.uint8), False), ValueError, "finite"),
+        (lambda b: b.add(-1, 0.0, np.zeros(SHAPE, np.uint8), False), ValueError, "action"),
+        (lambda b: b.add(0, 0.0, np.zeros(SHAPE, np.uint8), False, env=1), ValueError, "before start"),
+        (lambda b: b.add(1.5, 0.0, np.zeros(SHAPE, np.uint8), False), TypeError, "action"),
+        (lambda b: b.add_many([0, 0], [0.0, 0.0], np.zeros((2, *SHAPE), np.uint8), [False, False]), ValueError,
+         "before start"),
+        (lambda b: b.add_many([0], [0.0], np.zeros((1, *SHAPE), np.uint8), [False]), ValueError,
+         r"expected shape \(2, 2, 3\)"),
+        (lambda b: b.add_many([0, 0], [0.0, np.nan], np.zeros((2, *SHAPE), np.uint8), [0, 0]), ValueError, "finite"),
+        (lambda b: b.start_many(np.zeros((2, *SHAPE), np.uint8), envs=[0, 0]), ValueError, "distinct"),
+        (lambda b: b.sample(2), ValueError, "larger than the 1 transitions"),
+        (lambda b: b.sample(0), ValueError, ">= 1"),
+    ],
+)
+def test_bad_input_is_rejected_and_changes_nothing(call, error, match):
+    buf = ReplayBuffer(20, num_envs=2, frame_shape=SHAPE, stack=2, seed=0)
+    buf.start(np.ones(SHAPE, np.uint8))
+    buf.add(1, 1.0, np.full(SHAPE, 2, np.uint8), False)
+    before = snapshot(buf)
+    with pytest.raises(error, match=match):
+        call(buf)
+    assert_same_state(before, snapshot(buf))
+
+
+def test_sample_before_any_transition():
+    buf = ReplayBuffer(20, frame_shape=SHAPE)
+    with pytest.raises(ValueError, match="before any complete transition"):
+        buf.sample(1)
+
+
+@pytest.mark.parametrize("kwargs, error", [
+    (dict(capacity=0), ValueError), (dict(capacity=4, stack=4), ValueError), (dict(capacity=10.5), TypeError),
+    (dict(capacity=100, num_envs=0), ValueError), (dict(capacity=100, pad="edge"), ValueError),
+    (dict(capacity=100, frame_shape=(84, 0)), ValueError), (dict(capacity=100, seed=-1), ValueError),
+])
+def test_bad_constructor_arguments(kwargs, error):
+    with pytest.raises(error):
+        ReplayBuffer(**kwargs)
+
+
+def test_device_resident_path_matches_host(device="cpu"):
+    """The device-resident code path (frames in a torch tensor) samples exactly what the host store does."""
+    host = ReplayBuffer(60, num_envs=2, frame_shape=SHAPE, stack=4, seed=5)
+    dev = ReplayBuffer(60, num_envs=2, frame_shape=SHAPE, stack=4, seed=5, device=device)
+    f = Frames()
+    firsts = np.stack([f(), f()])
+    host.start_many(firsts)
+    dev.start_many(firsts)
+    for i in range(80):
+        frames = np.stack([f(), f()])
+        term = np.array([i % 9 == 8, False])
+        for b in (host, dev):
+            b.add_many(np.array([i % 4, 1]), np.array([0.5, -1.0], np.float32), frames, term, None)
+        if term.any():
+            nxt = f()[None]
+            host.start(nxt[0], env=0)
+            dev.start(torch.from_numpy(nxt[0]), env=0)
+    assert len(host) == len(dev)
+    for x, y in zip(host.sample(32), dev.sample(32)):
+        torch.testing.assert_close(x, y.cpu())
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_resident_matches_host():
+    test_device_resident_path_matches_host("cuda")
