@@ -12,6 +12,7 @@ from typing import NamedTuple, Sequence
 import numpy as np
 import torch
 
+from fastdqn import cuda as fastdqn_cuda
 from fastdqn.preprocess import _core
 
 PADS = ("zeros", "repeat")
@@ -181,5 +182,7 @@ class ReplayBuffer:
 
     def _gather_on_device(self, slots: torch.Tensor) -> torch.Tensor:
         slots = slots.to(self.device, non_blocking=True)
+        if self.device.type == "cuda" and fastdqn_cuda.available():
+            return fastdqn_cuda.gather_windows(self._frames, slots, check=False)  # one kernel, slots come from C++
         window = self._frames[slots.clamp(min=0)]
         return window.masked_fill_((slots < 0)[..., None, None], 0)
