@@ -26,6 +26,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+    return value
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = ("Measure every fastdqn hot path against its seed-style baseline, side by side "
                           "in this process, and print ratio tables.")
@@ -39,9 +49,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rounds", type=_positive_int, default=None, help="timed rounds per row")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
                         help="device for the loss group (default: cuda when available)")
-    parser.add_argument("--torch-threads", type=_positive_int, default=None, metavar="N",
-                        help="torch.set_num_threads(N) first (default: torch's choice; 1 is steadier "
-                             "on a busy machine)")
+    parser.add_argument("--torch-threads", type=_count, default=None, metavar="N",
+                        help="torch.set_num_threads(N) for the run (default 1: steady on a shared machine; "
+                             "0 keeps torch's default)")
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
 
 

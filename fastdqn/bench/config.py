@@ -23,7 +23,9 @@ class BenchConfig:
     compile: bool = True  # torch.compile rows (slow to build on a CPU)
     env_steps: int = 2_000  # per env measurement, for the trainer's env/train hooks
     device: str = "auto"
-    torch_threads: int | None = None  # None: torch's default (all cores)
+    # 1 by default: with more, one busy core stalls every OpenMP barrier and a batch-32
+    # update swings 10x on a shared machine. 0 keeps torch's default (all cores).
+    torch_threads: int = 1
     seed: int = 0
 
     @property
@@ -39,7 +41,7 @@ def make_config(mode: str = "full", **overrides) -> BenchConfig:
         "full": {},
         "quick": dict(rounds=9, round_s=0.04, frames=128, compile=False, env_steps=500,
                       built_capacities=(10_000,)),
-        "tiny": dict(rounds=3, round_s=0.005, frames=8, replay_fill=300, batch_size=4, compile=False, torch_threads=1,
+        "tiny": dict(rounds=3, round_s=0.005, frames=8, replay_fill=300, batch_size=4, compile=False,
                      capacities=(1_000, 10_000), built_capacities=(1_000,), env_steps=50),
     }
     if mode not in presets:

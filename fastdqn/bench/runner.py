@@ -32,7 +32,7 @@ def run_spec(spec, cfg: BenchConfig, log: Callable[[str], None]) -> Table:
 def run_groups(cfg: BenchConfig, names: Iterable[str] = GROUPS,
                log: Callable[[str], None] = lambda s: None) -> Report:
     t0 = time.perf_counter()
-    if cfg.torch_threads is not None:
+    if cfg.torch_threads > 0:
         import torch
 
         torch.set_num_threads(cfg.torch_threads)
