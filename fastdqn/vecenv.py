@@ -1,0 +1,234 @@
+"""N Atari envs stepped together; their frames land in shared arrays for ReplayBuffer.add_many.
+
+ALE's ``act`` holds the GIL, so threads do not scale: with ``num_workers > 0`` the envs are
+split over worker processes that step, max-pool and preprocess their slice and write uint8
+[84, 84] frames straight into one shared-memory block. The parent only flips a byte per
+worker per step. ``num_workers=0`` steps everything in-process (best for one env).
+Episodes auto-reset: where an episode ended, ``frames`` holds its last frame and
+``reset_frames`` the first frame of the next one.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+from multiprocessing import shared_memory
+from typing import NamedTuple
+
+import numpy as np
+
+from fastdqn.envs import EnvSpec, make_env_from_spec
+
+_FIELDS = (  # name, dtype, per-env shape
+    ("frames", np.uint8, (84, 84)),
+    ("reset_frames", np.uint8, (84, 84)),
+    ("actions", np.int64, ()),
+    ("rewards", np.float32, ()),
+    ("terminated", np.bool_, ()),
+    ("truncated", np.bool_, ()),
+    ("episode_end", np.bool_, ()),
+    ("episode_return", np.float64, ()),
+    ("episode_length", np.int64, ()),
+)
+
+
+def _layout(n: int) -> tuple[dict, int]:
+    offsets, off = {}, 0
+    for name, dtype, shape in _FIELDS:
+        off = (off + 63) // 64 * 64  # cache-line aligned, no false sharing between fields
+        offsets[name] = off
+        off += n * int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+    return offsets, off
+
+
+def _views(buf, n: int) -> dict:
+    offsets, _ = _layout(n)
+    return {
+        name: np.ndarray((n, *shape), dtype, buffer=buf, offset=offsets[name])
+        for name, dtype, shape in _FIELDS
+    }
+
+
+class StepResult(NamedTuple):
+    """Views into the shared block: valid until the next step() (copy what you keep)."""
+
+    frames: np.ndarray  # uint8 [N,84,84], frame after the action
+    rewards: np.ndarray  # float32 [N] (clipped when the spec clips)
+    terminated: np.ndarray  # bool [N]
+    truncated: np.ndarray  # bool [N]
+    reset_frames: np.ndarray  # uint8 [N,84,84], valid where terminated | truncated
+    episode_end: np.ndarray  # bool [N], a real game ended (not just a life)
+    episode_return: np.ndarray  # float64 [N], raw game score, valid where episode_end
+    episode_length: np.ndarray  # int64 [N], agent steps, valid where episode_end
+
+
+class _Slice:
+    """Envs lo..hi of the vector, stepped in the calling process."""
+
+    def __init__(self, spec: EnvSpec, lo: int, hi: int, seed: int, views: dict):
+        self.envs = [make_env_from_spec(spec) for _ in range(lo, hi)]
+        self.lo, self.hi, self.seed, self.v = lo, hi, seed, views
+        self.ret = np.zeros(hi - lo)
+        self.len = np.zeros(hi - lo, np.int64)
+
+    def reset(self) -> None:
+        v = self.v
+        for j, env in enumerate(self.envs):
+            i = self.lo + j
+            obs, _ = env.reset(seed=self.seed + i)
+            v["frames"][i] = obs
+        self.ret[:] = 0
+        self.len[:] = 0
+
+    def step(self) -> None:
+        v = self.v
+        for j, env in enumerate(self.envs):
+            i = self.lo + j
+            obs, reward, term, trunc, info = env.step(int(v["actions"][i]))
+            v["frames"][i] = obs
+            v["rewards"][i] = reward
+            v["terminated"][i], v["truncated"][i] = term, trunc
+            self.ret[j] += info.get("raw_reward", reward)
+            self.len[j] += 1
+            end = (term or trunc) and info.get("game_over", True)
+            v["episode_end"][i] = end
+            if end:
+                v["episode_return"][i], v["episode_length"][i] = self.ret[j], self.len[j]
+                self.ret[j], self.len[j] = 0.0, 0
+            if term or trunc:
+                v["reset_frames"][i], _ = env.reset()
+
+    def close(self) -> None:
+        for env in self.envs:
+            env.close()
+
+
+def _worker(conn, spec, lo, hi, seed, shm_name, n) -> None:
+    shm = shared_memory.SharedMemory(name=shm_name)
+    part = None
+    try:
+        part = _Slice(spec, lo, hi, seed, _views(shm.buf, n))
+        conn.send_bytes(b"k")
+        while True:
+            cmd = conn.recv_bytes()
+            if cmd == b"s":
+                part.step()
+            elif cmd == b"r":
+                part.reset()
+            else:
+                break
+            conn.send_bytes(b"k")
+        part.close()
+    except (KeyboardInterrupt, EOFError):
+        pass
+    finally:
+        del part
+        shm.close()
+
+
+class VectorEnv:
+    """``num_envs`` copies of one EnvSpec; actions in, shared uint8 frames out."""
+
+    def __init__(self, spec: EnvSpec, num_envs: int, *, num_workers: int = 0, seed: int = 0):
+        if num_envs < 1:
+            raise ValueError(f"num_envs: expected >= 1, got {num_envs}")
+        if not 0 <= num_workers <= num_envs:
+            raise ValueError(f"num_workers: expected 0..num_envs={num_envs}, got {num_workers}")
+        self.spec, self.num_envs, self.num_workers = spec, num_envs, num_workers
+        self._shm, self._procs, self._conns, self._local = None, [], [], None
+        probe = make_env_from_spec(spec)
+        self.n_actions = int(probe.action_space.n)
+        self.action_meanings = probe.unwrapped.get_action_meanings()
+        probe.close()
+        _, size = _layout(num_envs)
+        if num_workers == 0:
+            self._v = _views(bytearray(size), num_envs)
+            self._local = _Slice(spec, 0, num_envs, seed, self._v)
+            return
+        self._shm = shared_memory.SharedMemory(create=True, size=size)
+        self._v = _views(self._shm.buf, num_envs)
+        ctx = mp.get_context("spawn")  # no fork: the parent holds torch/OpenMP threads
+        bounds = np.linspace(0, num_envs, num_workers + 1).astype(int)
+        try:
+            for lo, hi in zip(bounds[:-1], bounds[1:]):
+                parent, child = ctx.Pipe()
+                p = ctx.Process(
+                    target=_worker,
+                    args=(child, spec, int(lo), int(hi), seed, self._shm.name, num_envs),
+                    daemon=True,
+                )
+                p.start()
+                self._procs.append(p)
+                self._conns.append(parent)
+            self._wait()
+        except BaseException:
+            self.close()
+            raise
+
+    def _wait(self) -> None:
+        for c in self._conns:
+            try:
+                c.recv_bytes()
+            except EOFError:
+                raise RuntimeError("a vector env worker died (see its traceback above)") from None
+
+    def _command(self, cmd: bytes) -> None:
+        if self._local is not None:
+            self._local.reset() if cmd == b"r" else self._local.step()
+            return
+        for c in self._conns:
+            c.send_bytes(cmd)
+        self._wait()
+
+    def reset(self) -> np.ndarray:
+        """Reset every env (seeded seed+i); returns the first frames, uint8 [N,84,84] (a view)."""
+        self._command(b"r")
+        return self._v["frames"]
+
+    def step(self, actions) -> StepResult:
+        a = np.asarray(actions)
+        if a.shape != (self.num_envs,) or a.dtype.kind not in "iu":
+            raise ValueError(f"actions: expected int [{self.num_envs}], got {a.dtype} {list(a.shape)}")
+        if a.size and (a.min() < 0 or a.max() >= self.n_actions):
+            raise ValueError(f"actions: expected values in 0..{self.n_actions - 1}, got {a.min()}..{a.max()}")
+        self._v["actions"][:] = a
+        self._command(b"s")
+        v = self._v
+        return StepResult(
+            v["frames"], v["rewards"], v["terminated"], v["truncated"], v["reset_frames"],
+            v["episode_end"], v["episode_return"], v["episode_length"],
+        )
+
+    def close(self) -> None:
+        for c in self._conns:
+            try:
+                c.send_bytes(b"q")
+            except (BrokenPipeError, OSError):
+                pass
+        for p in self._procs:
+            p.join(timeout=5)
+            if p.is_alive():
+                p.terminate()
+        self._procs, self._conns = [], []
+        if self._local is not None:
+            self._local.close()
+            self._local = None
+        if self._shm is not None:
+            self._v = None
+            try:
+                self._shm.close()
+            except BufferError:  # a caller still holds a StepResult view; unlink anyway
+                pass
+            self._shm.unlink()
+            self._shm = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
