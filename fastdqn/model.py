@@ -1,0 +1,46 @@
+"""Nature DQN (Mnih et al. 2015), as the seeds build it."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class NatureDQN(nn.Module):
+    """conv 32x8x8/4, 64x4x4/2, 64x3x3/1, fc 512, fc n_actions; ReLU between.
+
+    Takes uint8 [B, stack, 84, 84] and scales it by 1/255 on whatever device it is on,
+    so frames cross the host/device boundary as bytes (4x fewer than float32).
+    """
+
+    def __init__(self, n_actions: int, in_channels: int = 4, frame_shape: tuple[int, int] = (84, 84)):
+        super().__init__()
+        if n_actions < 1:
+            raise ValueError(f"n_actions: expected >= 1, got {n_actions}")
+        self.n_actions, self.in_channels, self.frame_shape = n_actions, in_channels, tuple(frame_shape)
+        self.conv = nn.Sequential(
+            nn.Conv2d(in_channels, 32, kernel_size=8, stride=4),
+            nn.ReLU(),
+            nn.Conv2d(32, 64, kernel_size=4, stride=2),
+            nn.ReLU(),
+            nn.Conv2d(64, 64, kernel_size=3, stride=1),
+            nn.ReLU(),
+            nn.Flatten(),
+        )
+        with torch.no_grad():
+            n_features = self.conv(torch.zeros(1, in_channels, *frame_shape)).shape[1]
+        self.fc = nn.Sequential(nn.Linear(n_features, 512), nn.ReLU(), nn.Linear(512, n_actions))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype == torch.uint8:
+            x = x.float() * (1.0 / 255.0)
+        return self.fc(self.conv(x))
+
+
+def check_obs(obs: torch.Tensor, model: NatureDQN) -> None:
+    """Raise if obs is not uint8 [B, stack, H, W] for this model."""
+    if not isinstance(obs, torch.Tensor):
+        raise TypeError(f"obs: expected a torch.Tensor, got {type(obs).__name__}")
+    want = (model.in_channels, *model.frame_shape)
+    if obs.dtype != torch.uint8 or obs.dim() != 4 or tuple(obs.shape[1:]) != want:
+        raise ValueError(f"obs: expected uint8 [B, {', '.join(map(str, want))}], got {obs.dtype} {list(obs.shape)}")
