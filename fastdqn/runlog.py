@@ -1,0 +1,118 @@
+"""Run directory output: config.json, metrics.jsonl, TensorBoard events, reward-curve PNG,
+and the live console line."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+
+class RunLog:
+    """One finished episode -> one metrics.jsonl line + TensorBoard scalars.
+
+    TensorBoard keys: the seeds' (reward, reward_100, epsilon, speed) and CleanRL's
+    (charts/episodic_return, charts/SPS, losses/td_loss, charts/epsilon).
+    """
+
+    def __init__(self, out_dir: str, config: dict, *, tensorboard: bool = True):
+        os.makedirs(out_dir, exist_ok=True)
+        self.out_dir = out_dir
+        with open(os.path.join(out_dir, "config.json"), "w") as f:
+            json.dump(config, f, indent=2, sort_keys=True)
+            f.write("\n")
+        self._jsonl = open(os.path.join(out_dir, "metrics.jsonl"), "a", buffering=1)
+        self._tb = None
+        if tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._tb = SummaryWriter(log_dir=out_dir)
+        self.records: list[dict] = []
+
+    def episode(self, rec: dict) -> None:
+        self.records.append(rec)
+        self._jsonl.write(json.dumps(rec) + "\n")
+        tb, step = self._tb, rec["frame"]
+        if tb is None:
+            return
+        tb.add_scalar("reward", rec["reward"], step)
+        tb.add_scalar("reward_100", rec["reward_100"], step)
+        tb.add_scalar("epsilon", rec["epsilon"], step)
+        tb.add_scalar("speed", rec["fps"], step)
+        tb.add_scalar("charts/episodic_return", rec["reward"], step)
+        tb.add_scalar("charts/episodic_length", rec["length"], step)
+        tb.add_scalar("charts/epsilon", rec["epsilon"], step)
+        tb.add_scalar("charts/SPS", rec["fps"], step)
+        if rec["loss"] is not None:
+            tb.add_scalar("losses/td_loss", rec["loss"], step)
+
+    def close(self) -> str | None:
+        """Flush everything; write reward_curve.png (returns its path, None without episodes)."""
+        self._jsonl.close()
+        if self._tb is not None:
+            self._tb.close()
+        return plot_rewards(self.records, os.path.join(self.out_dir, "reward_curve.png"))
+
+
+def plot_rewards(records: list[dict], path: str, bound: float | None = None) -> str | None:
+    if not records:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    frames = [r["frame"] for r in records]
+    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
+    ax.plot(frames, [r["reward"] for r in records], ".", alpha=0.35, label="episode reward")
+    ax.plot(frames, [r["reward_100"] for r in records], "-", label="mean of last 100")
+    ax.set_xlabel("agent steps (frames)")
+    ax.set_ylabel("reward")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+class Progress:
+    """A live rich line (frames, episodes, reward_100, epsilon, f/s), at most ~4 refreshes/s."""
+
+    def __init__(self, total: int | None, enabled: bool = True):
+        self.enabled = enabled
+        self._last = 0.0
+        if not enabled:
+            return
+        from rich.progress import BarColumn, Progress as RichProgress, TextColumn, TimeElapsedColumn
+
+        self._p = RichProgress(
+            TextColumn("[bold]{task.completed:>9,.0f}[/] frames"),
+            BarColumn(bar_width=24),
+            TextColumn("{task.fields[info]}"),
+            TimeElapsedColumn(),
+            refresh_per_second=4,
+            transient=False,
+        )
+        self._task = self._p.add_task("train", total=total, info="filling replay")
+        self._p.start()
+
+    def update(self, frame: int, info: str | None = None, force: bool = False) -> None:
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if force or now - self._last > 0.25:
+            self._last = now
+            kw = {"info": info} if info is not None else {}
+            self._p.update(self._task, completed=frame, **kw)
+
+    def print(self, msg: str) -> None:
+        if self.enabled:
+            self._p.console.print(msg)
+        else:
+            print(msg, flush=True)
+
+    def close(self) -> None:
+        if self.enabled:
+            self.enabled = False
+            self._p.stop()
