@@ -1,0 +1,158 @@
+"""`fastdqn train | play | info | bench`."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from fastdqn.train import PRESETS, TrainConfig
+
+_D = TrainConfig()  # the pong preset, for the defaults shown in --help
+
+# (flag, config field, type, help); every default is None so the preset decides.
+_TRAIN_FLAGS = [
+    ("--env", "env_id", str, f"gymnasium Atari id (default: {_D.env_id})"),
+    ("--device", "device", str, "auto | cpu | cuda (default: auto = cuda when available)"),
+    ("--seed", "seed", int, f"seed for the net, the envs, epsilon and replay sampling (default: {_D.seed})"),
+    ("--frames", "frames", int, "stop after N agent steps (default: run until reward_100 > --reward-bound)"),
+    ("--num-envs", "num_envs", int, f"environments stepped together (default: {_D.num_envs})"),
+    ("--num-workers", "num_workers", int, "env worker processes (default: 0 for one env, else min(envs, cores))"),
+    ("--out", "out", str, "run directory (default: runs/<env>-<time>)"),
+    ("--batch-size", "batch_size", int, f"transitions per gradient step (default: {_D.batch_size})"),
+    ("--replay-size", "replay_size", int, f"replay buffer capacity in transitions (default: {_D.replay_size:,})"),
+    ("--replay-start", "replay_start", int, f"agent steps before learning starts (default: {_D.replay_start:,})"),
+    ("--lr", "lr", float, f"Adam learning rate (default: {_D.lr:g})"),
+    ("--gamma", "gamma", float, f"discount factor (default: {_D.gamma})"),
+    ("--sync-target", "sync_target", int, f"agent steps between target-net syncs (default: {_D.sync_target:,})"),
+    ("--eps-start", "eps_start", float, f"initial epsilon (default: {_D.eps_start})"),
+    ("--eps-final", "eps_final", float, f"final epsilon (default: {_D.eps_final})"),
+    ("--eps-decay-frames", "eps_decay_frames", int,
+     f"agent steps of linear epsilon decay (default: {_D.eps_decay_frames:,})"),
+    ("--reward-bound", "reward_bound", float,
+     f"stop when the mean reward of the last 100 episodes exceeds this (default: {_D.reward_bound:g})"),
+    ("--loss", "loss", str, "mse (seeds) | huber (default: mse)"),
+    ("--replay-ratio", "replay_ratio", float, f"gradient steps per agent step (default: {_D.replay_ratio:g})"),
+    ("--layout", "layout", str, "frame layout: crop (seeds, 84x110 cropped) | full (84x84) (default: crop)"),
+    ("--noop-max", "noop_max", int, "random NOOPs (1..N) after reset, 0 = off (default: 0; breakout: 30)"),
+    ("--checkpoint-every", "checkpoint_every", int,
+     f"agent steps between last.pt saves (default: {_D.checkpoint_every:,})"),
+]
+_TRAIN_SWITCHES = [  # (flag, field, value, help)
+    ("--double", "double", True, "Double DQN target (argmax by the online net)"),
+    ("--compile", "compile", True, "torch.compile the update step (default: on CUDA only)"),
+    ("--no-compile", "compile", False, "never compile the update step"),
+    ("--episodic-life", "episodic_life", True, "a lost life ends the episode for learning (breakout preset)"),
+    ("--clip-rewards", "clip_rewards", True, "clip rewards to -1, 0, 1 (breakout preset)"),
+    ("--no-fire-reset", "fire_reset", False, "do not press FIRE on reset (default: when the game has FIRE)"),
+    ("--no-tensorboard", "tensorboard", False, "do not write TensorBoard events"),
+    ("--no-progress", "progress", False, "no live progress line"),
+]
+
+
+class UserError(Exception):
+    """A mistake on the command line: reported in one line, no traceback."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="fastdqn", description="DQN on Atari at the speed the hardware allows.")
+    sub = p.add_subparsers(dest="command", metavar="{train,play,info,bench}")
+    sub.required = True
+
+    t = sub.add_parser("train", help="train DQN (seeds' Pong preset by default)",
+                       description="Train DQN on an Atari game. Defaults are the seeds' Pong preset; "
+                       "every hyperparameter has a flag. Writes config.json, metrics.jsonl, TensorBoard "
+                       "events, best.pt, last.pt and reward_curve.png to the run directory.")
+    t.add_argument("--preset", choices=sorted(PRESETS), default="pong",
+                   help="hyperparameter and wrapper preset (default: pong)")
+    for flag, dest, typ, hlp in _TRAIN_FLAGS:
+        kw = {"choices": ["mse", "huber"]} if dest == "loss" else {}
+        kw = {"choices": ["crop", "full"]} if dest == "layout" else kw
+        kw = {"choices": ["auto", "cpu", "cuda"]} if dest == "device" else kw
+        t.add_argument(flag, dest=dest, type=typ, default=None, help=hlp, **kw)
+    for flag, dest, value, hlp in _TRAIN_SWITCHES:
+        t.add_argument(flag, dest=dest, action="store_const", const=value, default=None, help=hlp)
+
+    pl = sub.add_parser("play", help="play a checkpoint, print the rewards, write an mp4",
+                        description="Play a trained agent greedily (or epsilon-greedy) and record a video.")
+    pl.add_argument("--checkpoint", required=True, help="a best.pt or last.pt written by fastdqn train")
+    pl.add_argument("--episodes", type=int, default=3, help="games to play (default: 3)")
+    pl.add_argument("--video", default=None, help="write the games to this mp4 file")
+    pl.add_argument("--epsilon", type=float, default=0.0, help="random-action probability (default: 0)")
+    pl.add_argument("--seed", type=int, default=0, help="env seed (default: 0)")
+    pl.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="(default: auto)")
+    pl.add_argument("--max-steps", type=int, default=None, help="cut each game after N agent steps")
+    pl.add_argument("--scale", type=int, default=2, help="video upscaling factor (default: 2)")
+
+    sub.add_parser("info", help="versions, preprocessing backends, CUDA device and kernels",
+                   description="Print versions, preprocessing backends, the CUDA device and whether the "
+                   "CUDA kernel module is built.")
+
+    # fastdqn.bench is imported only when asked for; it parses its own arguments.
+    # Listed for --help only: main() hands "bench ..." to fastdqn.bench before parsing.
+    sub.add_parser("bench", help="run the benchmarks (fastdqn.bench; see fastdqn bench --help)")
+    return p
+
+
+def _train(args) -> int:
+    from fastdqn.train import preset, train
+
+    fields = {dest for _, dest, _, _ in _TRAIN_FLAGS} | {dest for _, dest, _, _ in _TRAIN_SWITCHES}
+    overrides = {k: getattr(args, k) for k in fields if getattr(args, k) is not None}
+    cfg = preset(args.preset, **overrides)
+    cfg.validate()
+    result = train(cfg)
+    return 0 if result.frames > 0 else 1
+
+
+def _play(args) -> int:
+    from fastdqn.play import play
+
+    play(args.checkpoint, episodes=args.episodes, video=args.video, epsilon=args.epsilon, seed=args.seed,
+         device=args.device, max_steps=args.max_steps, scale=args.scale)
+    return 0
+
+
+def _bench(argv: list[str]) -> int:
+    try:
+        import fastdqn.bench as bench_mod
+
+        add_arguments, run = bench_mod.add_arguments, bench_mod.run
+    except (ImportError, AttributeError):
+        raise UserError("the bench subcommand needs fastdqn.bench (add_arguments, run), "
+                        "which this installation does not have") from None
+    p = argparse.ArgumentParser(prog="fastdqn bench", description="Run the fastdqn benchmarks.")
+    add_arguments(p)
+    return int(run(p.parse_args(argv)) or 0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import gymnasium
+
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["bench"]:
+        args = argparse.Namespace(command="bench")
+    else:
+        args = build_parser().parse_args(argv)
+    try:
+        if args.command == "bench":
+            return _bench(argv[1:])
+        if args.command == "info":
+            from fastdqn.info import print_info
+
+            print_info()
+            return 0
+        return {"train": _train, "play": _play}[args.command](args)
+    except KeyboardInterrupt:
+        print("fastdqn: interrupted", file=sys.stderr)
+        return 130
+    except (UserError, ValueError, TypeError, FileNotFoundError, gymnasium.error.Error) as e:
+        if os.environ.get("FASTDQN_DEBUG"):
+            raise
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        print(f"fastdqn {args.command}: error: {msg}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
