@@ -201,3 +201,49 @@ def loop_target_loss(net, tgt_net, states_v, actions_v, rewards_v, done_mask, ne
         next_q = 0.0 if bool(done_mask[i]) else next_all[i].max()
         total = total + (q_all[i, actions_v[i]] - (rewards_v[i] + gamma * next_q)) ** 2
     return total / states_v.shape[0]
+
+
+# ---------------------------------------------------------------- environment
+class SeedPongEnv:
+    """The seeds' make_env chain on gymnasium: MaxAndSkip (deque of raw frames,
+    np.max over np.stack) -> FireReset -> ProcessFrame84 (float) -> float32
+    frame stack scaled to [0, 1]. Auto-resets, so it can be stepped forever."""
+
+    def __init__(self, env_id: str = "PongNoFrameskip-v4", skip: int = 4, seed: int = 0):
+        import ale_py
+        import gymnasium as gym
+
+        gym.register_envs(ale_py)
+        self.env = gym.make(env_id)
+        self.env.reset(seed=seed)
+        self.skip, self.raw = skip, collections.deque(maxlen=2)
+        self.stack = SeedFrameStack()
+        self.state = self.reset()
+
+    def _skip_step(self, action: int):
+        total, done = 0.0, False
+        for _ in range(self.skip):
+            obs, reward, term, trunc, _ = self.env.step(action)
+            self.raw.append(obs)
+            total += reward
+            done = term or trunc
+            if done:
+                break
+        return np.max(np.stack(self.raw), axis=0), total, done
+
+    def reset(self) -> np.ndarray:
+        self.raw.clear()
+        obs, _ = self.env.reset()
+        self.raw.append(obs)
+        for fire in (1, 2):  # FireReset
+            obs, _, done = self._skip_step(fire)
+            if done:
+                obs, _ = self.env.reset()
+        return self.stack.reset(seed_process(obs))
+
+    def step(self, action: int):
+        frame, reward, done = self._skip_step(action)
+        new_state = self.stack.observe(seed_process(frame))
+        if done:
+            new_state = self.reset()
+        return new_state, reward, done

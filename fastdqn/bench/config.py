@@ -22,6 +22,8 @@ class BenchConfig:
     built_capacities: tuple[int, ...] = (10_000, 100_000)  # larger ones are computed
     compile: bool = True  # torch.compile rows (slow to build on a CPU)
     env_steps: int = 2_000  # per env measurement, for the trainer's env/train hooks
+    num_envs: int = 8  # vector env rows
+    env_workers: int | None = None  # VectorEnv processes (None: one per core, at most num_envs)
     device: str = "auto"
     # 1 by default: with more, one busy core stalls every OpenMP barrier and a batch-32
     # update swings 10x on a shared machine. 0 keeps torch's default (all cores).
@@ -42,7 +44,7 @@ def make_config(mode: str = "full", **overrides) -> BenchConfig:
         "quick": dict(rounds=9, round_s=0.04, frames=128, compile=False, env_steps=500,
                       built_capacities=(10_000,)),
         "tiny": dict(rounds=3, round_s=0.005, frames=8, replay_fill=300, batch_size=4, compile=False,
-                     capacities=(1_000, 10_000), built_capacities=(1_000,), env_steps=50),
+                     capacities=(1_000, 10_000), built_capacities=(1_000,), env_steps=50, num_envs=2, env_workers=0),
     }
     if mode not in presets:
         raise ValueError(f"mode: expected one of {sorted(presets)}, got {mode!r}")

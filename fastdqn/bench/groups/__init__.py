@@ -13,7 +13,12 @@ def specs(group: str, cfg: BenchConfig) -> list:
         from . import replay as mod
     elif group == "loss":
         from . import loss as mod
-    elif group in ("env", "train"):
+    elif group == "env":
+        from . import env
+        from .delegated import specs_for
+
+        return specs_for(group, cfg, fallback=env.specs)
+    elif group == "train":
         from .delegated import specs_for
 
         return specs_for(group, cfg)
