@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from fastdqn import cuda as fastdqn_cuda
+from fastdqn import replay_state
 from fastdqn.preprocess import _core
 
 PADS = ("zeros", "repeat")
@@ -67,6 +68,7 @@ class ReplayBuffer:
         if seed is None:
             seed = int(np.random.SeedSequence().entropy) & (2**64 - 1)
         seed = _positive_int(seed, "seed", minimum=0) & (2**64 - 1)
+        self.pad = pad
         self.device = None if device is None else torch.device(device)
         self._core = _core.ReplayCore(capacity, num_envs, list(frame_shape), stack, pad == "repeat", seed,
                                       store_frames=self.device is None)
@@ -160,6 +162,32 @@ class ReplayBuffer:
             window = self._gather_on_device(torch.from_numpy(slots))
             action, reward, done = (t.to(self.device, non_blocking=True) for t in (action, reward, done))
         return Batch(window[:, :-1], action, reward, window[:, 1:], done)
+
+    # -- saving and restoring (fastdqn/replay_state.py) ---------------------------------------
+    # Call these only while no other thread adds or samples: they read and write the raw storage.
+    def state_dict(self) -> dict:
+        """A copy of everything the buffer holds: storage, streams, RNG state and its config."""
+        return replay_state.collect(self)
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore ``state_dict()`` output; the next samples are exactly what the saved buffer's
+        would have been. Everything is validated first: a bad state raises ValueError/TypeError
+        and leaves this buffer unchanged."""
+        replay_state.restore(self, replay_state.check_state(self, state))
+
+    def save(self, path) -> None:
+        """Write the state to ``path`` (uncompressed .npz, exactly that name) atomically."""
+        replay_state.save_atomic(path, replay_state.collect(self, copy=False))
+
+    @classmethod
+    def load(cls, path, *, device: str | torch.device | None = None) -> "ReplayBuffer":
+        """A new buffer with the config and contents saved at ``path``."""
+        state = replay_state.load_file(path)
+        cfg = replay_state.config_of(state)
+        buf = cls(cfg["capacity"], num_envs=cfg["num_envs"], frame_shape=cfg["frame_shape"], stack=cfg["stack"],
+                  pad=cfg["pad"], seed=0, device=device)
+        buf.load_state_dict(state)
+        return buf
 
     # -- helpers ----------------------------------------------------------------------------
     def _env(self, env) -> int:

@@ -1,0 +1,48 @@
+"""Shared helpers for the replay tests: uniquely numbered frames and full-state snapshots."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class Frames:
+    """Frames whose pixels encode a unique running number, so any frame can be identified."""
+
+    def __init__(self, shape=(2, 3)):
+        self.shape, self.n = shape, 0
+
+    def __call__(self):
+        self.n += 1
+        return np.frombuffer(self.n.to_bytes(int(np.prod(self.shape)), "little"), np.uint8).reshape(self.shape).copy()
+
+
+def snapshot(buf):
+    """Everything a rejected call must leave alone: storage, streams, len and the sampling RNG."""
+    arrays = {k: v.copy() for k, v in buf._core.arrays().items()}
+    if buf._frames is not None:
+        arrays["frames"] = buf._frames.cpu().numpy().copy()
+    return arrays, buf._core.streams(), len(buf), list(buf._core.rng_state)
+
+
+def assert_same_state(a, b):
+    assert a[0].keys() == b[0].keys()
+    for k in a[0]:
+        np.testing.assert_array_equal(a[0][k], b[0][k], err_msg=k)
+    assert a[1:] == b[1:]
+
+
+def fill(buf, steps, rng, frame=None, end_p=0.1):
+    """Run ``steps`` add_many calls with random episode ends (restarting ended streams)."""
+    frame = frame or Frames(buf.frame_shape)
+    n = buf.num_envs
+    if not any(o for _, o in buf._core.streams()):
+        buf.start_many(np.stack([frame() for _ in range(n)]))
+    for _ in range(steps):
+        ends = rng.random((2, n)) < end_p / 2
+        ends[1] &= ~ends[0]
+        buf.add_many(rng.integers(0, 6, n), rng.standard_normal(n).astype(np.float32),
+                     np.stack([frame() for _ in range(n)]), ends[0], ends[1])
+        done = np.flatnonzero(ends.any(0))
+        if done.size:
+            buf.start_many(np.stack([frame() for _ in done]), envs=done)
+    return frame
