@@ -135,7 +135,10 @@ public:
             envs = vector_arg<int64_t>(envs_obj, "envs", k, "iu");
         }
         for (py::ssize_t i = 0; i < k; ++i) {
-            store_.check_env(static_cast<int>(envs.at(i)));
+            // Range-check the int64 before narrowing: 2**32 + 1 must not wrap to env 1.
+            if (envs.at(i) < 0 || envs.at(i) >= store_.num_envs())
+                throw py::value_error("envs: expected indices in [0, " + std::to_string(store_.num_envs()) + "), got " +
+                                      std::to_string(envs.at(i)));
             for (py::ssize_t j = 0; j < i; ++j)
                 if (envs.at(j) == envs.at(i)) throw py::value_error("envs: expected distinct env indices, got " +
                                                                      std::to_string(envs.at(i)) + " twice");
@@ -221,6 +224,8 @@ private:
         int64_t n = 1;
         for (auto d : shape) {
             if (d < 1) throw py::value_error("frame_shape: expected positive sizes, got " + shape_str(shape));
+            if (n > INT64_MAX / d)  // the product would overflow (UB), not just fail to allocate
+                throw py::value_error("frame_shape: expected a frame of at most 2^63 - 1 bytes, got " + shape_str(shape));
             n *= d;
         }
         return n;
@@ -306,8 +311,14 @@ PYBIND11_MODULE(_core, m) {
             if (state.size() != streams.size())
                 throw py::value_error("streams: expected " + std::to_string(streams.size()) + " entries, got " +
                                       std::to_string(state.size()));
-            for (const auto& st : state)
-                if (st.first < 0) throw py::value_error("streams: written counts must be >= 0");
+            for (const auto& st : state) {
+                // written < 2^62 keeps written + 1 from overflowing; an open stream's last frame is
+                // written - 1, so open with nothing written would make add() touch slot -1.
+                if (st.first < 0 || st.first >= (int64_t{1} << 62))
+                    throw py::value_error("streams: expected written counts in [0, 2^62), got " + std::to_string(st.first));
+                if (st.second && st.first == 0)
+                    throw py::value_error("streams: expected an open stream to have written >= 1 frame, got 0");
+            }
             for (size_t i = 0; i < state.size(); ++i) {
                 streams[i].written = state[i].first;
                 streams[i].open = state[i].second;

@@ -68,7 +68,9 @@ public:
     }
     std::vector<uint64_t> state() const { return {s_, s_ + 4}; }
     void set_state(const std::vector<uint64_t>& s) {
-        if (s.size() != 4) throw std::invalid_argument("rng state must have 4 words");
+        if (s.size() != 4) throw std::invalid_argument("rng state must have 4 words, got " + std::to_string(s.size()));
+        // All-zero is xoshiro's fixed point: below() would return 0 forever and draw() could spin.
+        if (!(s[0] | s[1] | s[2] | s[3])) throw std::invalid_argument("rng state must not be all zeros");
         std::copy(s.begin(), s.end(), s_);
     }
 
@@ -98,6 +100,9 @@ public:
             envs_[e].cap = capacity / num_envs + (e < capacity % num_envs ? 1 : 0);
             offset += envs_[e].cap;
         }
+        if (store_frames_ && static_cast<uint64_t>(capacity) > SIZE_MAX / static_cast<uint64_t>(frame_bytes))
+            throw std::invalid_argument("capacity * frame size overflows the address space: " + std::to_string(capacity) +
+                                        " * " + std::to_string(frame_bytes));
         if (store_frames_) frames_.assign(static_cast<size_t>(capacity) * frame_bytes, 0);
         actions_.assign(capacity, 0);
         rewards_.assign(capacity, 0.f);
