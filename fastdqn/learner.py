@@ -50,11 +50,14 @@ def td_loss(online, target, obs, action, reward, next_obs, done, *, gamma, loss=
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        dev = None
+    if dev is None or dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"device: expected 'auto', 'cpu' or 'cuda', got {str(device)!r}")
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("device: expected 'cpu' or 'auto' on this machine, got 'cuda' (no CUDA device)")
-    if dev.type not in ("cpu", "cuda"):
-        raise ValueError(f"device: expected 'auto', 'cpu' or 'cuda', got {str(device)!r}")
     return dev
 
 

@@ -1,0 +1,7 @@
+"""`python -m fastdqn` == `fastdqn`."""
+
+import sys
+
+from fastdqn.cli import main
+
+sys.exit(main())

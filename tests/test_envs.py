@@ -1,0 +1,164 @@
+"""The DeepMind wrappers and the vector env on real ale-py games."""
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+from fastdqn.envs import (ClipReward, EnvSpec, EpisodicLife, FireReset, FrameStack, MaxAndSkip, NoopReset,
+                          make_env, make_env_from_spec)
+from fastdqn.preprocess import process_frame
+from fastdqn.vecenv import VectorEnv
+
+PONG = "PongNoFrameskip-v4"
+
+
+def _raw(game=PONG):
+    import ale_py
+
+    gym.register_envs(ale_py)
+    return gym.make(game)
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_max_and_skip_maxpools_last_two_raw_frames_then_preprocesses(fast):
+    ref = _raw()
+    env = MaxAndSkip(_raw(), skip=4, layout="crop")
+    if not fast:
+        env._ale = None  # the generic gymnasium path
+    ref.reset(seed=3)
+    obs, _ = env.reset(seed=3)
+    rng = np.random.default_rng(0)
+    for _ in range(40):
+        a = int(rng.integers(6))
+        frames, total = [], 0.0
+        for _ in range(4):
+            o, r, term, trunc, _ = ref.step(a)
+            frames.append(o)
+            total += r
+        obs, reward, term2, trunc2, _ = env.step(a)
+        assert obs.dtype == np.uint8 and obs.shape == (84, 84)
+        np.testing.assert_array_equal(obs, process_frame(frames[-1], frames[-2]))
+        assert reward == total and term2 == term and trunc2 == trunc
+
+
+def test_max_and_skip_rgb_layout_none():
+    ref, env = _raw(), MaxAndSkip(_raw(), skip=4, layout=None)
+    ref.reset(seed=1)
+    env.reset(seed=1)
+    frames = [ref.step(3)[0] for _ in range(4)]
+    obs = env.step(3)[0]
+    np.testing.assert_array_equal(obs, np.maximum(frames[-1], frames[-2]))
+
+
+def test_fire_reset_presses_fire_and_rejects_games_without_it():
+    env = FireReset(MaxAndSkip(_raw()))
+    env.reset(seed=0)
+    assert env.unwrapped.ale.getEpisodeFrameNumber() == 8  # FIRE, then action 2, four frames each
+    with pytest.raises(ValueError, match="FIRE"):
+        FireReset(_raw("FreewayNoFrameskip-v4"))
+
+
+def test_noop_reset_takes_1_to_noop_max_raw_noops():
+    env = NoopReset(_raw(), noop_max=30)
+    seen = set()
+    for seed in range(6):
+        env.reset(seed=seed)
+        n = env.unwrapped.ale.getEpisodeFrameNumber()
+        assert 1 <= n <= 30
+        seen.add(n)
+    assert len(seen) > 1
+    with pytest.raises(ValueError, match="noop_max"):
+        NoopReset(_raw(), noop_max=0)
+
+
+def test_episodic_life_ends_on_life_loss_and_keeps_the_game():
+    env = EpisodicLife(MaxAndSkip(_raw("BreakoutNoFrameskip-v4")))
+    env.reset(seed=0)
+    lives = env.unwrapped.ale.lives()
+    rng = np.random.default_rng(0)
+    for _ in range(5000):
+        _, _, term, trunc, info = env.step(int(rng.integers(4)))
+        if term:
+            break
+    assert term and not info["game_over"]
+    assert env.unwrapped.ale.lives() == lives - 1
+    frame_no = env.unwrapped.ale.getEpisodeFrameNumber()
+    env.reset()
+    assert env.unwrapped.ale.getEpisodeFrameNumber() > frame_no  # same game goes on
+    assert env.unwrapped.ale.lives() == lives - 1
+
+
+def test_clip_reward_signs_and_keeps_raw():
+    env = ClipReward(MaxAndSkip(_raw()))
+    assert (env.reward(7.0), env.reward(-3.0), env.reward(0.0)) == (1.0, -1.0, 0.0)
+    env.reset(seed=0)
+    rng = np.random.default_rng(0)
+    for _ in range(3000):
+        _, r, term, trunc, info = env.step(int(rng.integers(6)))
+        assert r in (-1.0, 0.0, 1.0) and r == np.sign(info["raw_reward"])
+        if info["raw_reward"] != 0:
+            break
+    assert info["raw_reward"] != 0
+
+
+def test_frame_stack_uint8_zero_padded():
+    env = make_env(PONG, frame_stack=4, seed=0)
+    assert env.observation_space.shape == (4, 84, 84) and env.observation_space.dtype == np.uint8
+    obs, _ = env.reset(seed=0)
+    assert obs.dtype == np.uint8 and not obs[:3].any() and obs[3].any()
+    obs2, *_ = env.step(0)
+    np.testing.assert_array_equal(obs2[2], obs[3])
+    assert not obs2[:2].any()
+
+
+def test_make_env_presets_and_validation():
+    env = make_env(PONG)
+    names = []
+    e = env
+    while isinstance(e, gym.Wrapper):
+        names.append(type(e).__name__)
+        e = e.env
+    assert names[:2] == ["FireReset", "MaxAndSkip"]  # the seeds' Pong chain
+    b = make_env("BreakoutNoFrameskip-v4", noop_max=30, episodic_life=True, clip_rewards=True)
+    assert isinstance(b, ClipReward) and isinstance(b.env, FireReset) and isinstance(b.env.env, EpisodicLife)
+    with pytest.raises(ValueError, match="Atari"):
+        make_env("CartPole-v1")
+    with pytest.raises(ValueError, match="layout"):
+        make_env(PONG, layout="square")
+
+
+def test_vector_env_workers_match_in_process_and_auto_reset():
+    spec = EnvSpec(PONG)
+    local = VectorEnv(spec, 2, num_workers=0, seed=5)
+    with VectorEnv(spec, 2, num_workers=2, seed=5) as procs:
+        np.testing.assert_array_equal(local.reset(), procs.reset())
+        rng = np.random.default_rng(0)
+        ended = 0
+        for _ in range(3000):
+            a = rng.integers(0, 6, 2)
+            r1, r2 = local.step(a), procs.step(a)
+            for f in ("frames", "rewards", "terminated", "truncated", "episode_end"):
+                np.testing.assert_array_equal(getattr(r1, f), getattr(r2, f))
+            done = r1.terminated | r1.truncated
+            if done.any():
+                i = int(np.flatnonzero(done)[0])
+                np.testing.assert_array_equal(r1.reset_frames[i], r2.reset_frames[i])
+                assert r1.episode_end[i] and r1.episode_return[i] <= 21 and r1.episode_length[i] > 100
+                ended += 1
+                break
+        assert ended
+        with pytest.raises(ValueError, match="actions"):
+            procs.step(np.array([0, 9]))
+    local.close()
+
+
+def test_single_env_matches_vector_env():
+    env = make_env_from_spec(EnvSpec(PONG))
+    venv = VectorEnv(EnvSpec(PONG), 1, seed=7)
+    obs, _ = env.reset(seed=7)
+    np.testing.assert_array_equal(venv.reset()[0], obs)
+    for a in [0, 2, 3, 1, 4, 5] * 5:
+        obs, r, *_ = env.step(a)
+        res = venv.step(np.array([a]))
+        np.testing.assert_array_equal(res.frames[0], obs)
+    venv.close()

@@ -1,0 +1,145 @@
+"""Learner: TD target on hand-made batches, loss, epsilon schedule, target sync, acting, checkpoints."""
+
+import numpy as np
+import pytest
+import torch
+
+from fastdqn.checkpoint import load_checkpoint, save_checkpoint
+from fastdqn.learner import Learner, epsilon_at, td_loss, td_target
+from fastdqn.model import NatureDQN, check_obs
+
+
+def test_td_target_terminal_masking():
+    reward = torch.tensor([1.0, 2.0, -1.0])
+    done = torch.tensor([0.0, 1.0, 0.0])
+    next_q = torch.tensor([[1.0, 3.0], [5.0, 2.0], [-4.0, -2.0]])
+    y = td_target(reward, done, next_q, gamma=0.5)
+    # max over actions, zero on terminal: 1 + .5*3, 2, -1 + .5*(-2)
+    assert torch.equal(y, torch.tensor([2.5, 2.0, -2.0]))
+
+
+def test_td_target_double_dqn_uses_online_argmax():
+    reward = torch.tensor([1.0, 2.0])
+    done = torch.tensor([0.0, 0.0])
+    next_q_target = torch.tensor([[1.0, 3.0], [5.0, 2.0]])
+    next_q_online = torch.tensor([[9.0, 0.0], [0.0, 9.0]])  # picks action 0, then 1
+    y = td_target(reward, done, next_q_target, 0.5, next_q_online)
+    assert torch.equal(y, torch.tensor([1.5, 3.0]))  # not max (2.5, 4.5)
+    done = torch.tensor([1.0, 0.0])
+    assert torch.equal(td_target(reward, done, next_q_target, 0.5, next_q_online), torch.tensor([1.0, 3.0]))
+
+
+def _batch(b=8, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    window = torch.randint(0, 256, (b, 5, 84, 84), dtype=torch.uint8, generator=g)
+    action = torch.randint(0, 6, (b,), generator=g)
+    reward = torch.randint(-1, 2, (b,), generator=g).float()
+    done = (torch.rand(b, generator=g) < 0.3).float()
+    return window[:, :4], action, reward, window[:, 1:], done
+
+
+@pytest.mark.parametrize("loss", ["mse", "huber"])
+@pytest.mark.parametrize("double", [False, True])
+def test_td_loss_matches_by_hand(loss, double):
+    torch.manual_seed(0)
+    online, target = NatureDQN(6), NatureDQN(6)
+    obs, action, reward, next_obs, done = _batch()
+    got = td_loss(online, target, obs, action, reward, next_obs, done, gamma=0.99, loss=loss, double=double)
+    with torch.no_grad():
+        q = online(obs.float() / 255)[torch.arange(8), action]
+        nt = target(next_obs.float() / 255)
+        a = online(next_obs.float() / 255).argmax(1) if double else nt.argmax(1)
+        y = reward + 0.99 * (1 - done) * nt[torch.arange(8), a]
+        d = (q - y).abs()
+        want = (d**2).mean() if loss == "mse" else torch.where(d < 1, 0.5 * d**2, d - 0.5).mean()
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_epsilon_schedule():
+    assert epsilon_at(0, 1.0, 0.01, 150_000) == 1.0
+    assert epsilon_at(75_000, 1.0, 0.01, 150_000) == pytest.approx(0.505)
+    assert epsilon_at(150_000, 1.0, 0.01, 150_000) == pytest.approx(0.01)
+    assert epsilon_at(10**7, 1.0, 0.01, 150_000) == pytest.approx(0.01)
+    assert epsilon_at(5, 1.0, 0.02, 0) == 0.02
+    eps = [epsilon_at(f, 1.0, 0.01, 1000) for f in range(0, 1200, 50)]
+    assert all(a >= b for a, b in zip(eps, eps[1:]))
+
+
+def test_nature_dqn_shape_params_and_scaling():
+    net = NatureDQN(6)
+    assert sum(p.numel() for p in net.parameters()) == 1_687_206  # 8,224 + 32,832 + 36,928 + 1,606,144 + 3,078
+    x = torch.randint(0, 256, (3, 4, 84, 84), dtype=torch.uint8)
+    out = net(x)
+    assert out.shape == (3, 6)
+    torch.testing.assert_close(out, net(x.float() / 255))
+    with pytest.raises(ValueError, match="expected uint8"):
+        check_obs(x.float(), net)
+
+
+def test_update_changes_online_only_and_sync_is_in_place():
+    torch.manual_seed(0)
+    lr = Learner(6, device="cpu", lr=1e-3)
+    target_before = [p.clone() for p in lr.target.parameters()]
+    ptrs = [p.data_ptr() for p in lr.target.parameters()]
+    loss = lr.update(_batch())
+    assert loss.ndim == 0 and torch.isfinite(loss)
+    assert all(torch.equal(a, b) for a, b in zip(target_before, lr.target.parameters()))
+    assert not all(torch.equal(a, b) for a, b in zip(target_before, lr.online.parameters()))
+    lr.sync_target()
+    assert [p.data_ptr() for p in lr.target.parameters()] == ptrs  # same storage
+    assert all(torch.equal(t, o) for t, o in zip(lr.target.parameters(), lr.online.parameters()))
+    assert not any(p.requires_grad for p in lr.target.parameters())
+
+
+def test_act_epsilon_greedy_is_seeded():
+    torch.manual_seed(0)
+    lr = Learner(6, device="cpu")
+    obs = torch.randint(0, 256, (5, 4, 84, 84), dtype=torch.uint8)
+    greedy = lr.online(obs).argmax(1).numpy()
+    np.testing.assert_array_equal(lr.act(obs, 0.0, np.random.default_rng(0)), greedy)
+    a1 = lr.act(obs, 1.0, np.random.default_rng(1))
+    np.testing.assert_array_equal(a1, lr.act(obs, 1.0, np.random.default_rng(1)))
+    assert a1.min() >= 0 and a1.max() < 6
+
+
+def test_learner_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="loss"):
+        Learner(6, device="cpu", loss="l1")
+    with pytest.raises(ValueError, match="gamma"):
+        Learner(6, device="cpu", gamma=1.5)
+    with pytest.raises(ValueError, match="device"):
+        Learner(6, device="tpu")
+
+
+def test_checkpoint_round_trip(tmp_path):
+    torch.manual_seed(0)
+    a = Learner(6, device="cpu")
+    a.update(_batch())
+    path = tmp_path / "c.pt"
+    save_checkpoint(path, a, config={"env_id": "PongNoFrameskip-v4", "lr": 1e-4}, frame=123, best_reward_100=None)
+    state = load_checkpoint(path)
+    assert state["config"]["env_id"] == "PongNoFrameskip-v4" and state["stats"]["frame"] == 123
+    b = Learner(6, device="cpu")
+    b.load_state_dict(state)
+    for x, y in zip(a.online.parameters(), b.online.parameters()):
+        assert torch.equal(x, y)
+    for x, y in zip(a.target.parameters(), b.target.parameters()):
+        assert torch.equal(x, y)
+    # the optimizer resumes identically: one more step on the same batch gives the same weights
+    a.update(_batch(seed=1))
+    b.update(_batch(seed=1))
+    for x, y in zip(a.online.parameters(), b.online.parameters()):
+        assert torch.equal(x, y)
+
+
+def test_load_checkpoint_errors(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        load_checkpoint(tmp_path / "missing.pt")
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="checkpoint"):
+        load_checkpoint(bad)
+    other = tmp_path / "other.pt"
+    torch.save({"weights": torch.zeros(2)}, other)
+    with pytest.raises(ValueError, match="format"):
+        load_checkpoint(other)
