@@ -247,3 +247,50 @@ class SeedPongEnv:
         if done:
             new_state = self.reset()
         return new_state, reward, done
+
+
+# ---------------------------------------------------------------- training loop
+class SeedTrainLoop:
+    """The seeds' main loop, one agent step per `step()`: epsilon-greedy
+    play_step into the deque buffer, then (after replay start) one batch-32
+    update with the seeds' copy pattern; target sync every 1,000 frames."""
+
+    def __init__(self, replay_size: int = 10_000, replay_start: int = 10_000, device: str = "cpu",
+                 seed: int = 0, batch_size: int = 32):
+        import copy
+
+        self.env, self.device = SeedPongEnv(seed=seed), torch.device(device)
+        self.buffer = SeedReplayBuffer(replay_size)
+        self.net = SeedDQN().to(self.device)
+        self.tgt = copy.deepcopy(self.net)
+        self.opt = torch.optim.Adam(self.net.parameters(), lr=1e-4)
+        self.replay_start, self.batch_size = replay_start, batch_size
+        self.rng, self.frame = np.random.default_rng(seed), 0
+        self.state = self.env.state
+
+    @torch.no_grad()
+    def play_step(self, epsilon: float) -> None:
+        if self.rng.random() < epsilon:
+            action = int(self.rng.integers(6))
+        else:
+            q = self.net(torch.tensor(np.array([self.state])).to(self.device))
+            action = int(q.max(1)[1].item())
+        new_state, reward, done = self.env.step(action)
+        self.buffer.append(Experience(self.state, action, reward, done, new_state))
+        self.state = new_state  # SeedPongEnv already reset on done
+
+    def step(self) -> None:
+        self.frame += 1
+        self.play_step(max(0.01, 1.0 - self.frame / 150_000))
+        if len(self.buffer) < self.replay_start:
+            return
+        if self.frame % 1_000 == 0:
+            self.tgt.load_state_dict(self.net.state_dict())
+        self.opt.zero_grad()
+        batch = seed_to_device(self.buffer.sample(self.batch_size), self.device)
+        vectorised_loss(self.net, self.tgt, *batch).backward()
+        self.opt.step()
+
+    def prefill(self) -> None:
+        while len(self.buffer) < self.replay_start:
+            self.step()

@@ -21,8 +21,8 @@ class BenchConfig:
     capacities: tuple[int, ...] = (10_000, 100_000, 1_000_000)
     built_capacities: tuple[int, ...] = (10_000, 100_000)  # larger ones are computed
     compile: bool = True  # torch.compile rows (slow to build on a CPU)
-    env_steps: int = 2_000  # per env measurement, for the trainer's env/train hooks
     num_envs: int = 8  # vector env rows
+    train_start: int = 10_000  # replay start of the train group (the seeds' 10k)
     env_workers: int | None = None  # VectorEnv processes (None: one per core, at most num_envs)
     device: str = "auto"
     # 1 by default: with more, one busy core stalls every OpenMP barrier and a batch-32
@@ -41,10 +41,11 @@ class BenchConfig:
 def make_config(mode: str = "full", **overrides) -> BenchConfig:
     presets = {
         "full": {},
-        "quick": dict(rounds=9, round_s=0.04, frames=128, compile=False, env_steps=500,
+        "quick": dict(rounds=9, round_s=0.04, frames=128, compile=False, train_start=2_000,
                       built_capacities=(10_000,)),
         "tiny": dict(rounds=3, round_s=0.005, frames=8, replay_fill=300, batch_size=4, compile=False,
-                     capacities=(1_000, 10_000), built_capacities=(1_000,), env_steps=50, num_envs=2, env_workers=0),
+                     capacities=(1_000, 10_000), built_capacities=(1_000,), num_envs=2, env_workers=0,
+                     train_start=100),
     }
     if mode not in presets:
         raise ValueError(f"mode: expected one of {sorted(presets)}, got {mode!r}")

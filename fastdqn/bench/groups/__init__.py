@@ -19,9 +19,10 @@ def specs(group: str, cfg: BenchConfig) -> list:
 
         return specs_for(group, cfg, fallback=env.specs)
     elif group == "train":
+        from . import train
         from .delegated import specs_for
 
-        return specs_for(group, cfg)
+        return specs_for(group, cfg, fallback=train.specs)
     else:
         raise ValueError(f"group: expected one of {', '.join(GROUPS)}, got {group!r}")
     return mod.specs(cfg)
