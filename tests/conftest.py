@@ -1,9 +1,15 @@
+import os
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+# Test the installed fastdqn (with its compiled _core), not the source folder that `python -m pytest`
+# puts first on sys.path when run from the checkout; subprocesses get the same rule via PYTHONSAFEPATH.
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT]
+os.environ["PYTHONSAFEPATH"] = "1"
 sys.path.insert(0, str(Path(__file__).parent))  # test helpers (reference models) import as modules
 
 GAMES = ["PongNoFrameskip-v4", "BreakoutNoFrameskip-v4", "SpaceInvadersNoFrameskip-v4", "SeaquestNoFrameskip-v4"]
