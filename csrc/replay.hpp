@@ -131,7 +131,7 @@ public:
         std::lock_guard<std::mutex> g(mutex_);
         if (!envs_[env].open)
             throw std::invalid_argument("add() on env " + std::to_string(env) +
-                                   " before start(): begin each episode with start(first_frame)");
+                                   " before start(): expected an open episode (begin each with start(first_frame)), got none");
     }
     static void check_transition(int64_t action, float reward) {
         if (action < 0 || action > INT32_MAX)
@@ -155,7 +155,8 @@ public:
         check_transition(action, reward);
         std::lock_guard<std::mutex> g(mutex_);
         EnvStream& s = envs_[env];
-        if (!s.open) throw std::invalid_argument("add() before start() on env " + std::to_string(env));
+        if (!s.open) throw std::invalid_argument("add() before start() on env " + std::to_string(env) +
+                                                 ": expected an open episode, got none");
         const int64_t t = s.written - 1;
         const int64_t slot_t = s.slot(t);
         const int next_pos = std::min(epos_[slot_t] + 1, 255);
@@ -251,7 +252,8 @@ private:
 
     void draw_locked(int64_t batch, int64_t* window_slots, int64_t* action, float* reward, float* done) {
         if (batch < 1) throw std::invalid_argument("batch_size must be >= 1, got " + std::to_string(batch));
-        if (valid_ == 0) throw std::invalid_argument("sample() before any complete transition was added");
+        if (valid_ == 0)
+            throw std::invalid_argument("sample() before any complete transition was added: expected >= 1 stored, got 0");
         if (batch > valid_)
             throw std::invalid_argument("batch_size " + std::to_string(batch) + " is larger than the " +
                                         std::to_string(valid_) + " transitions stored");

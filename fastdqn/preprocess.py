@@ -16,6 +16,7 @@ Layouts: ``"crop"`` (the seeds' ProcessFrame84: resize to 84x110, keep rows 18..
 
 from __future__ import annotations
 
+import numbers
 import warnings
 
 import cv2
@@ -85,6 +86,8 @@ def _check_args(frames, prev, layout, out, backend, batched):
 def process_batch(frames, prev=None, *, layout="crop", out=None, backend=None, threads=None) -> np.ndarray:
     """Preprocess N raw frames [N, 210, 160, 3] (max-pooled with ``prev`` when given) into [N, 84, 84] uint8."""
     backend, out = _check_args(frames, prev, layout, out, backend, batched=True)
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, numbers.Integral)):
+        raise TypeError(f"threads: expected an int or None, got {type(threads).__name__}")
     if backend == "cpp":
         _core.preprocess_batch(frames, prev, out, layout, 0 if threads is None else int(threads))
     elif backend == "numba":

@@ -6,6 +6,7 @@ the output tensors and, with ``device=``, keeps the frames in a torch tensor on 
 
 from __future__ import annotations
 
+import math
 import numbers
 from typing import NamedTuple, Sequence
 
@@ -17,6 +18,7 @@ from fastdqn import replay_state
 from fastdqn.preprocess import _core
 
 PADS = ("zeros", "repeat")
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 class Batch(NamedTuple):
@@ -113,8 +115,12 @@ class ReplayBuffer:
         ``truncated`` the episode is over and the next call on this stream must be ``start``."""
         env = self._env(env)
         action = _positive_int(action, "action", minimum=0)
+        if action >= 2**31:  # stored as int32
+            raise ValueError(f"action: expected an int in [0, 2^31), got {action}")
         if isinstance(reward, bool) or not isinstance(reward, numbers.Real):
             raise TypeError(f"reward: expected a float, got {type(reward).__name__}")
+        if not math.isfinite(reward) or abs(reward) > FLOAT32_MAX:  # stored as float32: 1e39 would become inf
+            raise ValueError(f"reward: expected a finite float32 value, got {reward}")
         if self._frames is None:
             self._core.add(action, float(reward), next_frame, bool(terminated), bool(truncated), env)
         else:

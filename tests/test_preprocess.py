@@ -102,35 +102,7 @@ def test_process_frame_and_out_and_threads(atari_frames):
     np.testing.assert_array_equal(one, many)
 
 
-BAD = [
-    (dict(frame=np.zeros((210, 160, 3), np.float32)), TypeError, "expected dtype uint8, got float32"),
-    (dict(frame=np.zeros((200, 160, 3), np.uint8)), ValueError, r"expected shape \(210\|250, 160, 3\), got \(200, 160, 3\)"),
-    (dict(frame=np.zeros((210, 160), np.uint8)), ValueError, "expected shape"),
-    (dict(frame=np.zeros((160, 210, 3), np.uint8).transpose(1, 0, 2)), ValueError, "C-contiguous"),
-    (dict(frame=[[0]]), TypeError, "numpy uint8 array"),
-    (dict(prev=np.zeros((250, 160, 3), np.uint8)), ValueError, "prev: expected the frames' shape"),
-    (dict(layout="square"), ValueError, "layout: expected one of"),
-    (dict(backend="gpu"), ValueError, "backend: expected one of"),
-    (dict(out=np.zeros((84, 84), np.int16)), TypeError, "out: expected a numpy uint8 array"),
-    (dict(out=np.zeros((84, 85), np.uint8)), ValueError, r"out: expected a writable C-contiguous array of shape \(84, 84\)"),
-]
-
-
-@pytest.mark.parametrize("kwargs, error, match", BAD)
-def test_bad_input(kwargs, error, match):
-    args = dict(frame=np.zeros((210, 160, 3), np.uint8))
-    args.update(kwargs)
-    frame = args.pop("frame")
-    with pytest.raises(error, match=match):
-        P.process_frame(frame, **args)
-
-
-def test_read_only_out_is_rejected():
-    out = np.zeros((84, 84), np.uint8)
-    out.flags.writeable = False
-    with pytest.raises(ValueError, match="writable"):
-        P.process_frame(np.zeros((210, 160, 3), np.uint8), out=out)
-    assert not out.any()
+# Bad input: tests/test_bad_input_core.py.
 
 
 def test_backends_lists_the_built_ones():

@@ -220,53 +220,7 @@ def test_remainder_spread_over_streams():
     assert buf.capacity == 23
 
 
-@pytest.mark.parametrize(
-    "call, error, match",
-    [
-        (lambda b: b.start(np.zeros((84, 83), np.uint8)), ValueError, r"expected shape \(2, 3\), got \(84, 83\)"),
-        (lambda b: b.start(np.zeros(SHAPE, np.float32)), TypeError, "expected dtype uint8, got float32"),
-        (lambda b: b.start(np.zeros((3, 2), np.uint8).T), ValueError, "C-contiguous"),
-        (lambda b: b.start(np.zeros(SHAPE, np.uint8), env=2), ValueError, r"\[0, 2\), got 2"),
-        (lambda b: b.start(np.zeros(SHAPE, np.uint8), env=-1), ValueError, ">= 0"),
-        (lambda b: b.add(0, float("nan"), np.zeros(SHAPE, np.uint8), False), ValueError, "finite"),
-        (lambda b: b.add(0, float("inf"), np.zeros(SHAPE, np.uint8), False), ValueError, "finite"),
-        (lambda b: b.add(-1, 0.0, np.zeros(SHAPE, np.uint8), False), ValueError, "action"),
-        (lambda b: b.add(0, 0.0, np.zeros(SHAPE, np.uint8), False, env=1), ValueError, "before start"),
-        (lambda b: b.add(1.5, 0.0, np.zeros(SHAPE, np.uint8), False), TypeError, "action"),
-        (lambda b: b.add_many([0, 0], [0.0, 0.0], np.zeros((2, *SHAPE), np.uint8), [False, False]), ValueError,
-         "before start"),
-        (lambda b: b.add_many([0], [0.0], np.zeros((1, *SHAPE), np.uint8), [False]), ValueError,
-         r"expected shape \(2, 2, 3\)"),
-        (lambda b: b.add_many([0, 0], [0.0, np.nan], np.zeros((2, *SHAPE), np.uint8), [0, 0]), ValueError, "finite"),
-        (lambda b: b.start_many(np.zeros((2, *SHAPE), np.uint8), envs=[0, 0]), ValueError, "distinct"),
-        (lambda b: b.sample(2), ValueError, "larger than the 1 transitions"),
-        (lambda b: b.sample(0), ValueError, ">= 1"),
-    ],
-)
-def test_bad_input_is_rejected_and_changes_nothing(call, error, match):
-    buf = ReplayBuffer(20, num_envs=2, frame_shape=SHAPE, stack=2, seed=0)
-    buf.start(np.ones(SHAPE, np.uint8))
-    buf.add(1, 1.0, np.full(SHAPE, 2, np.uint8), False)
-    before = snapshot(buf)
-    with pytest.raises(error, match=match):
-        call(buf)
-    assert_same_state(before, snapshot(buf))
-
-
-def test_sample_before_any_transition():
-    buf = ReplayBuffer(20, frame_shape=SHAPE)
-    with pytest.raises(ValueError, match="before any complete transition"):
-        buf.sample(1)
-
-
-@pytest.mark.parametrize("kwargs, error", [
-    (dict(capacity=0), ValueError), (dict(capacity=4, stack=4), ValueError), (dict(capacity=10.5), TypeError),
-    (dict(capacity=100, num_envs=0), ValueError), (dict(capacity=100, pad="edge"), ValueError),
-    (dict(capacity=100, frame_shape=(84, 0)), ValueError), (dict(capacity=100, seed=-1), ValueError),
-])
-def test_bad_constructor_arguments(kwargs, error):
-    with pytest.raises(error):
-        ReplayBuffer(**kwargs)
+# Bad input (shapes, dtypes, ranges, constructor arguments): tests/test_bad_input_core.py.
 
 
 def test_device_resident_path_matches_host(device="cpu"):

@@ -1,0 +1,270 @@
+"""Every bad input to the core API (ReplayBuffer, preprocess) in one table.
+
+Each case must raise ValueError/TypeError whose message names what was expected and what came
+(the regex matches both), and must leave the buffer exactly as it was: storage, streams, len and
+the sampling RNG (a rejected sample() must not consume random numbers either).
+Replay cases run on the host store and on the device-resident path (frames in a torch tensor).
+Saved-state (load_state_dict) cases are in test_replay_state.py.
+"""
+
+import numpy as np
+import pytest
+import torch
+
+from fastdqn import ReplayBuffer
+from fastdqn import preprocess as P
+from replay_helpers import assert_same_state, snapshot
+
+SHAPE = (2, 3)
+U8 = np.uint8
+
+
+def frame(v=1, dtype=U8, shape=SHAPE):
+    return np.full(shape, v, dtype)
+
+
+def frames(n, shape=SHAPE):
+    return np.ones((n, *shape), U8)
+
+
+def strided(shape=SHAPE):
+    return np.ones(shape[::-1], U8).T  # right shape, not C-contiguous
+
+
+def ok_many(**kw):
+    """add_many arguments that are valid for the fixture, with some replaced."""
+    args = dict(actions=np.array([1, 2]), rewards=np.array([0.5, -1.0], np.float32), next_frames=frames(2),
+                terminated=np.array([False, False]), truncated=None)
+    args.update(kw)
+    return lambda b: b.add_many(**args)
+
+
+# (id, call, error, regex naming expected and got, modes: "host"/"dev"/both)
+REPLAY = [
+    # start: frame shape, dtype, layout, type
+    ("start shape", lambda b: b.start(frame(shape=(3, 2))), ValueError, r"expected shape \(2, 3\), got \(3, 2\)"),
+    ("start ndim", lambda b: b.start(frame(shape=(6,))), ValueError, r"expected shape \(2, 3\), got \(6,\)"),
+    ("start dtype", lambda b: b.start(frame(dtype=np.float32)), TypeError, "expected dtype uint8, got (torch\\.)?float32"),
+    ("start int64 list", lambda b: b.start([[1, 2, 3], [4, 5, 6]]), TypeError, r"expected .*uint8.*, got (int64|list)"),
+    ("start None", lambda b: b.start(None), TypeError, r"expected .*uint8.*, got (object|NoneType)"),
+    ("start strided", lambda b: b.start(strided()), ValueError, "expected a C-contiguous array .*got strides", "host"),
+    # env index
+    ("env too big", lambda b: b.start(frame(), env=2), ValueError, r"expected an index in \[0, 2\), got 2"),
+    ("env negative", lambda b: b.start(frame(), env=-1), ValueError, "expected an int >= 0, got -1"),
+    ("env float", lambda b: b.start(frame(), env=1.0), TypeError, "env: expected an int, got float"),
+    ("env bool", lambda b: b.add(0, 0.0, frame(), False, env=True), TypeError, "env: expected an int, got bool"),
+    # add: action, reward, episode state
+    ("action negative", lambda b: b.add(-1, 0.0, frame(), False, env=1), ValueError, "expected an int >= 0, got -1"),
+    ("action float", lambda b: b.add(1.5, 0.0, frame(), False, env=1), TypeError, "action: expected an int, got float"),
+    ("action str", lambda b: b.add("1", 0.0, frame(), False, env=1), TypeError, "action: expected an int, got str"),
+    ("action >= 2^31", lambda b: b.add(2**31, 0.0, frame(), False, env=1), ValueError,
+     r"expected an int in \[0, 2\^31\), got 2147483648"),
+    ("action 2^70", lambda b: b.add(2**70, 0.0, frame(), False, env=1), ValueError, r"\[0, 2\^31\), got 1180591"),
+    ("reward nan", lambda b: b.add(0, float("nan"), frame(), False, env=1), ValueError, "expected a finite .*got nan"),
+    ("reward inf", lambda b: b.add(0, float("inf"), frame(), False, env=1), ValueError, "expected a finite .*got inf"),
+    ("reward -inf", lambda b: b.add(0, -np.inf, frame(), False, env=1), ValueError, "expected a finite .*got -inf"),
+    ("reward > float32", lambda b: b.add(0, 1e39, frame(), False, env=1), ValueError, "finite float32 value, got 1e"),
+    ("reward str", lambda b: b.add(0, "1", frame(), False, env=1), TypeError, "reward: expected a float, got str"),
+    ("reward None", lambda b: b.add(0, None, frame(), False, env=1), TypeError, "expected a float, got NoneType"),
+    ("add frame shape", lambda b: b.add(0, 0.0, frame(shape=(2, 2)), False, env=1), ValueError,
+     r"expected shape \(2, 3\), got \(2, 2\)"),
+    ("add frame dtype", lambda b: b.add(0, 0.0, frame(dtype=np.int8), False, env=1), TypeError,
+     "expected dtype uint8, got (torch\\.)?int8"),
+    ("add strided", lambda b: b.add(0, 0.0, strided(), False, env=1), ValueError, "C-contiguous", "host"),
+    ("add before start", lambda b: b.add(0, 0.0, frame(), False, env=0), ValueError,
+     "before start.*expected an open episode, got none"),
+    # add_many: every argument
+    ("many before start", ok_many(), ValueError, "env 0 before start.*expected an open episode.*got none"),
+    ("many frames count", ok_many(next_frames=frames(1)), ValueError, r"expected shape \(2, 2, 3\), got \(1, 2, 3\)"),
+    ("many frames dtype", ok_many(next_frames=frames(2).astype(np.float64)), TypeError,
+     "expected dtype uint8, got (torch\\.)?float64"),
+    ("many frames strided", ok_many(next_frames=np.ones((3, 2, 2), U8).T), ValueError, "C-contiguous", "host"),
+    ("many actions len", ok_many(actions=np.array([1])), ValueError, r"actions: expected shape \(2,\), got \(1,\)"),
+    ("many actions 2-D", ok_many(actions=np.ones((2, 1), np.int64)), ValueError, r"expected shape \(2,\), got \(2, 1\)"),
+    ("many actions float", ok_many(actions=np.array([1.0, 2.0])), TypeError,
+     "actions: expected dtype kind in 'iu', got float64"),
+    ("many actions negative", ok_many(actions=np.array([-3, 0])), ValueError, r"action must be in \[0, 2\^31\), got -3"),
+    ("many actions huge", ok_many(actions=np.array([2**40, 0])), ValueError, r"\[0, 2\^31\), got 1099511627776"),
+    ("many rewards nan", ok_many(rewards=np.array([np.nan, 0], np.float32)), ValueError, "must be finite, got nan"),
+    ("many rewards inf", ok_many(rewards=np.array([np.inf, 0])), ValueError, "must be finite, got inf"),
+    ("many rewards str", ok_many(rewards=np.array(["a", "b"])), TypeError, "rewards: expected dtype kind in 'iuf', got <U1"),
+    ("many rewards len", ok_many(rewards=np.zeros(3, np.float32)), ValueError, r"expected shape \(2,\), got \(3,\)"),
+    ("many terminated len", ok_many(terminated=np.array([True])), ValueError,
+     r"terminated: expected shape \(2,\), got \(1,\)"),
+    ("many terminated float", ok_many(terminated=np.array([0.0, 1.0])), TypeError,
+     "terminated: expected dtype kind in 'biu', got float64"),
+    ("many truncated len", ok_many(truncated=np.zeros(3, bool)), ValueError, r"truncated: expected shape \(2,\), got \(3,\)"),
+    # start_many
+    ("start_many duplicate", lambda b: b.start_many(frames(2), envs=[1, 1]), ValueError,
+     "expected distinct env indices, got 1 twice"),
+    ("start_many env range", lambda b: b.start_many(frames(1), envs=[2]), ValueError, r"\[0, 2\), got 2"),
+    ("start_many env negative", lambda b: b.start_many(frames(1), envs=[-1]), ValueError, r"\[0, 2\), got -1"),
+    ("start_many env 2^32+1", lambda b: b.start_many(frames(1), envs=[2**32 + 1]), ValueError,
+     r"\[0, 2\), got 4294967297"),
+    ("start_many envs float", lambda b: b.start_many(frames(1), envs=[0.0]), TypeError,
+     "envs: expected dtype kind in 'iu', got float64"),
+    ("start_many count", lambda b: b.start_many(frames(1)), ValueError, r"expected shape \(2, 2, 3\), got \(1, 2, 3\)"),
+    ("start_many frames vs envs", lambda b: b.start_many(frames(2), envs=[0]), ValueError,
+     r"expected shape \(1, 2, 3\), got \(2, 2, 3\)"),
+    # sample
+    ("batch > stored", lambda b: b.sample(4), ValueError, "batch_size 4 is larger than the 3 transitions stored"),
+    ("batch 0", lambda b: b.sample(0), ValueError, "batch_size: expected an int >= 1, got 0"),
+    ("batch negative", lambda b: b.sample(-2), ValueError, "expected an int >= 1, got -2"),
+    ("batch float", lambda b: b.sample(2.0), TypeError, "batch_size: expected an int, got float"),
+    ("batch None", lambda b: b.sample(None), TypeError, "batch_size: expected an int, got NoneType"),
+]
+
+
+def replay_params():
+    for case in REPLAY:
+        modes = case[4:] or ("host", "dev")
+        for mode in ("host", "dev"):
+            if mode in modes:
+                yield pytest.param(*case[1:4], mode, id=f"{case[0]}-{mode}")
+
+
+def fixture_buffer(mode):
+    """Env 0: a finished episode (2 transitions); env 1: an open one (1 transition)."""
+    buf = ReplayBuffer(20, num_envs=2, frame_shape=SHAPE, stack=2, seed=0, device=None if mode == "host" else "cpu")
+    buf.start(frame(1), env=0)
+    buf.add(1, 1.0, frame(2), False, env=0)
+    buf.add(2, 0.5, frame(3), True, env=0)
+    buf.start(frame(4), env=1)
+    buf.add(3, -1.0, frame(5), False, env=1)
+    assert len(buf) == 3
+    return buf
+
+
+@pytest.mark.parametrize("call, error, match, mode", list(replay_params()))
+def test_replay_bad_input_raises_and_changes_nothing(call, error, match, mode):
+    buf = fixture_buffer(mode)
+    before = snapshot(buf)
+    with pytest.raises(error, match=match):
+        call(buf)
+    assert_same_state(before, snapshot(buf))
+    buf.sample(3)  # still usable
+
+
+@pytest.mark.parametrize("mode", ["host", "dev"])
+def test_sample_before_any_transition(mode):
+    buf = ReplayBuffer(20, frame_shape=SHAPE, device=None if mode == "host" else "cpu")
+    buf.start(frame())  # a frame but no transition yet
+    before = snapshot(buf)
+    with pytest.raises(ValueError, match="before any complete transition.*expected >= 1 stored, got 0"):
+        buf.sample(1)
+    assert_same_state(before, snapshot(buf))
+
+
+def test_device_store_rejects_frames_given_to_the_core():
+    buf = fixture_buffer("dev")
+    before = snapshot(buf)
+    with pytest.raises(ValueError, match="this store keeps no frames; pass None"):
+        buf._core.start(frame(), 0)
+    with pytest.raises(TypeError, match=r"expected a uint8 array or tensor of shape \(2, 3\), got list"):
+        buf.start([[1, 2, 3], [4, 5, 6]])
+    assert_same_state(before, snapshot(buf))
+
+
+CONSTRUCTOR = [
+    (dict(capacity=0), ValueError, "capacity: expected an int >= 1, got 0"),
+    (dict(capacity=-5), ValueError, "capacity: expected an int >= 1, got -5"),
+    (dict(capacity=10.5), TypeError, "capacity: expected an int, got float"),
+    (dict(capacity=True), TypeError, "capacity: expected an int, got bool"),
+    (dict(capacity="100"), TypeError, "capacity: expected an int, got str"),
+    (dict(capacity=4, stack=4), ValueError, r"capacity must be >= \(stack \+ 1\) \* num_envs = 5, got 4"),
+    (dict(capacity=9, num_envs=2, stack=4), ValueError, "= 10, got 9"),
+    (dict(capacity=100, num_envs=0), ValueError, "num_envs: expected an int >= 1, got 0"),
+    (dict(capacity=100, stack=0), ValueError, "stack: expected an int >= 1, got 0"),
+    (dict(capacity=1000, stack=65), ValueError, r"stack must be in \[1, 64\], got 65"),
+    (dict(capacity=100, pad="edge"), ValueError, r"pad: expected one of \('zeros', 'repeat'\), got 'edge'"),
+    (dict(capacity=100, frame_shape=(84, 0)), ValueError, "frame_shape: expected an int >= 1, got 0"),
+    (dict(capacity=100, frame_shape=(84, -1)), ValueError, "expected an int >= 1, got -1"),
+    (dict(capacity=100, frame_shape=()), TypeError, r"frame_shape: expected a tuple of ints, got \(\)"),
+    (dict(capacity=100, frame_shape="84"), TypeError, "expected a tuple of ints, got '84'"),
+    (dict(capacity=100, frame_shape=(84.0, 84)), TypeError, "frame_shape: expected an int, got float"),
+    (dict(capacity=16, frame_shape=(2**32, 2**32), stack=1), ValueError,
+     r"expected a frame of at most 2\^63 - 1 bytes, got \(4294967296, 4294967296\)"),
+    (dict(capacity=100, seed=-1), ValueError, "seed: expected an int >= 0, got -1"),
+    (dict(capacity=100, seed=1.5), TypeError, "seed: expected an int, got float"),
+]
+
+
+@pytest.mark.parametrize("kwargs, error, match", CONSTRUCTOR, ids=[str(c[0]) for c in CONSTRUCTOR])
+def test_bad_constructor_arguments(kwargs, error, match):
+    kwargs.setdefault("frame_shape", SHAPE)
+    with pytest.raises(error, match=match):
+        ReplayBuffer(**kwargs)
+
+
+RAW = (210, 160, 3)
+PRE = [  # (id, kwargs for process_frame or process_batch, error, regex)
+    ("frame dtype", dict(frame=np.zeros(RAW, np.float32)), TypeError, "frame: expected dtype uint8, got (torch\\.)?float32"),
+    ("frame height", dict(frame=np.zeros((200, 160, 3), U8)), ValueError,
+     r"expected shape \(210\|250, 160, 3\), got \(200, 160, 3\)"),
+    ("frame ndim", dict(frame=np.zeros((210, 160), U8)), ValueError, r"expected shape .*got \(210, 160\)"),
+    ("frame width", dict(frame=np.zeros((210, 161, 3), U8)), ValueError, r"got \(210, 161, 3\)"),
+    ("frame strided", dict(frame=np.zeros((160, 210, 3), U8).transpose(1, 0, 2)), ValueError,
+     "expected a C-contiguous array .*got a strided view"),
+    ("frame list", dict(frame=[[0]]), TypeError, r"expected a numpy uint8 array of shape \(210\|250, 160, 3\), got list"),
+    ("frame None", dict(frame=None), TypeError, "got NoneType"),
+    ("prev shape", dict(prev=np.zeros((250, 160, 3), U8)), ValueError,
+     r"prev: expected the frames' shape \(210, 160, 3\), got \(250, 160, 3\)"),
+    ("prev dtype", dict(prev=np.zeros(RAW, np.int16)), TypeError, "prev: expected dtype uint8, got int16"),
+    ("layout", dict(layout="square"), ValueError, r"layout: expected one of \('crop', 'full'\), got 'square'"),
+    ("backend", dict(backend="gpu"), ValueError, r"backend: expected one of \[.*\], got 'gpu'"),
+    ("out dtype", dict(out=np.zeros((84, 84), np.int16)), TypeError, "out: expected a numpy uint8 array, got int16"),
+    ("out list", dict(out=[0]), TypeError, "out: expected a numpy uint8 array, got list"),
+    ("out shape", dict(out=np.zeros((84, 85), U8)), ValueError, r"of shape \(84, 84\), got \(84, 85\)"),
+    ("out strided", dict(out=np.zeros((84, 84), U8).T[::1, ::1].T.copy(order="F")), ValueError,
+     r"writable C-contiguous array of shape \(84, 84\)"),
+    ("batch ndim", dict(frames=np.zeros(RAW, U8)), ValueError, r"expected shape \(N, 210\|250, 160, 3\), got \(210, 160, 3\)"),
+    ("batch prev count", dict(frames=np.zeros((2, *RAW), U8), prev=np.zeros((1, *RAW), U8)), ValueError,
+     r"prev: expected the frames' shape \(2, 210, 160, 3\), got \(1, 210, 160, 3\)"),
+    ("batch out count", dict(frames=np.zeros((2, *RAW), U8), out=np.zeros((1, 84, 84), U8)), ValueError,
+     r"of shape \(2, 84, 84\), got \(1, 84, 84\)"),
+    ("batch threads", dict(frames=np.zeros((2, *RAW), U8), threads="4"), TypeError, "threads: expected an int or None, got str"),
+]
+
+
+def read_only_out():
+    out = np.full((84, 84), 7, U8)
+    out.flags.writeable = False
+    return out
+
+
+PRE.append(("out read-only", dict(out=read_only_out()), ValueError, "writable"))
+
+
+@pytest.mark.parametrize("kwargs, error, match", [c[1:] for c in PRE], ids=[c[0] for c in PRE])
+@pytest.mark.parametrize("backend", P.backends())
+def test_preprocess_bad_input_raises_and_writes_nothing(kwargs, error, match, backend):
+    batched = "frames" in kwargs
+    args = dict(backend=backend) if batched else dict(frame=np.full(RAW, 9, U8), backend=backend)
+    args.update(kwargs)
+    src = args.pop("frames" if batched else "frame")
+    out = args.get("out")
+    inputs = [a.copy() for a in (src, args.get("prev"), out) if isinstance(a, np.ndarray)]
+    with pytest.raises(error, match=match):
+        (P.process_batch if batched else P.process_frame)(src, **args)
+    after = [a for a in (src, args.get("prev"), out) if isinstance(a, np.ndarray)]
+    for a, b in zip(inputs, after):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_core_preprocess_checks_without_the_python_layer():
+    """fastdqn._core.preprocess_batch validates on its own (the C++ face, called by the cpp backend)."""
+    core = P._core
+    if core is None:
+        pytest.skip("_core not built")
+    good, out = np.zeros((1, *RAW), U8), np.full((1, 84, 84), 7, U8)
+    for args, error, match in [
+        ((np.zeros((1, 211, 160, 3), U8), None, out), ValueError, "expected height 210 or 250, got 211"),
+        ((good.astype(np.int8), None, out), TypeError, "expected dtype uint8, got (torch\\.)?int8"),
+        ((good, None, np.zeros((2, 84, 84), U8)), ValueError, r"out: expected shape \(1, 84, 84\), got \(2, 84, 84\)"),
+        ((good, "x", out), TypeError, "expected dtype uint8, got <U1"),
+        ((good, None, out, "wide"), ValueError, "layout: expected 'crop' or 'full', got 'wide'"),
+    ]:
+        with pytest.raises(error, match=match):
+            core.preprocess_batch(*args)
+    assert (out == 7).all()
+    assert torch.equal(torch.from_numpy(out), torch.full((1, 84, 84), 7, dtype=torch.uint8))
