@@ -138,127 +138,162 @@ def default_out_dir(env_id: str) -> str:
     return os.path.join("runs", f"{env_id}-{time.strftime('%Y%m%d-%H%M%S')}")
 
 
-def train(config: TrainConfig | None = None, **overrides) -> TrainResult:
-    """Train DQN as the config says; write the run directory; return a summary."""
-    from fastdqn import ReplayBuffer
-    from fastdqn.vecenv import VectorEnv
+class Trainer:
+    """One run's state. ``step()`` advances every env by one agent step (and learns);
+    ``run()`` steps until --frames or solved, logging episodes. ``train()`` wraps both."""
 
-    cfg = dataclasses.replace(config or TrainConfig(), **overrides)
-    cfg.validate()
-    out = cfg.out or default_out_dir(cfg.env_id)
-    device = resolve_device(cfg.device)
-    workers = cfg.num_workers
-    if workers is None:
-        workers = 0 if cfg.num_envs == 1 else min(cfg.num_envs, os.cpu_count() or 1)
-    torch.manual_seed(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
-    config_dict = dataclasses.asdict(cfg) | {"out": out, "device_resolved": str(device), "num_workers": workers}
+    def __init__(self, cfg: TrainConfig, *, log: bool = True):
+        from fastdqn import ReplayBuffer
+        from fastdqn.vecenv import VectorEnv
 
-    n = cfg.num_envs
-    envs = VectorEnv(cfg.env_spec(), n, num_workers=workers, seed=cfg.seed)
-    log = prog = None
-    try:
-        learner = Learner(envs.n_actions, device=device, lr=cfg.lr, gamma=cfg.gamma, loss=cfg.loss,
-                          double=cfg.double, compile=cfg.compile)
-        buf = ReplayBuffer(cfg.replay_size, num_envs=n, seed=cfg.seed)
-        log = RunLog(out, config_dict, tensorboard=cfg.tensorboard)
-        prog = Progress(cfg.frames, cfg.progress)
-        return _loop(cfg, out, envs, learner, buf, log, prog, rng, config_dict)
-    finally:
-        if prog is not None:
-            prog.close()
-        envs.close()
-        if log is not None:
-            png = log.close()
+        cfg.validate()
+        self.cfg, self.out = cfg, cfg.out or default_out_dir(cfg.env_id)
+        device = resolve_device(cfg.device)
+        workers = cfg.num_workers
+        if workers is None:
+            workers = 0 if cfg.num_envs == 1 else min(cfg.num_envs, os.cpu_count() or 1)
+        torch.manual_seed(cfg.seed)
+        self.rng = np.random.default_rng(cfg.seed)
+        self.config_dict = dataclasses.asdict(cfg) | {"out": self.out, "device_resolved": str(device),
+                                                      "num_workers": workers}
+        self.log = self.prog = None
+        self.envs = VectorEnv(cfg.env_spec(), cfg.num_envs, num_workers=workers, seed=cfg.seed)
+        try:
+            self.learner = Learner(self.envs.n_actions, device=device, lr=cfg.lr, gamma=cfg.gamma,
+                                   loss=cfg.loss, double=cfg.double, compile=cfg.compile)
+            self.buf = ReplayBuffer(cfg.replay_size, num_envs=cfg.num_envs, seed=cfg.seed)
+            if log:
+                self.log = RunLog(self.out, self.config_dict, tensorboard=cfg.tensorboard)
+            self.prog = Progress(cfg.frames, cfg.progress and log)
+        except BaseException:
+            self.close()
+            raise
+        first = self.envs.reset()
+        self.buf.start_many(first)
+        self.stack = ObsStack(first, 4, self.learner.device)
+        self.frame = self.episodes = 0
+        self.returns: deque = deque(maxlen=100)
+        self.all_rewards: list = []
+        self.best = None
+        self.solved = False
+        self._credit = 0.0
+        self._pending: list = []  # batches sampled for the next updates (overlap with device work)
+        self._loss_sum = torch.zeros((), device=self.learner.device)
+        self._loss_n = 0
+        self._t0 = self._t_win = time.perf_counter()
+        self._f_win = self._last_ckpt = 0
+
+    def step(self):
+        """One agent step of every env, plus the gradient steps the replay ratio asks for.
+        Returns the StepResult (views valid until the next step)."""
+        cfg, n = self.cfg, self.cfg.num_envs
+        eps = epsilon_at(self.frame, cfg.eps_start, cfg.eps_final, cfg.eps_decay_frames)
+        self.epsilon = eps
+        actions = self.learner.act(self.stack.obs, eps, self.rng)
+        # Queue the device work first: on CUDA it runs while the CPU steps the emulators.
+        for batch in self._pending:
+            self._loss_sum += self.learner.update(batch)
+            self._loss_n += 1
+        self._pending.clear()
+        res = self.envs.step(actions)
+        self.buf.add_many(actions, res.rewards, res.frames, res.terminated, res.truncated)
+        done = res.terminated | res.truncated
+        if done.any():
+            self.buf.start_many(res.reset_frames[done], envs=np.flatnonzero(done).tolist())
+        self.stack.push(res.frames, done, res.reset_frames)
+        prev = self.frame
+        self.frame += n
+        if self.frame >= cfg.replay_start and len(self.buf) >= cfg.batch_size:
+            if prev // cfg.sync_target != self.frame // cfg.sync_target:
+                self.learner.sync_target()
+            self._credit += n * cfg.replay_ratio
+            while self._credit >= 1.0:
+                self._pending.append(self.buf.sample(cfg.batch_size))
+                self._credit -= 1.0
+        return res
+
+    def _episode(self, res, i: int) -> None:
+        self.episodes += 1
+        reward = float(res.episode_return[i])
+        self.returns.append(reward)
+        self.all_rewards.append(reward)
+        now = time.perf_counter()
+        fps = (self.frame - self._f_win) / max(now - self._t_win, 1e-9)
+        self._t_win, self._f_win = now, self.frame
+        loss = (self._loss_sum.item() / self._loss_n) if self._loss_n else None
+        self._loss_sum.zero_()
+        self._loss_n = 0
+        if loss is not None and not math.isfinite(loss):
+            raise FloatingPointError(f"TD loss became {loss} at frame {self.frame}")
+        r100 = float(np.mean(self.returns))
+        if self.log is not None:
+            self.log.episode({"frame": self.frame, "episode": self.episodes, "reward": reward, "reward_100": r100,
+                              "epsilon": self.epsilon, "fps": fps, "loss": loss,
+                              "length": int(res.episode_length[i]), "time": now - self._t0})
+        if self.best is None or r100 > self.best:
+            self.best = r100
+            self.checkpoint("best.pt")
+        if self.cfg.reward_bound is not None and r100 > self.cfg.reward_bound:
+            self.solved = True
+        self.prog.update(self.frame, f"ep {self.episodes}  r100 {r100:6.2f}  eps {self.epsilon:.3f}  "
+                         f"{fps:7.1f} f/s", force=True)
+
+    def checkpoint(self, name: str) -> None:
+        if self.log is None:
+            return
+        save_checkpoint(os.path.join(self.out, name), self.learner, config=self.config_dict, frame=self.frame,
+                        episode=self.episodes, reward_100=float(np.mean(self.returns)) if self.returns else None,
+                        best_reward_100=self.best)
+
+    def run(self) -> TrainResult:
+        cfg = self.cfg
+        while cfg.frames is None or self.frame < cfg.frames:
+            res = self.step()
+            for i in np.flatnonzero(res.episode_end):
+                self._episode(res, i)
+            if self.solved:
+                break
+            if self.frame - self._last_ckpt >= cfg.checkpoint_every:
+                self._last_ckpt = self.frame
+                self.checkpoint("last.pt")
+            self.prog.update(self.frame)
+        seconds = time.perf_counter() - self._t0
+        self.checkpoint("last.pt")
+        self.prog.update(self.frame, force=True)
+        self.prog.close()
+        frame, eps_n = self.frame, self.episodes
+        if self.solved:
+            msg = f"solved in {frame:,} frames, {seconds / 60:.1f} minutes ({eps_n} episodes)"
+        else:
+            b = "n/a" if self.best is None else f"{self.best:.2f}"
+            msg = (f"stopped after {frame:,} frames, {seconds / 60:.1f} minutes: "
+                   f"best reward_100 {b} ({eps_n} episodes)")
+        print(f"{msg}; {frame / max(seconds, 1e-9):.0f} f/s; run dir {self.out}")
+        return TrainResult(self.out, frame, eps_n, seconds, self.solved, self.best, self.all_rewards)
+
+    def close(self) -> None:
+        if self.prog is not None:
+            self.prog.close()
+        self.envs.close()
+        if self.log is not None:
+            png = self.log.close()
+            self.log = None
             if png:
                 print(f"reward curve: {png}")
 
 
-def _loop(cfg, out, envs, learner, buf, log, prog, rng, config_dict) -> TrainResult:
-    n = cfg.num_envs
-    first = envs.reset()
-    buf.start_many(first)
-    stack = ObsStack(first, 4, learner.device)
-    returns: deque = deque(maxlen=100)
-    all_rewards: list = []
-    frame = episodes = 0
-    best = None
-    solved = False
-    credit = 0.0
-    pending: list = []  # batches sampled for the next updates (overlap with device work)
-    loss_sum = torch.zeros((), device=learner.device)
-    loss_n = 0
-    t0 = t_win = time.perf_counter()
-    f_win = 0
-    last_ckpt = 0
+def train(config: TrainConfig | None = None, **overrides) -> TrainResult:
+    """Train DQN as the config says; write the run directory; return a summary."""
+    cfg = dataclasses.replace(config or TrainConfig(), **overrides)
+    trainer = Trainer(cfg)
+    try:
+        return trainer.run()
+    finally:
+        trainer.close()
 
-    def ckpt(name: str) -> None:
-        save_checkpoint(os.path.join(out, name), learner, config=config_dict, frame=frame,
-                        episode=episodes, reward_100=float(np.mean(returns)) if returns else None,
-                        best_reward_100=best)
 
-    while cfg.frames is None or frame < cfg.frames:
-        eps = epsilon_at(frame, cfg.eps_start, cfg.eps_final, cfg.eps_decay_frames)
-        actions = learner.act(stack.obs, eps, rng)
-        # Queue the device work first: on CUDA it runs while the CPU steps the emulators.
-        for batch in pending:
-            loss_sum += learner.update(batch)
-            loss_n += 1
-        pending.clear()
-        res = envs.step(actions)
-        buf.add_many(actions, res.rewards, res.frames, res.terminated, res.truncated)
-        done = res.terminated | res.truncated
-        if done.any():
-            buf.start_many(res.reset_frames[done], envs=np.flatnonzero(done).tolist())
-        stack.push(res.frames, done, res.reset_frames)
-        prev, frame = frame, frame + n
+def bench_specs(cfg):
+    """Tables for `fastdqn bench` (group "train"): see fastdqn/train_bench.py."""
+    from fastdqn.train_bench import train_specs
 
-        if frame >= cfg.replay_start and len(buf) >= cfg.batch_size:
-            if prev // cfg.sync_target != frame // cfg.sync_target:
-                learner.sync_target()
-            credit += n * cfg.replay_ratio
-            while credit >= 1.0:
-                pending.append(buf.sample(cfg.batch_size))
-                credit -= 1.0
-
-        for i in np.flatnonzero(res.episode_end):
-            episodes += 1
-            reward = float(res.episode_return[i])
-            returns.append(reward)
-            all_rewards.append(reward)
-            now = time.perf_counter()
-            fps = (frame - f_win) / max(now - t_win, 1e-9)
-            t_win, f_win = now, frame
-            loss = (loss_sum.item() / loss_n) if loss_n else None
-            loss_sum.zero_()
-            loss_n = 0
-            if loss is not None and not math.isfinite(loss):
-                raise FloatingPointError(f"TD loss became {loss} at frame {frame}")
-            r100 = float(np.mean(returns))
-            log.episode({"frame": frame, "episode": episodes, "reward": reward, "reward_100": r100,
-                         "epsilon": eps, "fps": fps, "loss": loss, "length": int(res.episode_length[i]),
-                         "time": now - t0})
-            if best is None or r100 > best:
-                best = r100
-                ckpt("best.pt")
-            if cfg.reward_bound is not None and r100 > cfg.reward_bound:
-                solved = True
-            prog.update(frame, f"ep {episodes}  r100 {r100:6.2f}  eps {eps:.3f}  {fps:7.1f} f/s", force=True)
-        if solved:
-            break
-        if frame - last_ckpt >= cfg.checkpoint_every:
-            last_ckpt = frame
-            ckpt("last.pt")
-        prog.update(frame)
-
-    seconds = time.perf_counter() - t0
-    ckpt("last.pt")
-    prog.update(frame, force=True)
-    prog.close()
-    if solved:
-        msg = f"solved in {frame:,} frames, {seconds / 60:.1f} minutes ({episodes} episodes)"
-    else:
-        b = "n/a" if best is None else f"{best:.2f}"
-        msg = f"stopped after {frame:,} frames, {seconds / 60:.1f} minutes: best reward_100 {b} ({episodes} episodes)"
-    print(f"{msg}; {frame / max(seconds, 1e-9):.0f} f/s; run dir {out}")
-    return TrainResult(out, frame, episodes, seconds, solved, best, all_rewards)
+    return train_specs(cfg)
