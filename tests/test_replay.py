@@ -1,13 +1,10 @@
-"""ReplayBuffer against the plain-Python model, with hypothesis driving random episode streams."""
+"""ReplayBuffer: example-based tests of padding, truncation, uniformity, sizes and the device path."""
 
 import numpy as np
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 from fastdqn import ReplayBuffer
-from replay_model import ReplayModel
 
 SHAPE = (2, 3)  # tiny frames keep the property tests fast; every frame's pixels are a unique id
 
@@ -21,121 +18,7 @@ class Frames:
         return np.frombuffer(self.n.to_bytes(6, "little"), np.uint8).reshape(SHAPE).copy()
 
 
-def snapshot(buf):
-    arrays = {k: v.copy() for k, v in buf._core.arrays().items()}
-    return arrays, buf._core.streams(), len(buf)
-
-
-def assert_same_state(a, b):
-    for k in a[0]:
-        np.testing.assert_array_equal(a[0][k], b[0][k], err_msg=k)
-    assert a[1:] == b[1:]
-
-
-def assert_batch_matches(batch, model):
-    expected = {}
-    for obs, action, reward, next_obs, done in model.transitions():
-        expected[obs.tobytes() + next_obs.tobytes()] = (action, reward, done)
-    assert batch.obs.dtype == torch.uint8 and batch.action.dtype == torch.int64
-    assert batch.reward.dtype == torch.float32 and batch.done.dtype == torch.float32
-    for i in range(batch.obs.shape[0]):
-        key = batch.obs[i].numpy().tobytes() + batch.next_obs[i].numpy().tobytes()
-        assert key in expected, f"sample {i} is not a valid transition"
-        action, reward, done = expected[key]
-        assert batch.action[i].item() == action
-        assert batch.reward[i].item() == reward
-        assert batch.done[i].item() == done
-
-
-ops = st.lists(
-    st.tuples(
-        st.integers(0, 2),                       # env (taken modulo num_envs)
-        st.sampled_from(["start", "add", "add", "add", "add", "end", "trunc"]),
-        st.integers(0, 5),                       # action
-        st.sampled_from([-1.0, 0.0, 1.0, 0.5]),  # reward
-    ),
-    min_size=10,
-    max_size=150,
-)
-
-
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(
-    num_envs=st.integers(1, 3),
-    per_env=st.integers(0, 6),
-    stack=st.integers(1, 4),
-    pad=st.sampled_from(["zeros", "repeat"]),
-    seed=st.integers(0, 2**32),
-    steps=ops,
-)
-def test_matches_model(num_envs, per_env, stack, pad, seed, steps):
-    capacity = (stack + 1 + per_env) * num_envs + per_env % num_envs
-    buf = ReplayBuffer(capacity, num_envs=num_envs, frame_shape=SHAPE, stack=stack, pad=pad, seed=seed)
-    model = ReplayModel(capacity, num_envs, stack, pad)
-    frame = Frames()
-    for env, kind, action, reward in steps:
-        env %= num_envs
-        if kind == "start":
-            f = frame()
-            buf.start(f, env=env)
-            model.start(env, f)
-            continue
-        f = frame()
-        term, trunc = kind == "end", kind == "trunc"
-        if not model.streams[env].open and action != 5:  # mostly begin the episode the step needs
-            buf.start(f, env=env)
-            model.start(env, f)
-            continue
-        if not model.streams[env].open:
-            before = snapshot(buf)
-            with pytest.raises(ValueError, match="before start"):
-                buf.add(action, reward, f, term, trunc, env=env)
-            assert_same_state(before, snapshot(buf))
-            continue
-        buf.add(action, reward, f, term, trunc, env=env)
-        model.add(env, action, reward, f, term, trunc)
-    valid = model.transitions()
-    assert len(buf) == len(valid)
-    if valid:
-        assert_batch_matches(buf.sample(min(len(valid), 16)), model)
-    else:
-        with pytest.raises(ValueError):
-            buf.sample(1)
-
-
-@settings(max_examples=100, deadline=None)
-@given(num_envs=st.integers(1, 4), stack=st.integers(1, 4), seed=st.integers(0, 2**32), data=st.data())
-def test_vector_forms_match_single_calls(num_envs, stack, seed, data):
-    """add_many/start_many behave exactly like the per-env calls, in env order."""
-    capacity = 8 * num_envs
-    one = ReplayBuffer(capacity, num_envs=num_envs, frame_shape=SHAPE, stack=stack, seed=seed)
-    many = ReplayBuffer(capacity, num_envs=num_envs, frame_shape=SHAPE, stack=stack, seed=seed)
-    frame = Frames()
-    first = np.stack([frame() for _ in range(num_envs)])
-    many.start_many(first)
-    for e in range(num_envs):
-        one.start(first[e], env=e)
-    for _ in range(data.draw(st.integers(1, 30))):
-        frames = np.stack([frame() for _ in range(num_envs)])
-        actions = np.array(data.draw(st.lists(st.integers(0, 5), min_size=num_envs, max_size=num_envs)))
-        rewards = np.array(data.draw(st.lists(st.floats(-1, 1, width=32), min_size=num_envs, max_size=num_envs)),
-                           np.float32)
-        ends = np.array(data.draw(st.lists(st.sampled_from([0, 0, 0, 1, 2]), min_size=num_envs, max_size=num_envs)))
-        many.add_many(actions, rewards, frames, ends == 1, ends == 2)
-        for e in range(num_envs):
-            one.add(int(actions[e]), float(rewards[e]), frames[e], ends[e] == 1, ends[e] == 2, env=e)
-        restart = np.flatnonzero(ends)
-        if restart.size:
-            firsts = np.stack([frame() for _ in restart])
-            many.start_many(firsts, envs=restart)
-            for i, e in enumerate(restart):
-                one.start(firsts[i], env=int(e))
-    assert_same_state(snapshot(one), snapshot(many))
-    if len(one):
-        a, b = one.sample(8) if len(one) >= 8 else one.sample(len(one)), None
-        b = many.sample(a.obs.shape[0])  # same seed, same state: the same draw
-        for x, y in zip(a, b):
-            torch.testing.assert_close(x, y)
+# Property tests against the plain-Python model: tests/test_replay_props.py.
 
 
 def fill_episodes(buf, lengths, frame=None):
