@@ -88,7 +88,7 @@ def to_markdown(report: Report) -> str:
         out += [f"### {t.title}", ""]
         out.append("| " + " | ".join(h.replace("|", "\\|") for h in head) + " |")
         out.append("|" + "|".join("---" for _ in head) + "|")
-        out += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in rows]
+        out += ["| " + " | ".join(" ".join(c.split()).replace("|", "\\|") for c in r) + " |" for r in rows]
         out += [""] + [f"_{n}_" for n in t.notes] + [""]
     return "\n".join(out)
 

@@ -15,9 +15,12 @@ def specs(group: str, cfg: BenchConfig) -> list:
         from . import loss as mod
     elif group == "env":
         from . import env
-        from .delegated import specs_for
+        from .delegated import provided
 
-        return specs_for(group, cfg, fallback=env.specs)
+        # Ours always (the seed-wrapper row is the baseline); vector rows only when
+        # the trainer's hook does not bring its own.
+        theirs = provided(group, cfg)
+        return [*env.specs(cfg, vector=theirs is None), *(theirs or [])]
     elif group == "train":
         from . import train
         from .delegated import specs_for

@@ -22,6 +22,19 @@ TITLES = {
 }
 
 
+def provided(group: str, cfg: BenchConfig) -> list[TableSpec] | None:
+    """The provider's tables, or None when no provider module has the hook."""
+    for name in PROVIDERS[group]:
+        try:
+            mod = importlib.import_module(name)
+        except Exception:  # noqa: BLE001
+            continue
+        hook = getattr(mod, "bench_specs", None)
+        if callable(hook):
+            return list(hook(cfg))
+    return None
+
+
 def specs_for(group: str, cfg: BenchConfig, fallback=None) -> list[TableSpec]:
     """The provider's tables, else `fallback(cfg)` (ours, over the public API), else a
     table whose only row says why the group is not available."""

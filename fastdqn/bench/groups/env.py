@@ -26,7 +26,7 @@ def _stepper(env_step, n_actions: int, n: int, seed: int):
     return run
 
 
-def specs(cfg: BenchConfig) -> list[TableSpec]:
+def specs(cfg: BenchConfig, vector: bool = True) -> list[TableSpec]:
     cores = os.cpu_count() or 1
     n = cfg.num_envs
     workers = min(n, cores) if cfg.env_workers is None else cfg.env_workers
@@ -57,8 +57,9 @@ def specs(cfg: BenchConfig) -> list[TableSpec]:
             venv.reset()
             return _stepper(venv.step, 6, n, cfg.seed)
 
-        cases += [Case("fastdqn make_env, 1 env (uint8 stack)", fast_single),
-                  Case(f"fastdqn VectorEnv, {n} envs, {workers} worker processes", fast_vector, items=n)]
+        cases.append(Case("fastdqn make_env, 1 env (uint8 stack)", fast_single))
+        if vector:
+            cases.append(Case(f"fastdqn VectorEnv, {n} envs, {workers} worker processes", fast_vector, items=n))
 
     def ale_vector():
         from ale_py.vector_env import AtariVectorEnv
@@ -68,9 +69,11 @@ def specs(cfg: BenchConfig) -> list[TableSpec]:
         venv.reset(seed=cfg.seed)
         return _stepper(venv.step, 6, n, cfg.seed)
 
-    cases.append(Case(f"ale-py AtariVectorEnv, {n} envs, {cores} threads (84x84 full layout)", ale_vector,
-                      role="alternative", items=n))
-    return [TableSpec("env", GROUP, "Env steps/s: seed wrappers vs fastdqn vector path vs ale-py AtariVectorEnv",
+    if vector:
+        cases.append(Case(f"ale-py AtariVectorEnv, {n} envs, {cores} threads (84x84 full layout)", ale_vector,
+                          role="alternative", items=n))
+    return [TableSpec("env-wrappers", GROUP, "Env steps/s: the seeds' wrappers vs fastdqn's, one env"
+                      + (" (and vector paths)" if vector else ""),
                       unit="env step", cases=cases,
                       notes=["Pong, random actions, frame skip 4 with max-pool, 84x84 grey; time per env step "
                              "(vector rows: call time / envs). Env stepping only, no replay insert."])]
