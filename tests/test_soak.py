@@ -43,4 +43,5 @@ def test_soak_10m_frames_flat_rss_every_sample_valid():
     print(f"\nsoak: {w.pushed:,} frames, {w.calls:,} add_many calls x {ENVS} envs, {samples:,} batches of {BATCH} "
           f"checked, {elapsed:.1f} s, RSS {rss_after_wrap / 2**20:.1f} -> {(rss_after_wrap + growth) / 2**20:.1f} MiB")
     assert (w.t >= caps * (FRAMES // CAPACITY // 2)).all(), "every ring wrapped many times"
-    assert growth < 4 * 2**20, f"RSS grew by {growth / 2**20:.1f} MiB after the first wrap"
+    if "libasan" not in os.environ.get("LD_PRELOAD", ""):  # ASan's quarantine keeps up to 256 MB of freed blocks
+        assert growth < 4 * 2**20, f"RSS grew by {growth / 2**20:.1f} MiB after the first wrap"
