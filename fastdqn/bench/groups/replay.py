@@ -81,6 +81,18 @@ def sample_spec(cfg: BenchConfig) -> TableSpec:
         src, dst = np.ones(window, np.uint8), np.empty(window, np.uint8)
         return lambda: np.copyto(dst, src)
 
+    def cold_memcpy_setup():
+        # The same bytes from a random place in a ring as large as the buffer's frames: a sample
+        # reads frames nobody touched lately, so this is the floor a gather from the ring can reach.
+        ring = np.ones(n * 84 * 84 + window, np.uint8)
+        dst = np.empty(window, np.uint8)
+        rng = np.random.default_rng(cfg.seed)
+
+        def copy():
+            start = int(rng.integers(0, n * 84 * 84))
+            np.copyto(dst, ring[start:start + window])
+        return copy
+
     cases = [
         Case("seed-style: deque of float32 stacks, np.array repack", seed_setup, role="baseline",
              extra={"bytes out": b * (2 * 4 * 84 * 84 * 4 + 8 + 4 + 1)}),
@@ -102,6 +114,8 @@ def sample_spec(cfg: BenchConfig) -> TableSpec:
     cases.append(_gpu_case(cls, cfg))
     cases.append(Case("plain memcpy of the same bytes (floor)", memcpy_setup, role="floor",
                       extra={"bytes out": window}))
+    cases.append(Case(f"plain memcpy of the same bytes from a random place in a {n:,}-frame ring", cold_memcpy_setup,
+                      role="floor", extra={"bytes out": window}))
     return TableSpec(
         id="replay-sample", group=GROUP, title=f"Replay: sample({b}) from {n:,} transitions",
         unit=f"sample({b})", cases=cases, extra_columns=["bytes out"],
