@@ -17,7 +17,8 @@ _TRAIN_FLAGS = [
     ("--seed", "seed", int, f"seed for the net, the envs, epsilon and replay sampling (default: {_D.seed})"),
     ("--frames", "frames", int, "stop after N agent steps (default: run until reward_100 > --reward-bound)"),
     ("--num-envs", "num_envs", int, f"environments stepped together (default: {_D.num_envs})"),
-    ("--num-workers", "num_workers", int, "env worker processes (default: 0 for one env, else min(envs, cores))"),
+    ("--num-workers", "num_workers", int,
+     "env worker processes (default: 0 for one env or <= 2 cores, else min(envs, cores - 1))"),
     ("--out", "out", str, "run directory (default: runs/<env>-<time>)"),
     ("--batch-size", "batch_size", int, f"transitions per gradient step (default: {_D.batch_size})"),
     ("--replay-size", "replay_size", int, f"replay buffer capacity in transitions (default: {_D.replay_size:,})"),
@@ -35,6 +36,8 @@ _TRAIN_FLAGS = [
     ("--replay-ratio", "replay_ratio", float, f"gradient steps per agent step (default: {_D.replay_ratio:g})"),
     ("--layout", "layout", str, "frame layout: crop (seeds, 84x110 cropped) | full (84x84) (default: crop)"),
     ("--noop-max", "noop_max", int, "random NOOPs (1..N) after reset, 0 = off (default: 0; breakout: 30)"),
+    ("--threads", "torch_threads", int,
+     "torch CPU threads (default: torch's choice; 1 is steadier on a busy shared machine)"),
     ("--checkpoint-every", "checkpoint_every", int,
      f"agent steps between last.pt saves (default: {_D.checkpoint_every:,})"),
 ]

@@ -27,7 +27,7 @@ class TrainConfig:
     seed: int = 0
     frames: int | None = None  # stop after this many agent steps (None: until solved)
     num_envs: int = 1
-    num_workers: int | None = None  # env processes (None: 0 for one env, else min(envs, cores))
+    num_workers: int | None = None  # env processes (None: default_workers(num_envs))
     out: str | None = None  # run directory (None: runs/<env>-<time>)
     batch_size: int = 32
     replay_size: int = 10_000
@@ -49,6 +49,7 @@ class TrainConfig:
     episodic_life: bool = False
     clip_rewards: bool = False
     checkpoint_every: int = 100_000  # frames between last.pt saves
+    torch_threads: int | None = None  # torch intra-op threads (None: torch's default)
     tensorboard: bool = True
     progress: bool = True
 
@@ -83,6 +84,8 @@ class TrainConfig:
             raise ValueError(f"layout: expected 'crop' or 'full', got {self.layout!r}")
         if not self.replay_ratio > 0:
             raise ValueError(f"replay_ratio: expected > 0, got {self.replay_ratio}")
+        if self.torch_threads is not None and (not isinstance(self.torch_threads, int) or self.torch_threads < 1):
+            raise ValueError(f"torch_threads: expected an integer >= 1 or None, got {self.torch_threads!r}")
         if self.num_workers is not None and not 0 <= self.num_workers <= self.num_envs:
             raise ValueError(f"num_workers: expected 0..num_envs={self.num_envs}, got {self.num_workers}")
         resolve_device(self.device)
@@ -134,6 +137,13 @@ class ObsStack:
             self.obs[idx, -1] = fresh
 
 
+def default_workers(num_envs: int) -> int:
+    """Env worker processes: none for one env or on <= 2 cores (measured: in-process stepping
+    beats worker processes there), else one per env up to cores - 1 (a core for the learner)."""
+    cores = os.cpu_count() or 1
+    return 0 if num_envs == 1 or cores <= 2 else min(num_envs, cores - 1)
+
+
 def default_out_dir(env_id: str) -> str:
     return os.path.join("runs", f"{env_id}-{time.strftime('%Y%m%d-%H%M%S')}")
 
@@ -149,9 +159,9 @@ class Trainer:
         cfg.validate()
         self.cfg, self.out = cfg, cfg.out or default_out_dir(cfg.env_id)
         device = resolve_device(cfg.device)
-        workers = cfg.num_workers
-        if workers is None:
-            workers = 0 if cfg.num_envs == 1 else min(cfg.num_envs, os.cpu_count() or 1)
+        workers = default_workers(cfg.num_envs) if cfg.num_workers is None else cfg.num_workers
+        if cfg.torch_threads is not None:
+            torch.set_num_threads(cfg.torch_threads)
         torch.manual_seed(cfg.seed)
         self.rng = np.random.default_rng(cfg.seed)
         self.config_dict = dataclasses.asdict(cfg) | {"out": self.out, "device_resolved": str(device),

@@ -232,3 +232,10 @@ class VectorEnv:
             self.close()
         except Exception:
             pass
+
+
+def bench_specs(cfg):
+    """Tables for `fastdqn bench` (group "env"): see fastdqn/train_bench.py."""
+    from fastdqn.train_bench import env_specs
+
+    return env_specs(cfg)

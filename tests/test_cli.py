@@ -63,7 +63,8 @@ def test_bench_is_dispatched_lazily(capsys):
 def test_train_then_play_through_the_cli(tmp_path, capsys):
     out = tmp_path / "run"
     rc = main(["train", "--frames", "300", "--replay-start", "200", "--replay-size", "1000", "--batch-size", "4",
-               "--replay-ratio", "0.1", "--seed", "3", "--out", str(out), "--no-progress", "--no-tensorboard"])
+               "--replay-ratio", "0.1", "--seed", "3", "--out", str(out), "--no-progress", "--no-tensorboard",
+               "--threads", "1"])
     assert rc == 0
     assert "stopped after 300 frames" in capsys.readouterr().out
     video = tmp_path / "v.mp4"

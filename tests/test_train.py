@@ -13,7 +13,7 @@ from fastdqn.train import TrainConfig, preset, train
 
 # Tiny but real: learning starts at frame 600, the first random Pong game ends near frame 900.
 TINY = dict(frames=1300, replay_size=2000, replay_start=600, batch_size=8, replay_ratio=0.25,
-            sync_target=100, eps_decay_frames=1000, progress=False)
+            sync_target=100, eps_decay_frames=1000, progress=False, torch_threads=1)
 
 
 @pytest.fixture(scope="module")
@@ -93,3 +93,11 @@ def test_config_validation_names_expected_and_got():
         preset("tetris")
     b = preset("breakout")
     assert b.episodic_life and b.clip_rewards and b.noop_max == 30 and b.env_id.startswith("Breakout")
+
+
+def test_vector_envs_feed_one_buffer(tmp_path):
+    r = train(TrainConfig(out=str(tmp_path / "v"), num_envs=2, num_workers=0, frames=400, replay_size=1000,
+                          replay_start=200, batch_size=4, replay_ratio=0.1, progress=False, tensorboard=False,
+                          torch_threads=1))
+    assert r.frames == 400
+    assert json.loads((tmp_path / "v" / "config.json").read_text())["num_envs"] == 2

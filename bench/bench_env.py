@@ -1,0 +1,8 @@
+"""env group: env steps/s into the replay buffer, ale-py AtariVectorEnv vs fastdqn VectorEnv
+(cases in fastdqn/train_bench.py)."""
+
+GROUP = "env"
+
+
+def test_env(run_case, spec, case):
+    run_case(spec, case)
