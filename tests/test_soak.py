@@ -10,6 +10,7 @@ import time
 import numpy as np
 
 from fastdqn import ReplayBuffer
+from fastdqn.replay_state import check_state
 from replay_stamps import StampWriter, check_batch
 
 ENVS, CAPACITY, STACK, BATCH = 50, 1_000, 4, 256
@@ -25,7 +26,7 @@ def rss_bytes() -> int:
 def test_soak_10m_frames_flat_rss_every_sample_valid():
     """10M frames through capacity 1,000 (20 slots per stream): 50 envs per add_many call, about
     195,000 calls plus the episode starts (3% of steps end an episode); a batch of 256 is sampled
-    and checked every 64 calls (about 3,000 batches)."""
+    and checked every 64 calls (about 3,000 batches), the whole store's metadata every 640."""
     buf = ReplayBuffer(CAPACITY, num_envs=ENVS, frame_shape=(4, 8), stack=STACK, seed=1)
     caps = np.array([CAPACITY // ENVS + (e < CAPACITY % ENVS) for e in range(ENVS)])
     w = StampWriter(buf)
@@ -36,6 +37,8 @@ def test_soak_10m_frames_flat_rss_every_sample_valid():
         if w.calls % SAMPLE_EVERY == 0:
             check_batch(buf.sample(BATCH), STACK, w.t, caps)
             samples += 1
+            if samples % 10 == 0:  # the metadata is still what start/add could write, and len is exact
+                check_state(buf, buf.state_dict())
             if rss_after_wrap is None and w.pushed > 3 * CAPACITY:
                 rss_after_wrap = rss_bytes()
     elapsed = time.perf_counter() - began
