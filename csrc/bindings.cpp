@@ -3,6 +3,8 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <cmath>
+#include <limits>
 #include <sstream>
 
 #include "parallel.hpp"
@@ -115,6 +117,9 @@ public:
     }
 
     int64_t add(int64_t action, double reward, py::object next_frame, bool terminated, bool truncated, int env) {
+        // A double beyond float's range would make the cast below undefined, not just inf.
+        if (std::isfinite(reward) && std::fabs(reward) > std::numeric_limits<float>::max())
+            throw py::value_error("reward: expected a finite float32 value, got " + std::to_string(reward));
         py::array keep;
         return store_.add(env, action, static_cast<float>(reward), frame_data(next_frame, "next_frame", {}, keep),
                           terminated, truncated);

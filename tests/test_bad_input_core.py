@@ -268,3 +268,12 @@ def test_core_preprocess_checks_without_the_python_layer():
             core.preprocess_batch(*args)
     assert (out == 7).all()
     assert torch.equal(torch.from_numpy(out), torch.full((1, 84, 84), 7, dtype=torch.uint8))
+
+
+def test_core_add_rejects_reward_beyond_float32():
+    """The C++ face checks the double -> float range itself (the cast would be undefined)."""
+    buf = fixture_buffer("host")
+    before = snapshot(buf)
+    with pytest.raises(ValueError, match="expected a finite float32 value, got 9999"):
+        buf._core.add(0, 1e39, frame(), False, False, 1)
+    assert_same_state(before, snapshot(buf))
