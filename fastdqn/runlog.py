@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 import time
 
 
@@ -57,7 +58,11 @@ class RunLog:
 def plot_rewards(records: list[dict], path: str, bound: float | None = None) -> str | None:
     if not records:
         return None
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError:  # GPU boxes installed with --no-deps: keep the run, skip the picture
+        warnings.warn("matplotlib is not installed: reward_curve.png not written", RuntimeWarning, stacklevel=2)
+        return None
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
