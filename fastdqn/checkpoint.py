@@ -1,4 +1,9 @@
-"""Checkpoint save/load: one function pair, so it can be hardened (atomic writes, resume) in one place."""
+"""Checkpoint save/load, the one place model files are written and read.
+
+Writes are crash-safe (fastdqn.atomic: temp file, fsync, rename); reads use
+``torch.load(weights_only=True)``, so a checkpoint can hold only tensors and plain values and
+loading one never runs code. ``last.pt`` also carries the trainer's state for ``--resume``.
+"""
 
 from __future__ import annotations
 
@@ -6,28 +11,63 @@ import os
 
 import torch
 
+from fastdqn.atomic import atomic_write
+
 FORMAT = 1
 
 
-def save_checkpoint(path: str | os.PathLike, learner, *, config: dict, **stats) -> None:
-    """Write the online/target nets, the optimizer, the run config (plain dict) and stats
-    (frame, episode, reward_100, ...) to path. Only tensors and plain Python values, so
-    load_checkpoint can use torch.load(weights_only=True)."""
+def save_checkpoint(path: str | os.PathLike, learner, *, config: dict, trainer: dict | None = None,
+                    **stats) -> None:
+    """Write the online/target nets, the optimizer, the run config (plain dict), stats (frame,
+    episode, reward_100, ...) and, for resumable checkpoints, the trainer state to path,
+    atomically: a crash or SIGKILL mid-save leaves the previous file intact."""
     state = {"format": FORMAT, "n_actions": learner.n_actions, "config": dict(config), "stats": stats}
     state.update(learner.state_dict())
-    torch.save(state, os.fspath(path))
+    if trainer is not None:
+        state["trainer"] = trainer
+    atomic_write(path, lambda f: torch.save(state, f))
 
 
 def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
-    """Read a checkpoint written by save_checkpoint (no code execution: weights_only)."""
+    """Read a checkpoint written by save_checkpoint (no code execution: weights_only). Anything
+    else (missing, a folder, empty, torn, foreign, malicious, weights that do not fit) raises
+    FileNotFoundError/ValueError naming the file and what is wrong, in one line."""
     path = os.fspath(path)
+    if os.path.isdir(path):
+        raise ValueError(f"checkpoint: expected a file, got a directory {path!r}")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint: no such file {path!r}")
+    if os.path.getsize(path) == 0:
+        raise ValueError(f"checkpoint: expected a fastdqn checkpoint, got an empty file {path!r}")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # truncated file, not a torch file, unpickling refused
-        raise ValueError(f"checkpoint: {path!r} is not a readable fastdqn checkpoint ({e})") from None
+    except Exception as e:  # torn file, not a torch file, unpickling refused
+        raise ValueError(f"checkpoint: {path!r} is not a readable fastdqn checkpoint ({_reason(e)})") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT or "online" not in state:
         got = state.get("format") if isinstance(state, dict) else type(state).__name__
         raise ValueError(f"checkpoint: expected a fastdqn checkpoint of format {FORMAT}, got {got!r} in {path!r}")
+    missing = sorted({"config", "n_actions", "online"} - state.keys())
+    if missing:
+        raise ValueError(f"checkpoint: expected keys ['config', 'n_actions', 'online'] in {path!r}, got missing {missing}")
+    n, config, online = state["n_actions"], state["config"], state["online"]
+    if not isinstance(config, dict) or not isinstance(n, int) or isinstance(n, bool) or not isinstance(online, dict):
+        raise ValueError(f"checkpoint: expected a config dict, an int n_actions and an online state dict in {path!r}, "
+                         f"got {type(config).__name__}, {type(n).__name__}, {type(online).__name__}")
+    head = online.get(_HEAD)
+    if not isinstance(head, torch.Tensor) or head.ndim != 2 or head.shape[0] != n:
+        shape = tuple(head.shape) if isinstance(head, torch.Tensor) else type(head).__name__
+        raise ValueError(f"checkpoint: expected an online net with {n} actions, got {_HEAD} of shape {shape} in {path!r}")
     return state
+
+
+_HEAD = "fc.2.weight"  # NatureDQN's output layer: [n_actions, 512]
+
+
+def _reason(e: Exception) -> str:
+    """The informative line of a torch.load error: for a refused pickle, which global it wanted
+    (torch's first line suggests weights_only=False, the one thing not to do with such a file)."""
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    for line in lines:
+        if "GLOBAL" in line or "Unsupported" in line:
+            return f"refused to unpickle: {line}"
+    return lines[0] if lines else type(e).__name__

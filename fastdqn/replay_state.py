@@ -8,11 +8,12 @@ per-slot metadata describes real episodes (a corrupt file must not make stacks s
 from __future__ import annotations
 
 import os
-import tempfile
 import zipfile
 from collections.abc import Mapping
 
 import numpy as np
+
+from fastdqn.atomic import atomic_write
 
 VERSION = 1
 HAS, TERM, TRUNC = 1, 2, 4  # TransitionFlags in csrc/replay.hpp
@@ -158,25 +159,9 @@ def restore(buf, a: dict) -> None:
 
 
 def save_atomic(path, state: dict) -> None:
-    """np.savez (uncompressed) to a temp file beside ``path``, fsync, then rename over it:
-    a crash leaves either the old file or the new one, never a torn one."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **state)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-    dir_fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)  # make the rename itself durable
-    finally:
-        os.close(dir_fd)
+    """np.savez (uncompressed) written crash-safely (fastdqn.atomic): a crash leaves either the
+    old file or the new one, never a torn one."""
+    atomic_write(path, lambda f: np.savez(f, **state))
 
 
 def load_file(path) -> dict:

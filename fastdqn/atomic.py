@@ -1,0 +1,59 @@
+"""Crash-safe file replacement, shared by model checkpoints and replay saves.
+
+The data goes to a temp file beside the target, is fsync'ed, then renamed over the target and
+the folder is fsync'ed: a crash or SIGKILL at any point leaves either the old file or the new
+one, never a torn one. Temp names carry the writer's pid; a later save sweeps the temp files of
+writers that no longer run, so killed saves do not pile up.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from collections.abc import Callable
+from typing import BinaryIO
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> None:
+    """Call ``write(f)`` on a fresh temp file, then atomically make it ``path``."""
+    path = os.path.abspath(os.fspath(path))
+    folder, name = os.path.split(path)
+    _sweep_orphans(folder, name)
+    tmp = os.path.join(folder, f".{name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    dir_fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)  # make the rename itself durable
+    finally:
+        os.close(dir_fd)
+
+
+def _sweep_orphans(folder: str, name: str) -> None:
+    for tmp in glob.glob(os.path.join(glob.escape(folder), f".{glob.escape(name)}.tmp-*")):
+        pid = tmp.rsplit("-", 1)[1]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: leave its file alone
+        return True
+    return True
