@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 
 from fastdqn.train import PRESETS, TrainConfig
@@ -50,6 +51,8 @@ _TRAIN_SWITCHES = [  # (flag, field, value, help)
     ("--no-fire-reset", "fire_reset", False, "do not press FIRE on reset (default: when the game has FIRE)"),
     ("--no-tensorboard", "tensorboard", False, "do not write TensorBoard events"),
     ("--no-progress", "progress", False, "no live progress line"),
+    ("--save-replay", "save_replay", True,
+     "save the replay buffer (replay.npz) with every last.pt, so --resume continues exactly"),
 ]
 
 
@@ -65,9 +68,16 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train DQN (seeds' Pong preset by default)",
                        description="Train DQN on an Atari game. Defaults are the seeds' Pong preset; "
                        "every hyperparameter has a flag. Writes config.json, metrics.jsonl, TensorBoard "
-                       "events, best.pt, last.pt and reward_curve.png to the run directory.")
-    t.add_argument("--preset", choices=sorted(PRESETS), default="pong",
+                       "events, best.pt, last.pt and reward_curve.png to the run directory. Ctrl-C or "
+                       "SIGTERM saves last.pt and exits; --resume DIR continues from it.",
+                       epilog="exit status: 0 done, 2 bad arguments, 130/143 stopped by SIGINT/SIGTERM "
+                       "(last.pt saved)")
+    t.add_argument("--preset", choices=sorted(PRESETS), default=None,
                    help="hyperparameter and wrapper preset (default: pong)")
+    t.add_argument("--resume", metavar="DIR", default=None,
+                   help="continue the run saved in DIR (its last.pt; Ctrl-C and SIGTERM save one); only "
+                   "--frames, --reward-bound, --checkpoint-every, --device, --num-workers, --threads, "
+                   "--save-replay and the output switches may change")
     for flag, dest, typ, hlp in _TRAIN_FLAGS:
         kw = {"choices": ["mse", "huber"]} if dest == "loss" else {}
         kw = {"choices": ["crop", "full"]} if dest == "layout" else kw
@@ -102,9 +112,17 @@ def _train(args) -> int:
 
     fields = {dest for _, dest, _, _ in _TRAIN_FLAGS} | {dest for _, dest, _, _ in _TRAIN_SWITCHES}
     overrides = {k: getattr(args, k) for k in fields if getattr(args, k) is not None}
-    cfg = preset(args.preset, **overrides)
-    cfg.validate()
-    result = train(cfg)
+    if args.resume is not None:
+        if args.preset is not None:
+            raise UserError("--preset: expected no preset with --resume (the run keeps its own), got "
+                            f"{args.preset!r}")
+        result = train(resume=args.resume, **overrides)
+    else:
+        cfg = preset(args.preset or "pong", **overrides)
+        cfg.validate()
+        result = train(cfg)
+    if result.interrupted:
+        return 128 + int(getattr(signal, result.interrupted))
     return 0 if result.frames > 0 else 1
 
 

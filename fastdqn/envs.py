@@ -229,6 +229,25 @@ class EnvSpec:
     clip_rewards: bool = False
     frame_stack: int = 0  # 0: single frames (the trainer stacks in the replay buffer)
 
+    def __post_init__(self):
+        """Reject a bad spec here, before any emulator starts (workers rebuild envs from it)."""
+        if not isinstance(self.env_id, str):
+            raise TypeError(f"env_id: expected a str, got {type(self.env_id).__name__}")
+        if "NoFrameskip" not in self.env_id and not self.env_id.startswith("ALE/"):
+            raise ValueError(f"env_id: expected an Atari id like 'PongNoFrameskip-v4', got {self.env_id!r}")
+        if self.layout not in (None, "crop", "full"):
+            raise ValueError(f"layout: expected 'crop', 'full' or None, got {self.layout!r}")
+        for name, lo in (("skip", 1), ("noop_max", 0), ("frame_stack", 0)):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool):
+                raise TypeError(f"{name}: expected an int >= {lo}, got {v!r}")
+            if v < lo:
+                raise ValueError(f"{name}: expected an int >= {lo}, got {v!r}")
+        for name in ("fire_reset", "episodic_life", "clip_rewards"):
+            v = getattr(self, name)
+            if not isinstance(v, bool) and not (v is None and name == "fire_reset"):
+                raise TypeError(f"{name}: expected a bool{' or None' if name == 'fire_reset' else ''}, got {v!r}")
+
 
 def make_env(env_id: str = "PongNoFrameskip-v4", *, seed: int | None = None, **kwargs) -> gym.Env:
     """Build an Atari env with the DeepMind wrappers; keyword arguments are EnvSpec fields."""
@@ -236,11 +255,18 @@ def make_env(env_id: str = "PongNoFrameskip-v4", *, seed: int | None = None, **k
 
 
 def make_env_from_spec(spec: EnvSpec, seed: int | None = None) -> gym.Env:
+    if not isinstance(spec, EnvSpec):  # EnvSpec checked its own fields
+        raise TypeError(f"spec: expected an EnvSpec, got {type(spec).__name__}")
+    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
+        raise TypeError(f"seed: expected an int >= 0 or None, got {seed!r}")
+    if seed is not None and seed < 0:
+        raise ValueError(f"seed: expected an int >= 0 or None, got {seed!r}")
     _register()
-    if "NoFrameskip" not in spec.env_id and not spec.env_id.startswith("ALE/"):
-        raise ValueError(f"env_id: expected an Atari id like 'PongNoFrameskip-v4', got {spec.env_id!r}")
     kw = {"frameskip": 1, "repeat_action_probability": 0.0} if spec.env_id.startswith("ALE/") else {}
-    env = gym.make(spec.env_id, **kw)
+    try:
+        env = gym.make(spec.env_id, **kw)
+    except gym.error.UnregisteredEnv as e:  # a typo in the game name: one ValueError, not gym's type
+        raise ValueError(f"env_id: expected a registered Atari id, got {spec.env_id!r} ({e})") from None
     if spec.noop_max > 0:
         env = NoopReset(env, spec.noop_max)
     env = MaxAndSkip(env, spec.skip, spec.layout)
@@ -260,3 +286,47 @@ def make_env_from_spec(spec: EnvSpec, seed: int | None = None) -> gym.Env:
         env.reset(seed=seed)
         env.action_space.seed(seed)
     return env
+
+
+# -- snapshots (``fastdqn train --resume``) ----------------------------------------------------
+def env_state(env: gym.Env) -> dict:
+    """Everything that decides an env's future: the emulator with its RNG, the np_random that
+    NoopReset draws from, and the wrappers' counters. Plain bytes/ints/dicts (weights_only-safe)."""
+    base = env.unwrapped
+    state = {"ale": base.ale.cloneState(include_rng=True).serialize(), "np_random": base.np_random.bit_generator.state}
+    for w in _wrappers(env):
+        if isinstance(w, EpisodicLife):
+            state["lives"], state["game_over"] = int(w.lives), bool(w.game_over)
+        elif isinstance(w, FrameStack):
+            state["stack"] = w.stack.tobytes()
+        elif hasattr(w, "_elapsed_steps"):  # gymnasium TimeLimit
+            state["elapsed_steps"] = w._elapsed_steps
+    return state
+
+
+def set_env_state(env: gym.Env, state: dict) -> None:
+    """Restore ``env_state`` output into an env built from the same EnvSpec (and reset once)."""
+    import ale_py
+
+    base = env.unwrapped
+    if not isinstance(state, dict) or not isinstance(state.get("ale"), bytes):
+        raise TypeError(f"env state: expected a dict from env_state(), got {type(state).__name__}")
+    rng_state = state.get("np_random")
+    if not isinstance(rng_state, dict) or rng_state.get("bit_generator") != type(base.np_random.bit_generator).__name__:
+        raise ValueError(f"env state: expected a {type(base.np_random.bit_generator).__name__} np_random state, "
+                         f"got {rng_state!r:.80}")
+    base.ale.restoreState(ale_py.ALEState(state["ale"]))
+    base.np_random.bit_generator.state = rng_state
+    for w in _wrappers(env):
+        if isinstance(w, EpisodicLife):
+            w.lives, w.game_over = state["lives"], state["game_over"]
+        elif isinstance(w, FrameStack):
+            w.stack[:] = np.frombuffer(state["stack"], np.uint8).reshape(w.stack.shape)
+        elif hasattr(w, "_elapsed_steps"):
+            w._elapsed_steps = state["elapsed_steps"]
+
+
+def _wrappers(env: gym.Env):
+    while isinstance(env, gym.Wrapper):
+        yield env
+        env = env.env

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import os
-import warnings
 import time
+import warnings
+
+from fastdqn.atomic import atomic_write
 
 
 class RunLog:
@@ -16,19 +18,27 @@ class RunLog:
     (charts/episodic_return, charts/SPS, losses/td_loss, charts/epsilon).
     """
 
-    def __init__(self, out_dir: str, config: dict, *, tensorboard: bool = True):
+    def __init__(self, out_dir: str, config: dict, *, tensorboard: bool = True, resume_frame: int | None = None):
+        """``resume_frame``: continue a run whose last.pt is at that frame; episodes logged after
+        it (by a run that was killed before its next checkpoint) are dropped, as they will be
+        played again: from metrics.jsonl, and hidden in TensorBoard by ``purge_step``."""
         os.makedirs(out_dir, exist_ok=True)
         self.out_dir = out_dir
         with open(os.path.join(out_dir, "config.json"), "w") as f:
             json.dump(config, f, indent=2, sort_keys=True)
             f.write("\n")
-        self._jsonl = open(os.path.join(out_dir, "metrics.jsonl"), "a", buffering=1)
+        jsonl = os.path.join(out_dir, "metrics.jsonl")
+        self.records: list[dict] = []
+        if resume_frame is not None:
+            self.records = _records_upto(jsonl, resume_frame)
+            atomic_write(jsonl, lambda f: f.writelines((json.dumps(r) + "\n").encode() for r in self.records))
+        self._jsonl = open(jsonl, "a", buffering=1)
         self._tb = None
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
-            self._tb = SummaryWriter(log_dir=out_dir)
-        self.records: list[dict] = []
+            purge = None if resume_frame is None else resume_frame + 1
+            self._tb = SummaryWriter(log_dir=out_dir, purge_step=purge)
 
     def episode(self, rec: dict) -> None:
         self.records.append(rec)
@@ -53,6 +63,21 @@ class RunLog:
         if self._tb is not None:
             self._tb.close()
         return plot_rewards(self.records, os.path.join(self.out_dir, "reward_curve.png"))
+
+
+def _records_upto(path: str, frame: int) -> list[dict]:
+    if not os.path.isfile(path):
+        return []
+    out = []
+    with open(path) as f:
+        for line in f:
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:  # a line cut by a crash
+                continue
+            if isinstance(rec, dict) and isinstance(rec.get("frame"), int) and rec["frame"] <= frame:
+                out.append(rec)
+    return out
 
 
 def plot_rewards(records: list[dict], path: str, bound: float | None = None) -> str | None:

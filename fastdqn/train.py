@@ -15,6 +15,7 @@ import torch
 from fastdqn.checkpoint import load_checkpoint, save_checkpoint  # noqa: F401 (re-exported)
 from fastdqn.envs import EnvSpec
 from fastdqn.learner import LOSSES, Learner, epsilon_at, resolve_device
+from fastdqn import resume as resume_mod
 from fastdqn.runlog import Progress, RunLog
 
 
@@ -49,6 +50,7 @@ class TrainConfig:
     episodic_life: bool = False
     clip_rewards: bool = False
     checkpoint_every: int = 100_000  # frames between last.pt saves
+    save_replay: bool = False  # also save the replay buffer with last.pt (exact --resume)
     torch_threads: int | None = None  # torch intra-op threads (None: torch's default)
     tensorboard: bool = True
     progress: bool = True
@@ -58,36 +60,59 @@ class TrainConfig:
                        self.episodic_life, self.clip_rewards)
 
     def validate(self) -> None:
-        pos = ("num_envs", "batch_size", "replay_size", "replay_start", "sync_target", "checkpoint_every")
-        for name in pos:
+        """Raise TypeError (wrong type) or ValueError (bad value) naming the field, what it expects
+        and what it got, before anything is built or written. Only reads the config."""
+        def bad(name, want, v, error=ValueError):
+            raise error(f"{name}: expected {want}, got {v!r}")
+
+        for f in dataclasses.fields(self):  # switches (annotations are strings here): bool, or bool | None = auto
+            v = getattr(self, f.name)
+            if f.type in ("bool", "bool | None") and not (isinstance(v, bool) or (v is None and f.type != "bool")):
+                bad(f.name, "a bool" + ("" if f.type == "bool" else " or None"), v, TypeError)
+        ints = (("num_envs", 1), ("batch_size", 1), ("replay_size", 1), ("replay_start", 1), ("sync_target", 1),
+                ("checkpoint_every", 1), ("frames", 1), ("eps_decay_frames", 0), ("noop_max", 0),
+                ("num_workers", 0), ("torch_threads", 1), ("seed", 0))
+        for name, lo in ints:
+            v, none_ok = getattr(self, name), name in ("frames", "num_workers", "torch_threads")
+            hi = 2**63 if name == "seed" else None  # torch.manual_seed takes 64 bits at most
+            want = f"an integer in [{lo}, 2**63)" if hi else f"an integer >= {lo}" + (" or None" if none_ok else "")
+            if v is None and none_ok:
+                continue
+            if not isinstance(v, int) or isinstance(v, bool):
+                bad(name, want, v, TypeError)
+            if v < lo or (hi is not None and v >= hi):
+                bad(name, want, v)
+        reals = (("lr", "a finite number > 0", lambda v: v > 0), ("gamma", "a number in [0, 1]", lambda v: 0 <= v <= 1),
+                 ("eps_start", "a number in [0, 1]", lambda v: 0 <= v <= 1),
+                 ("eps_final", "a number in [0, 1]", lambda v: 0 <= v <= 1),
+                 ("replay_ratio", "a finite number > 0", lambda v: v > 0),
+                 ("reward_bound", "a finite number or None", lambda v: True))
+        for name, want, ok in reals:
             v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"{name}: expected an integer >= 1, got {v!r}")
-        if self.frames is not None and (not isinstance(self.frames, int) or self.frames < 1):
-            raise ValueError(f"frames: expected an integer >= 1 or None, got {self.frames!r}")
+            if v is None and name == "reward_bound":
+                continue
+            if not isinstance(v, (int, float)) or isinstance(v, bool):
+                bad(name, want, v, TypeError)
+            if (isinstance(v, float) and not math.isfinite(v)) or not ok(v):  # NaN and inf are never meant
+                bad(name, want, v)
+        for name in ("env_id", "loss", "layout"):
+            if not isinstance(getattr(self, name), str):
+                bad(name, "a str", getattr(self, name), TypeError)
+        if self.loss not in LOSSES:
+            bad("loss", f"one of {LOSSES}", self.loss)
+        if self.layout not in ("crop", "full"):
+            bad("layout", "'crop' or 'full'", self.layout)
+        if self.out is not None and not isinstance(self.out, (str, os.PathLike)):
+            bad("out", "a directory path or None", self.out, TypeError)
+        if not isinstance(self.device, (str, torch.device)):
+            bad("device", "'auto', 'cpu' or 'cuda'", self.device, TypeError)
         if self.batch_size > self.replay_size:
             raise ValueError(f"batch_size: expected <= replay_size={self.replay_size}, got {self.batch_size}")
         if self.num_envs > self.replay_size // 8:
             raise ValueError(f"num_envs: expected <= replay_size/8={self.replay_size // 8}, got {self.num_envs}")
-        if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise ValueError(f"lr: expected a finite number > 0, got {self.lr}")
-        if not 0.0 <= self.gamma <= 1.0:
-            raise ValueError(f"gamma: expected 0 <= gamma <= 1, got {self.gamma}")
-        for name in ("eps_start", "eps_final"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"{name}: expected 0 <= epsilon <= 1, got {getattr(self, name)}")
-        if self.eps_decay_frames < 0:
-            raise ValueError(f"eps_decay_frames: expected >= 0, got {self.eps_decay_frames}")
-        if self.loss not in LOSSES:
-            raise ValueError(f"loss: expected one of {LOSSES}, got {self.loss!r}")
-        if self.layout not in ("crop", "full"):
-            raise ValueError(f"layout: expected 'crop' or 'full', got {self.layout!r}")
-        if not self.replay_ratio > 0:
-            raise ValueError(f"replay_ratio: expected > 0, got {self.replay_ratio}")
-        if self.torch_threads is not None and (not isinstance(self.torch_threads, int) or self.torch_threads < 1):
-            raise ValueError(f"torch_threads: expected an integer >= 1 or None, got {self.torch_threads!r}")
-        if self.num_workers is not None and not 0 <= self.num_workers <= self.num_envs:
+        if self.num_workers is not None and self.num_workers > self.num_envs:
             raise ValueError(f"num_workers: expected 0..num_envs={self.num_envs}, got {self.num_workers}")
+        self.env_spec()  # EnvSpec checks the env id's form (a typo in the game name fails at env creation)
         resolve_device(self.device)
 
 
@@ -104,6 +129,9 @@ PRESETS = {
 def preset(name: str, **overrides) -> TrainConfig:
     if name not in PRESETS:
         raise ValueError(f"preset: expected one of {sorted(PRESETS)}, got {name!r}")
+    unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(TrainConfig)})
+    if unknown:
+        raise TypeError(f"preset: expected TrainConfig fields as overrides, got unknown {unknown}")
     return TrainConfig(**{**PRESETS[name], **overrides})
 
 
@@ -116,6 +144,7 @@ class TrainResult:
     solved: bool
     best_reward_100: float | None
     rewards: list = field(default_factory=list)
+    interrupted: str | None = None  # "SIGINT"/"SIGTERM" when a signal stopped the run (last.pt saved)
 
 
 class ObsStack:
@@ -150,9 +179,10 @@ def default_out_dir(env_id: str) -> str:
 
 class Trainer:
     """One run's state. ``step()`` advances every env by one agent step (and learns);
-    ``run()`` steps until --frames or solved, logging episodes. ``train()`` wraps both."""
+    ``run()`` steps until --frames, solved or a signal, logging episodes. ``train()`` wraps both.
+    ``resume`` is a last.pt (see fastdqn.resume) to continue from."""
 
-    def __init__(self, cfg: TrainConfig, *, log: bool = True):
+    def __init__(self, cfg: TrainConfig, *, log: bool = True, resume: dict | None = None):
         from fastdqn import ReplayBuffer
         from fastdqn.vecenv import VectorEnv
 
@@ -172,26 +202,31 @@ class Trainer:
             self.learner = Learner(self.envs.n_actions, device=device, lr=cfg.lr, gamma=cfg.gamma,
                                    loss=cfg.loss, double=cfg.double, compile=cfg.compile)
             self.buf = ReplayBuffer(cfg.replay_size, num_envs=cfg.num_envs, seed=cfg.seed)
-            if log:
-                self.log = RunLog(self.out, self.config_dict, tensorboard=cfg.tensorboard)
             self.prog = Progress(cfg.frames, cfg.progress and log)
+            first = self.envs.reset()
+            self.stack = ObsStack(first, 4, self.learner.device)
+            self.frame = self.episodes = 0
+            self.returns: deque = deque(maxlen=100)
+            self.all_rewards: list = []
+            self.best = None
+            self.solved = False
+            self._credit = 0.0
+            self._due = 0  # gradient steps owed: sampled and applied at the start of the next step
+            self._replay_frames = 0  # frames in the buffer since it was (re)filled
+            self._loss_sum = torch.zeros((), device=self.learner.device)
+            self._loss_n = 0
+            self._t0 = self._t_win = time.perf_counter()
+            self._f_win = self._last_ckpt = 0
+            if resume is not None:
+                resume_mod.restore_trainer(self, resume)
+            else:
+                self.buf.start_many(first)
+            if log:  # opened last: a rejected resume leaves the run directory untouched
+                self.log = RunLog(self.out, self.config_dict, tensorboard=cfg.tensorboard,
+                                  resume_frame=self.frame if resume is not None else None)
         except BaseException:
             self.close()
             raise
-        first = self.envs.reset()
-        self.buf.start_many(first)
-        self.stack = ObsStack(first, 4, self.learner.device)
-        self.frame = self.episodes = 0
-        self.returns: deque = deque(maxlen=100)
-        self.all_rewards: list = []
-        self.best = None
-        self.solved = False
-        self._credit = 0.0
-        self._pending: list = []  # batches sampled for the next updates (overlap with device work)
-        self._loss_sum = torch.zeros((), device=self.learner.device)
-        self._loss_n = 0
-        self._t0 = self._t_win = time.perf_counter()
-        self._f_win = self._last_ckpt = 0
 
     def step(self):
         """One agent step of every env, plus the gradient steps the replay ratio asks for.
@@ -200,11 +235,11 @@ class Trainer:
         eps = epsilon_at(self.frame, cfg.eps_start, cfg.eps_final, cfg.eps_decay_frames)
         self.epsilon = eps
         actions = self.learner.act(self.stack.obs, eps, self.rng)
-        # Queue the device work first: on CUDA it runs while the CPU steps the emulators.
-        for batch in self._pending:
-            self._loss_sum += self.learner.update(batch)
+        # Queue the device work before stepping: on CUDA it runs while the CPU steps the emulators.
+        for _ in range(self._due):
+            self._loss_sum += self.learner.update(self.buf.sample(cfg.batch_size))
             self._loss_n += 1
-        self._pending.clear()
+        self._due = 0
         res = self.envs.step(actions)
         self.buf.add_many(actions, res.rewards, res.frames, res.terminated, res.truncated)
         done = res.terminated | res.truncated
@@ -213,13 +248,13 @@ class Trainer:
         self.stack.push(res.frames, done, res.reset_frames)
         prev = self.frame
         self.frame += n
-        if self.frame >= cfg.replay_start and len(self.buf) >= cfg.batch_size:
+        self._replay_frames += n
+        if self._replay_frames >= cfg.replay_start and len(self.buf) >= cfg.batch_size:
             if prev // cfg.sync_target != self.frame // cfg.sync_target:
                 self.learner.sync_target()
             self._credit += n * cfg.replay_ratio
-            while self._credit >= 1.0:
-                self._pending.append(self.buf.sample(cfg.batch_size))
-                self._credit -= 1.0
+            self._due = int(self._credit)
+            self._credit -= self._due
         return res
 
     def _episode(self, res, i: int) -> None:
@@ -249,26 +284,37 @@ class Trainer:
                          f"{fps:7.1f} f/s", force=True)
 
     def checkpoint(self, name: str) -> None:
+        """best.pt: the nets. last.pt: the nets plus everything --resume needs (and, with
+        save_replay, replay.npz written just before it)."""
         if self.log is None:
             return
-        save_checkpoint(os.path.join(self.out, name), self.learner, config=self.config_dict, frame=self.frame,
-                        episode=self.episodes, reward_100=float(np.mean(self.returns)) if self.returns else None,
-                        best_reward_100=self.best)
+        trainer = None
+        if name == "last.pt":
+            if self.cfg.save_replay:
+                resume_mod.save_replay(self)
+            trainer = resume_mod.trainer_state(self, replay_saved=self.cfg.save_replay)
+        save_checkpoint(os.path.join(self.out, name), self.learner, config=self.config_dict, trainer=trainer,
+                        frame=self.frame, episode=self.episodes,
+                        reward_100=float(np.mean(self.returns)) if self.returns else None, best_reward_100=self.best)
 
     def run(self) -> TrainResult:
         cfg = self.cfg
-        while cfg.frames is None or self.frame < cfg.frames:
-            res = self.step()
-            for i in np.flatnonzero(res.episode_end):
-                self._episode(res, i)
-            if self.solved:
-                break
-            if self.frame - self._last_ckpt >= cfg.checkpoint_every:
-                self._last_ckpt = self.frame
-                self.checkpoint("last.pt")
-            self.prog.update(self.frame)
-        seconds = time.perf_counter() - self._t0
-        self.checkpoint("last.pt")
+        self.prog.update(self.frame, force=True)
+        with resume_mod.StopSignals() as stop:  # Ctrl-C/SIGTERM: finish the step, save last.pt, return
+            while (cfg.frames is None or self.frame < cfg.frames) and stop.signum is None:
+                res = self.step()
+                for i in np.flatnonzero(res.episode_end):
+                    self._episode(res, i)
+                if self.solved:
+                    break
+                if self.frame - self._last_ckpt >= cfg.checkpoint_every:
+                    self._last_ckpt = self.frame
+                    self.checkpoint("last.pt")
+                self.prog.update(self.frame)
+            seconds = time.perf_counter() - self._t0
+            if stop.signum is not None:
+                self.prog.print(f"{stop.name}: saving last.pt at frame {self.frame:,} (again to abort)")
+            self.checkpoint("last.pt")
         self.prog.update(self.frame, force=True)
         self.prog.close()
         frame, eps_n = self.frame, self.episodes
@@ -276,10 +322,13 @@ class Trainer:
             msg = f"solved in {frame:,} frames, {seconds / 60:.1f} minutes ({eps_n} episodes)"
         else:
             b = "n/a" if self.best is None else f"{self.best:.2f}"
-            msg = (f"stopped after {frame:,} frames, {seconds / 60:.1f} minutes: "
+            how = f"interrupted by {stop.name}" if stop.signum is not None else "stopped"
+            msg = (f"{how} after {frame:,} frames, {seconds / 60:.1f} minutes: "
                    f"best reward_100 {b} ({eps_n} episodes)")
         print(f"{msg}; {frame / max(seconds, 1e-9):.0f} f/s; run dir {self.out}")
-        return TrainResult(self.out, frame, eps_n, seconds, self.solved, self.best, self.all_rewards)
+        if stop.signum is not None:
+            print(f"continue with: fastdqn train --resume {self.out}")
+        return TrainResult(self.out, frame, eps_n, seconds, self.solved, self.best, self.all_rewards, stop.name)
 
     def close(self) -> None:
         if self.prog is not None:
@@ -292,10 +341,18 @@ class Trainer:
                 print(f"reward curve: {png}")
 
 
-def train(config: TrainConfig | None = None, **overrides) -> TrainResult:
-    """Train DQN as the config says; write the run directory; return a summary."""
-    cfg = dataclasses.replace(config or TrainConfig(), **overrides)
-    trainer = Trainer(cfg)
+def train(config: TrainConfig | None = None, *, resume: str | os.PathLike | None = None,
+          **overrides) -> TrainResult:
+    """Train DQN as the config says; write the run directory; return a summary.
+    ``resume=DIR`` continues the run saved in DIR (its last.pt) instead; overrides may then
+    change only fastdqn.resume.RESUMABLE settings (e.g. frames)."""
+    if resume is not None:
+        if config is not None:
+            raise TypeError("train: expected either a config or resume=DIR, got both")
+        cfg, ckpt = resume_mod.resume_config(resume, overrides, TrainConfig)
+        trainer = Trainer(cfg, resume=ckpt)
+    else:
+        trainer = Trainer(dataclasses.replace(config or TrainConfig(), **overrides))
     try:
         return trainer.run()
     finally:

@@ -11,12 +11,13 @@ Episodes auto-reset: where an episode ended, ``frames`` holds its last frame and
 from __future__ import annotations
 
 import multiprocessing as mp
+import signal
 from multiprocessing import shared_memory
 from typing import NamedTuple
 
 import numpy as np
 
-from fastdqn.envs import EnvSpec, make_env_from_spec
+from fastdqn.envs import EnvSpec, env_state, make_env_from_spec, set_env_state
 
 _FIELDS = (  # name, dtype, per-env shape
     ("frames", np.uint8, (84, 84)),
@@ -97,12 +98,25 @@ class _Slice:
             if term or trunc:
                 v["reset_frames"][i], _ = env.reset()
 
+    def get_state(self) -> list[dict]:
+        return [env_state(env) | {"return": float(self.ret[j]), "length": int(self.len[j])}
+                for j, env in enumerate(self.envs)]
+
+    def set_state(self, states: list[dict]) -> None:
+        for j, (env, s) in enumerate(zip(self.envs, states)):
+            set_env_state(env, s)
+            self.ret[j], self.len[j] = s["return"], s["length"]
+
     def close(self) -> None:
         for env in self.envs:
             env.close()
 
 
 def _worker(conn, spec, lo, hi, seed, shm_name, n) -> None:
+    # Ctrl-C reaches the whole process group: the parent decides when workers stop (it saves
+    # last.pt first), so workers ignore SIGINT/SIGTERM and end on "q" or a closed pipe.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     shm = shared_memory.SharedMemory(name=shm_name)
     part = None
     try:
@@ -114,6 +128,11 @@ def _worker(conn, spec, lo, hi, seed, shm_name, n) -> None:
                 part.step()
             elif cmd == b"r":
                 part.reset()
+            elif cmd == b"g":
+                conn.send(part.get_state())
+                continue
+            elif cmd == b"S":
+                part.set_state(conn.recv())
             else:
                 break
             conn.send_bytes(b"k")
@@ -129,10 +148,20 @@ class VectorEnv:
     """``num_envs`` copies of one EnvSpec; actions in, shared uint8 frames out."""
 
     def __init__(self, spec: EnvSpec, num_envs: int, *, num_workers: int = 0, seed: int = 0):
+        if not isinstance(spec, EnvSpec):
+            raise TypeError(f"spec: expected an EnvSpec, got {type(spec).__name__}")
+        if spec.layout not in ("crop", "full") or spec.frame_stack != 0:  # shared block: [N, 84, 84]
+            raise ValueError("spec: expected layout 'crop' or 'full' and frame_stack 0 (single 84x84 frames), "
+                             f"got layout={spec.layout!r}, frame_stack={spec.frame_stack}")
+        for name, value in (("num_envs", num_envs), ("num_workers", num_workers), ("seed", seed)):
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise TypeError(f"{name}: expected an int, got {value!r}")
         if num_envs < 1:
             raise ValueError(f"num_envs: expected >= 1, got {num_envs}")
         if not 0 <= num_workers <= num_envs:
             raise ValueError(f"num_workers: expected 0..num_envs={num_envs}, got {num_workers}")
+        if seed < 0:
+            raise ValueError(f"seed: expected >= 0, got {seed}")
         self.spec, self.num_envs, self.num_workers = spec, num_envs, num_workers
         self._shm, self._procs, self._conns, self._local = None, [], [], None
         probe = make_env_from_spec(spec)
@@ -148,8 +177,9 @@ class VectorEnv:
         self._v = _views(self._shm.buf, num_envs)
         ctx = mp.get_context("spawn")  # no fork: the parent holds torch/OpenMP threads
         bounds = np.linspace(0, num_envs, num_workers + 1).astype(int)
+        self._slices = list(zip(bounds[:-1].tolist(), bounds[1:].tolist()))  # envs lo..hi per worker
         try:
-            for lo, hi in zip(bounds[:-1], bounds[1:]):
+            for lo, hi in self._slices:
                 parent, child = ctx.Pipe()
                 p = ctx.Process(
                     target=_worker,
@@ -186,7 +216,9 @@ class VectorEnv:
 
     def step(self, actions) -> StepResult:
         a = np.asarray(actions)
-        if a.shape != (self.num_envs,) or a.dtype.kind not in "iu":
+        if a.dtype.kind not in "iu":
+            raise TypeError(f"actions: expected int [{self.num_envs}], got {a.dtype} {list(a.shape)}")
+        if a.shape != (self.num_envs,):
             raise ValueError(f"actions: expected int [{self.num_envs}], got {a.dtype} {list(a.shape)}")
         if a.size and (a.min() < 0 or a.max() >= self.n_actions):
             raise ValueError(f"actions: expected values in 0..{self.n_actions - 1}, got {a.min()}..{a.max()}")
@@ -197,6 +229,33 @@ class VectorEnv:
             v["frames"], v["rewards"], v["terminated"], v["truncated"], v["reset_frames"],
             v["episode_end"], v["episode_return"], v["episode_length"],
         )
+
+    def get_state(self) -> list[dict]:
+        """Every env's emulator, RNG, wrapper and episode-counter state (fastdqn.envs.env_state)."""
+        if self._local is not None:
+            return self._local.get_state()
+        states = []
+        for c in self._conns:
+            c.send_bytes(b"g")
+        for c in self._conns:
+            try:
+                states += c.recv()
+            except EOFError:
+                raise RuntimeError("a vector env worker died (see its traceback above)") from None
+        return states
+
+    def set_state(self, states: list[dict]) -> None:
+        """Restore ``get_state()`` output (from envs of the same spec and count)."""
+        if not isinstance(states, list) or len(states) != self.num_envs:
+            got = f"{len(states)} states" if isinstance(states, list) else type(states).__name__
+            raise ValueError(f"env states: expected a list of {self.num_envs}, got {got}")
+        if self._local is not None:
+            self._local.set_state(states)
+            return
+        for c, (lo, hi) in zip(self._conns, self._slices):
+            c.send_bytes(b"S")
+            c.send(states[lo:hi])
+        self._wait()
 
     def close(self) -> None:
         for c in self._conns:

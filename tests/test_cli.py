@@ -9,7 +9,8 @@ from fastdqn.cli import main
 
 TRAIN_FLAGS = ["--env", "--device", "--seed", "--frames", "--num-envs", "--out", "--batch-size", "--replay-size",
                "--replay-start", "--lr", "--gamma", "--sync-target", "--eps-start", "--eps-final",
-               "--eps-decay-frames", "--reward-bound", "--loss", "--double", "--preset", "--compile"]
+               "--eps-decay-frames", "--reward-bound", "--loss", "--double", "--preset", "--compile", "--resume",
+               "--save-replay", "--checkpoint-every"]
 
 
 def test_train_help_documents_every_flag(capsys):
@@ -29,9 +30,12 @@ def test_train_help_documents_every_flag(capsys):
     (["train", "--env", "NoSuchGameNoFrameskip-v4", "--frames", "10"], "NoSuchGame"),
     (["play", "--checkpoint", "/nonexistent/best.pt"], "no such file"),
     (["play", "--checkpoint", "x.pt", "--episodes", "0"], "episodes: expected"),
+    (["train", "--resume", "/nonexistent/run"], "resume: expected a run directory"),
+    (["train", "--resume", "TMP"], "no such file"),  # TMP: an empty directory, no last.pt
+    (["train", "--resume", "TMP", "--preset", "breakout"], "--preset: expected no preset with --resume"),
 ])
 def test_user_mistakes_are_one_line_errors(argv, needle, capsys, tmp_path):
-    argv = [a.replace("x.pt", str(tmp_path / "x.pt")) for a in argv]
+    argv = [a.replace("x.pt", str(tmp_path / "x.pt")).replace("TMP", str(tmp_path)) for a in argv]
     if "x.pt" in " ".join(argv):
         (tmp_path / "x.pt").write_bytes(b"junk")
     assert main(argv) == 2
