@@ -135,10 +135,58 @@ class Learner:
                 "optimizer": self.optimizer.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
-        self.online.load_state_dict(state["online"])
-        self.target.load_state_dict(state.get("target", state["online"]))
-        if "optimizer" in state:
-            self.optimizer.load_state_dict(state["optimizer"])
+        """Load online, target (default: online) and optimizer (default: keep) - all or nothing.
+
+        Loading straight into the live modules would fail halfway on a bad target or optimizer
+        part and leave a half-loaded learner (new online net, old target). So every part is
+        checked first (the nets' keys, types and shapes; the optimizer part is loaded into a
+        throwaway Adam over copies of the parameters and its moments' shapes checked), and only
+        then copied into the live modules, which can no longer fail.
+        """
+        if not isinstance(state, dict):
+            raise TypeError(f"state: expected a dict from Learner.state_dict(), got {type(state).__name__}")
+        if "online" not in state:
+            raise ValueError(f"state: expected a dict with key 'online', got keys {sorted(map(str, state))}")
+        if "n_actions" in state and state["n_actions"] != self.n_actions:
+            raise ValueError(f"n_actions: expected {self.n_actions}, got {state['n_actions']!r}")
+        nets = {"online": state["online"], "target": state.get("target", state["online"])}
+        ref = self.online.state_dict()
+        for name, sd in nets.items():
+            if not isinstance(sd, dict):
+                raise TypeError(f"{name}: expected a state_dict (dict), got {type(sd).__name__}")
+            missing, extra = sorted(ref.keys() - sd.keys()), sorted(map(str, sd.keys() - ref.keys()))
+            if missing or extra:
+                raise ValueError(f"{name}: expected the keys of NatureDQN's state_dict, got "
+                                 f"missing {missing}, unexpected {extra}")
+            for key, want in ref.items():
+                v = sd[key]
+                if not isinstance(v, torch.Tensor) or not v.is_floating_point():
+                    got = v.dtype if isinstance(v, torch.Tensor) else type(v).__name__
+                    raise TypeError(f"{name}: expected {key} to be a floating-point tensor, got {got}")
+                if v.shape != want.shape:
+                    raise ValueError(f"{name}: expected {key} of shape {tuple(want.shape)} "
+                                     f"({self.n_actions} actions), got {tuple(v.shape)}")
+        opt_sd = state.get("optimizer")
+        if opt_sd is not None:
+            if not isinstance(opt_sd, dict):
+                raise TypeError(f"optimizer: expected an Adam state_dict (dict), got {type(opt_sd).__name__}")
+            scratch = torch.optim.Adam([torch.zeros_like(p) for p in self.online.parameters()],
+                                       **self.optimizer.defaults)
+            try:
+                scratch.load_state_dict(opt_sd)
+            except (KeyError, ValueError, TypeError, RuntimeError) as e:
+                raise ValueError(f"optimizer: expected an Adam state_dict over the online net's "
+                                 f"{len(self._pairs)} parameters, got one that does not fit ({e!r})") from None
+            for p in (p for g in scratch.param_groups for p in g["params"]):
+                for key, v in scratch.state.get(p, {}).items():
+                    if key != "step" and (not isinstance(v, torch.Tensor) or v.shape != p.shape):
+                        got = tuple(v.shape) if isinstance(v, torch.Tensor) else type(v).__name__
+                        raise ValueError(f"optimizer: expected {key} of shape {tuple(p.shape)}, got {got}")
+        # commit: keys and shapes match, so these copy in place and cannot fail
+        self.online.load_state_dict(nets["online"])
+        self.target.load_state_dict(nets["target"])
+        if opt_sd is not None:
+            self.optimizer.load_state_dict(opt_sd)
 
 
 def to_device(batch, device: torch.device):

@@ -53,12 +53,23 @@ def play(checkpoint: str, *, episodes: int = 3, video: str | None = None, epsilo
          echo=print) -> list[float]:
     """Play `episodes` games with the checkpoint's online net (epsilon-greedy), print and
     return each game's score; with `video`, write every agent step's screen to an mp4."""
-    if episodes < 1:
-        raise ValueError(f"episodes: expected >= 1, got {episodes}")
-    if not 0.0 <= epsilon <= 1.0:
-        raise ValueError(f"epsilon: expected 0 <= epsilon <= 1, got {epsilon}")
-    if scale < 1:
-        raise ValueError(f"scale: expected >= 1, got {scale}")
+    # Every argument is checked before the checkpoint is read or an emulator or video file opened.
+    for name, value in (("checkpoint", checkpoint), ("video", video)):
+        if not isinstance(value, (str, os.PathLike)) and not (name == "video" and value is None):
+            raise TypeError(f"{name}: expected a file path, got {type(value).__name__}")
+    for name, value, lo in (("episodes", episodes, 1), ("seed", seed, 0), ("max_steps", max_steps, 1),
+                            ("scale", scale, 1)):
+        if name == "max_steps" and value is None:
+            continue
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise TypeError(f"{name}: expected an int >= {lo}, got {value!r}")
+        if value < lo:
+            raise ValueError(f"{name}: expected >= {lo}, got {value}")
+    if not isinstance(epsilon, (int, float)) or isinstance(epsilon, bool):
+        raise TypeError(f"epsilon: expected a number in [0, 1], got {epsilon!r}")
+    if not 0.0 <= epsilon <= 1.0:  # NaN fails too
+        raise ValueError(f"epsilon: expected a number in [0, 1], got {epsilon}")
+    resolve_device(device)
     state = load_checkpoint(checkpoint)
     cfg = state["config"]
     dev = resolve_device(device)
