@@ -164,15 +164,16 @@ public:
         auto terminated = vector_arg<bool>(terminated_obj, "terminated", n, "biu");
         py::array_t<bool> truncated;
         if (!truncated_obj.is_none()) truncated = vector_arg<bool>(truncated_obj, "truncated", n, "biu");
-        for (py::ssize_t e = 0; e < n; ++e) {  // reject before touching any stream
-            ReplayStore::check_transition(actions.at(e), rewards.at(e));
-            store_.check_can_add(static_cast<int>(e));
-        }
         py::array_t<int64_t> slots(n);
-        for (py::ssize_t e = 0; e < n; ++e)
-            slots.mutable_at(e) = store_.add(static_cast<int>(e), actions.at(e), rewards.at(e),
-                                             src ? src + e * store_.frame_bytes() : nullptr,
-                                             terminated.at(e), truncated_obj.is_none() ? false : truncated.at(e));
+        const int64_t* a = actions.data();
+        const float* r = rewards.data();
+        const bool* term = terminated.data();
+        const bool* trunc = truncated_obj.is_none() ? nullptr : truncated.data();
+        int64_t* out = slots.mutable_data();
+        {
+            py::gil_scoped_release nogil;  // pure C++; `keep` and the arrays above hold the data alive
+            store_.add_many(a, r, src, term, trunc, out);
+        }
         return slots;
     }
 

@@ -13,7 +13,8 @@
 // uniform over them (rejection over retained slots; at most stack+episode-ends are rejected).
 //
 // Thread safety: every public method takes mutex_, so a prefetch thread may sample while
-// another thread adds.
+// another thread adds; add_many checks and writes all streams under one lock (all or nothing).
+// The raw-storage accessors (checkpointing) take none: use them only while no one else does.
 #pragma once
 
 #include <algorithm>
@@ -126,13 +127,6 @@ public:
         if (env < 0 || env >= num_envs())
             throw std::invalid_argument("env index must be in [0, " + std::to_string(num_envs()) + "), got " + std::to_string(env));
     }
-    void check_can_add(int env) const {
-        check_env(env);
-        std::lock_guard<std::mutex> g(mutex_);
-        if (!envs_[env].open)
-            throw std::invalid_argument("add() on env " + std::to_string(env) +
-                                   " before start(): expected an open episode (begin each with start(first_frame)), got none");
-    }
     static void check_transition(int64_t action, float reward) {
         if (action < 0 || action > INT32_MAX)
             throw std::invalid_argument("action must be in [0, 2^31), got " + std::to_string(action));
@@ -154,9 +148,31 @@ public:
         check_env(env);
         check_transition(action, reward);
         std::lock_guard<std::mutex> g(mutex_);
+        if (!envs_[env].open) throw std::invalid_argument("add() before start() on env " + std::to_string(env) +
+                                                          ": expected an open episode, got none");
+        return add_locked(env, action, reward, next_frame, terminated, truncated);
+    }
+
+    // add() on every stream at once (arrays of num_envs; frames [num_envs, frame_bytes] or null when
+    // the store keeps none; truncated may be null), all or nothing: every stream is checked under
+    // the same lock that covers the writes, so a concurrent start()/add() cannot slip in between.
+    void add_many(const int64_t* action, const float* reward, const uint8_t* next_frames, const bool* terminated,
+                  const bool* truncated, int64_t* slots) {
+        const int n = num_envs();
+        for (int e = 0; e < n; ++e) check_transition(action[e], reward[e]);
+        std::lock_guard<std::mutex> g(mutex_);
+        for (int e = 0; e < n; ++e)
+            if (!envs_[e].open)
+                throw std::invalid_argument("add() on env " + std::to_string(e) +
+                                            " before start(): expected an open episode (begin each with start(first_frame)), got none");
+        for (int e = 0; e < n; ++e)
+            slots[e] = add_locked(e, action[e], reward[e], next_frames ? next_frames + e * frame_bytes_ : nullptr,
+                                  terminated[e], truncated ? truncated[e] : false);
+    }
+
+private:
+    int64_t add_locked(int env, int64_t action, float reward, const uint8_t* next_frame, bool terminated, bool truncated) {
         EnvStream& s = envs_[env];
-        if (!s.open) throw std::invalid_argument("add() before start() on env " + std::to_string(env) +
-                                                 ": expected an open episode, got none");
         const int64_t t = s.written - 1;
         const int64_t slot_t = s.slot(t);
         const int next_pos = std::min(epos_[slot_t] + 1, 255);
@@ -168,6 +184,8 @@ public:
         if (terminated || truncated) s.open = false;
         return slot;
     }
+
+public:
 
     // Draw `batch` transitions uniformly (with replacement). window_slots [batch, stack+1] gets the
     // slot of each frame of the (stack+1)-frame window, -1 for a zero pad frame.
