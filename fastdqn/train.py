@@ -177,6 +177,14 @@ def default_out_dir(env_id: str) -> str:
     return os.path.join("runs", f"{env_id}-{time.strftime('%Y%m%d-%H%M%S')}")
 
 
+def refuse_existing_run(out: str) -> None:
+    """A new run must not overwrite another run's checkpoints or mix into its metrics."""
+    found = [f for f in ("last.pt", "best.pt", "metrics.jsonl") if os.path.exists(os.path.join(out, f))]
+    if found:
+        raise ValueError(f"out: expected a new or empty run directory, got {out!r} holding a run ({', '.join(found)}); "
+                         f"continue it with --resume {out} or choose another --out")
+
+
 class Trainer:
     """One run's state. ``step()`` advances every env by one agent step (and learns);
     ``run()`` steps until --frames, solved or a signal, logging episodes. ``train()`` wraps both.
@@ -188,6 +196,8 @@ class Trainer:
 
         cfg.validate()
         self.cfg, self.out = cfg, cfg.out or default_out_dir(cfg.env_id)
+        if log and resume is None:
+            refuse_existing_run(self.out)
         device = resolve_device(cfg.device)
         workers = default_workers(cfg.num_envs) if cfg.num_workers is None else cfg.num_workers
         if cfg.torch_threads is not None:
@@ -277,7 +287,7 @@ class Trainer:
                               "length": int(res.episode_length[i]), "time": now - self._t0})
         if self.best is None or r100 > self.best:
             self.best = r100
-            self.checkpoint("best.pt")
+            self._checkpoint_during_run("best.pt")
         if self.cfg.reward_bound is not None and r100 > self.cfg.reward_bound:
             self.solved = True
         self.prog.update(self.frame, f"ep {self.episodes}  r100 {r100:6.2f}  eps {self.epsilon:.3f}  "
@@ -297,6 +307,15 @@ class Trainer:
                         frame=self.frame, episode=self.episodes,
                         reward_100=float(np.mean(self.returns)) if self.returns else None, best_reward_100=self.best)
 
+    def _checkpoint_during_run(self, name: str) -> None:
+        """A save that fails mid-run (disk full, a folder in the way) keeps the previous file and
+        the run: hours of training are worth more than one checkpoint. The final save raises."""
+        try:
+            self.checkpoint(name)
+        except OSError as e:
+            self.prog.print(f"warning: could not save {name} at frame {self.frame:,} ({e}); "
+                            "the previous one is kept, training goes on")
+
     def run(self) -> TrainResult:
         cfg = self.cfg
         self.prog.update(self.frame, force=True)
@@ -309,7 +328,7 @@ class Trainer:
                     break
                 if self.frame - self._last_ckpt >= cfg.checkpoint_every:
                     self._last_ckpt = self.frame
-                    self.checkpoint("last.pt")
+                    self._checkpoint_during_run("last.pt")
                 self.prog.update(self.frame)
             seconds = time.perf_counter() - self._t0
             if stop.signum is not None:

@@ -109,6 +109,30 @@ def test_resume_rejects_a_replay_from_another_point_of_the_run(tmp_path):
     assert (out / "metrics.jsonl").read_bytes() == metrics
 
 
+def test_a_new_run_refuses_a_directory_holding_a_run(tmp_path):
+    out = tmp_path / "run"
+    train(TrainConfig(out=str(out), frames=100, **SMALL))
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    with pytest.raises(ValueError, match=r"out: expected a new or empty run directory, got .* holding a run "
+                                         r"\(last.pt, metrics.jsonl\); continue it with --resume"):
+        train(TrainConfig(out=str(out), frames=100, **SMALL))
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_a_failing_checkpoint_save_keeps_the_run_going(tmp_path, capsys):
+    out = tmp_path / "run"
+    t = Trainer(TrainConfig(out=str(out), frames=1000, **SMALL))  # the first game ends near frame 850
+    try:
+        (out / "best.pt").mkdir()  # a real OSError on every best.pt save: rename onto a directory
+        result = t.run()
+    finally:
+        t.close()
+    assert result.frames == 1000 and result.episodes == 1
+    assert "warning: could not save best.pt at frame" in capsys.readouterr().out
+    assert load_checkpoint(out / "last.pt")["stats"]["frame"] == 1000
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == []  # no temp file left
+
+
 def _cli_train(out, *extra):
     args = [sys.executable, "-m", "fastdqn", "train", "--out", str(out), "--replay-size", "1000",
             "--replay-start", "200", "--batch-size", "8", "--threads", "1", "--no-progress", *extra]
