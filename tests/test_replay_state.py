@@ -157,12 +157,12 @@ CHILD = textwrap.dedent("""
 
 
 def test_sigkill_during_save_leaves_a_loadable_file(tmp_path):
-    """SIGKILL a process that saves a 28 MB buffer in a loop, at random moments, 4 times:
+    """SIGKILL a process that saves a 28 MB buffer in a loop, at random moments, 10 times:
     the file at the path always loads (old or new contents, never torn)."""
     path = tmp_path / "replay.npz"
     tests = os.path.dirname(__file__)
     rng = np.random.default_rng(0)
-    for _ in range(4):
+    for _ in range(10):
         child = subprocess.Popen([sys.executable, "-c", CHILD, str(path), tests], stdout=subprocess.PIPE)
         assert child.stdout.readline().strip() == b"ready"
         while not path.exists():

@@ -183,7 +183,7 @@ def test_sigkill_during_checkpoint_save_never_corrupts(tmp_path):
     path = tmp_path / "last.pt"
     rng = random.Random(0)
     torn = 0
-    for _ in range(10):
+    for _ in range(16):
         proc = subprocess.Popen([sys.executable, "-c", _SAVER, str(path)], stdout=subprocess.PIPE, text=True)
         done = [int(proc.stdout.readline())]  # past start-up: from here on it is (almost) always saving
         time.sleep(rng.uniform(0.0, 0.4))
@@ -196,7 +196,7 @@ def test_sigkill_during_checkpoint_save_never_corrupts(tmp_path):
         assert ckpt["config"] == {"i": i}
         assert all(bool((t == i).all()) for t in ckpt["online"].values())
         assert i >= max(done)
-    assert torn >= 3  # most kills land inside a save, not between two
+    assert torn >= 5  # most kills land inside a save, not between two
     # Temp files of killed writers are swept by the next save.
     from fastdqn.checkpoint import save_checkpoint
     from fastdqn.learner import Learner
