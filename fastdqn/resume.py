@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from fastdqn.checkpoint import load_checkpoint
+from fastdqn.learner import epsilon_at
 
 # Settings a resumed run may change; the others define the run and must stay as saved.
 RESUMABLE = ("frames", "reward_bound", "checkpoint_every", "device", "num_workers", "torch_threads",
@@ -80,11 +81,11 @@ def restore_trainer(t, ckpt: dict) -> None:
     if s["replay_written"] is not None:
         _load_replay(t, s["replay_written"])
         t._replay_frames = int(s["replay_frames"])
+        replay = "replay restored"
     else:
         t.buf.start_many(np.ascontiguousarray(obs[:, -1].numpy()))
         t._replay_frames = 0
-        t.prog.print(f"resume: the replay was not saved (--save-replay): refilling {t.cfg.replay_start:,} "
-                     "frames before learning goes on")
+        replay = f"replay not saved (--save-replay): refilling {t.cfg.replay_start:,} frames before learning goes on"
     t.stack.obs = obs.to(t.learner.device)
     t.frame, t.episodes, t.best = int(s["frame"]), int(s["episodes"]), s["best"]
     t.returns.extend(s["returns"])
@@ -96,6 +97,8 @@ def restore_trainer(t, ckpt: dict) -> None:
     t._f_win = t.frame
     t.rng.bit_generator.state = s["rng"]
     torch.set_rng_state(s["torch_rng"])
+    eps = epsilon_at(t.frame, t.cfg.eps_start, t.cfg.eps_final, t.cfg.eps_decay_frames)
+    t.prog.print(f"resuming {t.out} at frame {t.frame:,} ({t.episodes} episodes, epsilon {eps:.3f}); {replay}")
 
 
 def save_replay(t) -> None:

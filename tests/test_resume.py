@@ -159,6 +159,7 @@ def test_signal_saves_last_pt_and_exits_cleanly(tmp_path, sig):
     again = _cli_train(out, "--resume", str(out), "--frames", str(frame + 40))
     stdout, stderr = again.communicate(timeout=120)
     assert again.returncode == 0, stderr
+    assert f"resuming {out} at frame {frame:,}" in stdout
     assert load_checkpoint(out / "last.pt")["stats"]["frame"] == frame + 40
 
 
