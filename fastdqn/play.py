@@ -69,10 +69,9 @@ def play(checkpoint: str, *, episodes: int = 3, video: str | None = None, epsilo
         raise TypeError(f"epsilon: expected a number in [0, 1], got {epsilon!r}")
     if not 0.0 <= epsilon <= 1.0:  # NaN fails too
         raise ValueError(f"epsilon: expected a number in [0, 1], got {epsilon}")
-    resolve_device(device)
+    dev = resolve_device(device)
     state = load_checkpoint(checkpoint)
     cfg = state["config"]
-    dev = resolve_device(device)
     # Whole games, raw scores: no episodic life, no reward clipping while playing.
     spec = EnvSpec(cfg.get("env_id", "PongNoFrameskip-v4"), cfg.get("layout", "crop"), 4,
                    cfg.get("noop_max", 0), cfg.get("fire_reset"), False, False)

@@ -194,12 +194,12 @@ class VectorEnv:
             self.close()
             raise
 
-    def _wait(self) -> None:
-        for c in self._conns:
-            try:
-                c.recv_bytes()
-            except EOFError:
-                raise RuntimeError("a vector env worker died (see its traceback above)") from None
+    def _wait(self, read=lambda c: c.recv_bytes()) -> list:
+        """Read every worker's reply (an ack by default); a dead worker is a RuntimeError."""
+        try:
+            return [read(c) for c in self._conns]
+        except EOFError:
+            raise RuntimeError("a vector env worker died (see its traceback above)") from None
 
     def _command(self, cmd: bytes) -> None:
         if self._local is not None:
@@ -234,15 +234,9 @@ class VectorEnv:
         """Every env's emulator, RNG, wrapper and episode-counter state (fastdqn.envs.env_state)."""
         if self._local is not None:
             return self._local.get_state()
-        states = []
         for c in self._conns:
             c.send_bytes(b"g")
-        for c in self._conns:
-            try:
-                states += c.recv()
-            except EOFError:
-                raise RuntimeError("a vector env worker died (see its traceback above)") from None
-        return states
+        return [s for part in self._wait(lambda c: c.recv()) for s in part]
 
     def set_state(self, states: list[dict]) -> None:
         """Restore ``get_state()`` output (from envs of the same spec and count)."""
