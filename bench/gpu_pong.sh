@@ -92,7 +92,7 @@ if has train; then
     stage train $(( TRAIN_SECONDS + 30 )) timeout -s INT -k 20 "$TRAIN_SECONDS" "$PY" -m fastdqn.cli train \
       --device cuda --out "$OUT/train" --no-tensorboard --no-progress $TRAIN_ARGS
     stage report 60 "$PY" "$REPO/bench/gpu_report.py" "$OUT/train" --wall "${SECS[train]}" \
-      --title "fastdqn Pong: $(nvidia-smi --query-gpu=name --format=csv,noheader | head -1); $TRAIN_ARGS" \
+      --title "fastdqn Pong: $(nvidia-smi --query-gpu=name --format=csv,noheader | sed -n 1p); $TRAIN_ARGS" \
       --out "$OUT/train_summary.json" --png "$OUT/reward_curve.png"
   fi
 fi
