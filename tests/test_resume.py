@@ -142,11 +142,12 @@ def _cli_train(out, *extra):
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_signal_saves_last_pt_and_exits_cleanly(tmp_path, sig):
     out = tmp_path / "run"
-    proc = _cli_train(out, "--frames", "1000000", "--num-envs", "2", "--num-workers", "1", "--save-replay")
+    proc = _cli_train(out, "--frames", "1000000", "--num-envs", "2", "--num-workers", "1", "--save-replay",
+                      "--checkpoint-every", "100")
     deadline = time.monotonic() + 120
-    while not (out / "config.json").exists() and time.monotonic() < deadline:  # the loop is running
-        time.sleep(0.2)
-    time.sleep(2.0)
+    while not (out / "last.pt").exists() and time.monotonic() < deadline:  # the loop is past frame 100
+        time.sleep(0.1)
+    time.sleep(0.5)
     proc.send_signal(sig)
     stdout, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 128 + sig, stderr
