@@ -78,14 +78,14 @@ def restore_trainer(t, ckpt: dict) -> None:
         raise ValueError(f"resume: expected acting stacks uint8 {list(t.stack.obs.shape)}, got {got}")
     t.learner.load_state_dict(ckpt)
     t.envs.set_state(s["envs"])
-    if s["replay_written"] is not None:
-        _load_replay(t, s["replay_written"])
+    if s["replay_written"] is not None and _load_replay(t, s["replay_written"]):
         t._replay_frames = int(s["replay_frames"])
         replay = "replay restored"
     else:
         t.buf.start_many(np.ascontiguousarray(obs[:, -1].numpy()))
         t._replay_frames = 0
-        replay = f"replay not saved (--save-replay): refilling {t.cfg.replay_start:,} frames before learning goes on"
+        why = "not saved (--save-replay)" if s["replay_written"] is None else f"{REPLAY_FILE} not found"
+        replay = f"replay {why}: refilling {t.cfg.replay_start:,} frames before learning goes on"
     t.stack.obs = obs.to(t.learner.device)
     t.frame, t.episodes, t.best = int(s["frame"]), int(s["episodes"]), s["best"]
     t.returns.extend(s["returns"])
@@ -109,18 +109,20 @@ def _written(buf) -> list[int]:
     return [int(w) for w, _ in buf._core.streams()]
 
 
-def _load_replay(t, written) -> None:
+def _load_replay(t, written) -> bool:
+    """Restore replay.npz into t.buf; False if there is none (deleted: the buffer refills)."""
     from fastdqn import replay_state
 
     path = os.path.join(t.out, REPLAY_FILE)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"resume: expected {path!r} (the run saved its replay), got no such file")
+    if not os.path.lexists(path):
+        return False
     state = replay_state.load_file(path)
     got = [int(w) for w in np.asarray(state.get("written", []))]
     if got != list(written):
         raise ValueError(f"resume: expected {path!r} saved with last.pt (frames per env {list(written)}), got "
                          f"{got}: the run stopped between the two saves; delete it to resume with an empty replay")
     t.buf.load_state_dict(state)
+    return True
 
 
 class StopSignals:

@@ -97,7 +97,7 @@ def test_resume_rejects_changing_the_run(tmp_path):
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
 
 
-def test_resume_rejects_a_replay_from_another_point_of_the_run(tmp_path):
+def test_resume_rejects_a_replay_from_another_point_of_the_run(tmp_path, capsys):
     out = tmp_path / "run"
     train(TrainConfig(out=str(out), frames=300, save_replay=True, **SMALL))
     stale = (out / "replay.npz").read_bytes()
@@ -107,6 +107,12 @@ def test_resume_rejects_a_replay_from_another_point_of_the_run(tmp_path):
     with pytest.raises(ValueError, match=r"saved with last.pt \(frames per env \[401\]\), got \[301\]"):
         train(resume=str(out), frames=500)
     assert (out / "metrics.jsonl").read_bytes() == metrics
+    # The message's advice works: without the file the run goes on and the buffer refills.
+    (out / "replay.npz").unlink()
+    assert train(resume=str(out), frames=500).frames == 500
+    assert "replay.npz not found: refilling 300 frames" in capsys.readouterr().out
+    assert load_checkpoint(out / "last.pt")["trainer"]["replay_written"] == [101]  # a new buffer: first frame + 100 steps
+    assert (out / "replay.npz").is_file()
 
 
 def test_a_new_run_refuses_a_directory_holding_a_run(tmp_path):
