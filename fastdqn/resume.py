@@ -54,7 +54,11 @@ def resume_config(run_dir: str, overrides: dict, config_type):
         if name not in RESUMABLE and value != saved.get(name):
             raise ValueError(f"resume: {name} cannot change when resuming (expected the run's "
                              f"{saved.get(name)!r}, got {value!r}); changeable: {', '.join(RESUMABLE)}")
-    return config_type(**(saved | overrides | {"out": run_dir})), ckpt
+    config = config_type(**(saved | overrides | {"out": run_dir}))
+    if config.frames <= state["frame"]:  # nothing would run, and last.pt would be saved again
+        raise ValueError(f"resume: frames: expected more than the {state['frame']:,} frames the run has played, "
+                         f"got {config.frames:,} (pass --frames N)")
+    return config, ckpt
 
 
 def trainer_state(t, replay_saved: bool) -> dict:

@@ -92,6 +92,8 @@ def test_resume_rejects_changing_the_run(tmp_path):
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     with pytest.raises(ValueError, match=r"lr cannot change when resuming \(expected the run's 0.0001, got 0.5\)"):
         train(resume=str(out), lr=0.5)
+    with pytest.raises(ValueError, match=r"frames: expected more than the 300 frames the run has played, got 300"):
+        train(resume=str(out))  # the run is complete: nothing to continue
     with pytest.raises(FileNotFoundError, match="expected a run directory, got .*nope"):
         train(resume=str(tmp_path / "nope"))
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
