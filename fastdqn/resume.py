@@ -55,7 +55,7 @@ def resume_config(run_dir: str, overrides: dict, config_type):
             raise ValueError(f"resume: {name} cannot change when resuming (expected the run's "
                              f"{saved.get(name)!r}, got {value!r}); changeable: {', '.join(RESUMABLE)}")
     config = config_type(**(saved | overrides | {"out": run_dir}))
-    if config.frames <= state["frame"]:  # nothing would run, and last.pt would be saved again
+    if config.frames is not None and config.frames <= state["frame"]:  # nothing would run, and last.pt would be saved again
         raise ValueError(f"resume: frames: expected more than the {state['frame']:,} frames the run has played, "
                          f"got {config.frames:,} (pass --frames N)")
     return config, ckpt
