@@ -1,4 +1,5 @@
-"""Crash-safe file replacement, shared by model checkpoints and replay saves.
+"""Writing output files: crash-safe replacement (checkpoints, replay saves) and early, one-line
+errors for output paths that cannot be written (run directories, videos).
 
 The data goes to a temp file beside the target, is fsync'ed, then renamed over the target and
 the folder is fsync'ed: a crash or SIGKILL at any point leaves either the old file or the new
@@ -57,3 +58,27 @@ def _alive(pid: int) -> bool:
     except PermissionError:  # someone else's process: leave its file alone
         return True
     return True
+
+
+def check_output_path(path: str | os.PathLike, name: str, *, directory: bool) -> None:
+    """Raise a ValueError naming ``name`` when ``path`` cannot become an output directory
+    (``directory=True``) or file: it, or the nearest existing folder above it, is of the wrong kind.
+    Cheap, so callers run it before starting emulators or reading checkpoints."""
+    want = "a directory" if directory else "a file path"
+    full = os.path.abspath(os.fspath(path))
+    if os.path.exists(full) and os.path.isdir(full) != directory:
+        raise ValueError(f"{name}: expected {want}, got {os.fspath(path)!r} ({'a file' if directory else 'a directory'})")
+    parent = os.path.dirname(full)
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise ValueError(f"{name}: expected {want}, got {os.fspath(path)!r} ({parent!r} is a file)")
+
+
+def make_dirs(path: str | os.PathLike, name: str) -> None:
+    """os.makedirs(exist_ok=True); an OSError (read-only or missing mount) becomes a ValueError naming ``name``."""
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as e:
+        raise ValueError(f"{name}: expected a folder that can be created, got {os.fspath(path)!r}: "
+                         f"{e.strerror or e}") from None

@@ -7,6 +7,7 @@ import os
 import numpy as np
 import torch
 
+from fastdqn.atomic import check_output_path, make_dirs
 from fastdqn.checkpoint import load_checkpoint
 from fastdqn.envs import EnvSpec, make_env_from_spec
 from fastdqn.learner import resolve_device
@@ -20,14 +21,18 @@ class Mp4Writer:
         import cv2
 
         self.path, self.size = path, size  # size = (width, height)
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        make_dirs(os.path.dirname(os.path.abspath(path)), "video")
         self._cv = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
         self._io = None
         if not self._cv.isOpened():
-            import imageio.v2 as imageio
-
             self._cv = None
-            self._io = imageio.get_writer(path, fps=fps, codec="libx264", macro_block_size=1)
+            try:  # an OpenCV build without an mp4 encoder: imageio-ffmpeg, if installed
+                import imageio.v2 as imageio
+
+                self._io = imageio.get_writer(path, fps=fps, codec="libx264", macro_block_size=1)
+            except (ImportError, OSError, RuntimeError, ValueError) as e:
+                raise ValueError(f"video: expected a file OpenCV (or imageio-ffmpeg) can write an mp4 to, "
+                                 f"got {path!r}: {e}") from None
         self.frames = 0
 
     def write(self, rgb: np.ndarray) -> None:
@@ -69,6 +74,10 @@ def play(checkpoint: str, *, episodes: int = 3, video: str | None = None, epsilo
         raise TypeError(f"epsilon: expected a number in [0, 1], got {epsilon!r}")
     if not 0.0 <= epsilon <= 1.0:  # NaN fails too
         raise ValueError(f"epsilon: expected a number in [0, 1], got {epsilon}")
+    if video is not None:
+        if not os.fspath(video).lower().endswith(".mp4"):
+            raise ValueError(f"video: expected a path ending in .mp4, got {os.fspath(video)!r}")
+        check_output_path(video, "video", directory=False)
     dev = resolve_device(device)
     state = load_checkpoint(checkpoint)
     cfg = state["config"]

@@ -8,7 +8,7 @@ import os
 import time
 import warnings
 
-from fastdqn.atomic import atomic_write
+from fastdqn.atomic import atomic_write, make_dirs
 
 
 class RunLog:
@@ -22,7 +22,7 @@ class RunLog:
         """``resume_frame``: continue a run whose last.pt is at that frame; episodes logged after
         it (by a run that was killed before its next checkpoint) are dropped, as they will be
         played again: from metrics.jsonl, and hidden in TensorBoard by ``purge_step``."""
-        os.makedirs(out_dir, exist_ok=True)
+        make_dirs(out_dir, "out")
         self.out_dir = out_dir
         with open(os.path.join(out_dir, "config.json"), "w") as f:
             json.dump(config, f, indent=2, sort_keys=True)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from fastdqn.atomic import check_output_path
 from fastdqn.checkpoint import load_checkpoint, save_checkpoint  # noqa: F401 (re-exported)
 from fastdqn.envs import EnvSpec
 from fastdqn.learner import LOSSES, Learner, epsilon_at, resolve_device
@@ -177,8 +178,10 @@ def default_out_dir(env_id: str) -> str:
     return os.path.join("runs", f"{env_id}-{time.strftime('%Y%m%d-%H%M%S')}")
 
 
-def refuse_existing_run(out: str) -> None:
-    """A new run must not overwrite another run's checkpoints or mix into its metrics."""
+def check_new_run_dir(out: str) -> None:
+    """Before any env starts: ``out`` can become a run directory, and a new run must not overwrite
+    another run's checkpoints or mix into its metrics."""
+    check_output_path(out, "out", directory=True)
     found = [f for f in ("last.pt", "best.pt", "metrics.jsonl") if os.path.exists(os.path.join(out, f))]
     if found:
         raise ValueError(f"out: expected a new or empty run directory, got {out!r} holding a run ({', '.join(found)}); "
@@ -197,7 +200,7 @@ class Trainer:
         cfg.validate()
         self.cfg, self.out = cfg, cfg.out or default_out_dir(cfg.env_id)
         if log and resume is None:
-            refuse_existing_run(self.out)
+            check_new_run_dir(self.out)
         device = resolve_device(cfg.device)
         workers = default_workers(cfg.num_envs) if cfg.num_workers is None else cfg.num_workers
         if cfg.torch_threads is not None:

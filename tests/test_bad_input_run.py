@@ -230,6 +230,7 @@ def ck(tmp_path_factory):
     (d / "empty.pt").write_bytes(b"")
     (d / "random.pt").write_bytes(np.random.default_rng(0).bytes(4096))
     (d / "adir").mkdir()
+    (d / "adir.mp4").mkdir()
     torch.save([1, 2, 3], d / "list.pt")
     torch.save({"format": 2, "online": {}}, d / "format2.pt")
     torch.save({"weights": torch.zeros(2)}, d / "foreign.pt")
@@ -424,10 +425,15 @@ PLAY_CLI = [  # (id, flags after `play`, regex)
     ("max-steps 0", [*REAL, "--max-steps", "0"], "max_steps: expected >= 1, got 0"),
     ("seed -1", [*REAL, "--seed", "-1"], "seed: expected >= 0, got -1"),
     ("device tpu", [*REAL, "--device", "tpu"], "argument --device: invalid choice: 'tpu'"),
+    ("video not mp4", [*REAL, "--video", "TMP:v.avi"], r"video: expected a path ending in \.mp4, got '.*v\.avi'"),
+    ("video a folder", [*REAL, "--video", "TMP:"], r"video: expected a path ending in \.mp4"),
+    ("video in a file", [*REAL, "--video", "CK:real.pt/v.mp4"], r"video: expected a file path, got .*real\.pt' is a file\)"),
+    ("video a folder.mp4", [*REAL, "--video", "CK:adir.mp4"], r"video: expected a file path, got .*adir\.mp4' \(a directory\)"),
 ]
 CLI = [(f"train {r[0]}", ["train", *r[1], "--out", "TMP:run", "--no-progress", "--no-tensorboard"], *r[2:])
        for r in TRAIN]
-CLI += [(f"play {r[0]}", ["play", *r[1], "--video", "TMP:v.mp4"], *r[2:]) for r in PLAY_CLI]
+CLI += [(f"play {r[0]}", ["play", *r[1], *([] if "--video" in r[1] else ["--video", "TMP:v.mp4"])], *r[2:])
+        for r in PLAY_CLI]
 
 
 @pytest.mark.parametrize("argv, match", rows(CLI))
@@ -448,3 +454,17 @@ def test_cli_bad_flag_is_one_line_error(ck, tmp_path, monkeypatch, capsys, argv,
         assert err.strip() == errors[0]
     assert [p for p in tmp_path.rglob("*") if p.is_file()] == []  # no run directory, config or video
     assert not (ck / MARKER).exists()
+
+
+@pytest.mark.parametrize("out, match", [
+    ("afile", r"out: expected a directory, got 'afile' \(a file\)"),
+    ("afile/run", r"out: expected a directory, got 'afile/run' \('.*afile' is a file\)"),
+    ("/proc/fastdqn-run", r"out: expected a folder that can be created, got '/proc/fastdqn-run': .+"),
+], ids=["a file", "under a file", "cannot be created"])
+def test_cli_unusable_out_is_one_line_error(tmp_path, monkeypatch, capsys, out, match):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "afile").write_bytes(b"keep")
+    code = main(["train", "--out", out, "--frames", "50", "--no-progress", "--no-tensorboard"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and re.fullmatch("fastdqn train: error: " + match, err), err
+    assert [p.name for p in tmp_path.rglob("*")] == ["afile"] and (tmp_path / "afile").read_bytes() == b"keep"
