@@ -117,4 +117,8 @@ def test_unwritable_output_fails_before_measuring(tmp_path, capsys):
     from fastdqn.bench.cli import main
 
     assert main(["--tiny", "--json", str(tmp_path / "missing" / "out.json")]) == 2
-    assert capsys.readouterr().err.startswith("fastdqn bench: error:")
+    assert capsys.readouterr().err.startswith("fastdqn bench: error: --json: expected a writable file path, got ")
+    assert main(["--tiny", "--markdown", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.startswith(f"fastdqn bench: error: --markdown: expected a writable file path, "
+                                              f"got {str(tmp_path)!r}: Is a directory")
+    assert list(tmp_path.iterdir()) == []

@@ -69,9 +69,12 @@ def run(args: argparse.Namespace) -> int:
     try:
         cfg = make_config(mode, rounds=args.rounds, device=args.device, torch_threads=args.torch_threads)
         resolve_device(cfg.device)
-        for path in (args.json, args.markdown):  # fail before minutes of timing, not after
-            if path is not None:
-                open(path, "a").close()
+        for flag, path in (("--json", args.json), ("--markdown", args.markdown)):
+            if path is not None:  # fail before minutes of timing, not after
+                try:
+                    open(path, "a").close()
+                except OSError as e:
+                    raise ValueError(f"{flag}: expected a writable file path, got {path!r}: {e.strerror or e}") from None
     except (ValueError, TypeError, OSError) as exc:
         print(f"fastdqn bench: error: {exc}", file=sys.stderr)
         return 2
