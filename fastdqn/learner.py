@@ -170,6 +170,7 @@ class Learner:
         if opt_sd is not None:
             if not isinstance(opt_sd, dict):
                 raise TypeError(f"optimizer: expected an Adam state_dict (dict), got {type(opt_sd).__name__}")
+            opt_sd = self._with_own_kernels(opt_sd)
             scratch = torch.optim.Adam([torch.zeros_like(p) for p in self.online.parameters()],
                                        **self.optimizer.defaults)
             try:
@@ -187,6 +188,20 @@ class Learner:
         self.target.load_state_dict(nets["target"])
         if opt_sd is not None:
             self.optimizer.load_state_dict(opt_sd)
+
+
+    _KERNEL_FLAGS = ("fused", "capturable", "foreach", "differentiable")
+
+    def _with_own_kernels(self, opt_sd: dict) -> dict:
+        """``opt_sd`` with this optimizer's kernel choices (fused, capturable, ...) in place of the
+        saved ones: a checkpoint from a CUDA run would otherwise put fused/capturable Adam on a CPU
+        learner, and a CPU checkpoint would take them away from a CUDA one. lr, betas, eps and the
+        moments still come from the checkpoint; Adam then puts ``step`` where these flags want it."""
+        groups = opt_sd.get("param_groups")
+        if not isinstance(groups, list) or not all(isinstance(g, dict) for g in groups):
+            return opt_sd  # malformed: the scratch load below rejects it
+        own = {k: self.optimizer.defaults[k] for k in self._KERNEL_FLAGS if k in self.optimizer.defaults}
+        return {**opt_sd, "param_groups": [{**g, **own} for g in groups]}
 
 
 def to_device(batch, device: torch.device):

@@ -1,5 +1,7 @@
 """Learner: TD target on hand-made batches, loss, epsilon schedule, target sync, acting, checkpoints."""
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -129,6 +131,29 @@ def test_checkpoint_round_trip(tmp_path):
     a.update(_batch(seed=1))
     b.update(_batch(seed=1))
     for x, y in zip(a.online.parameters(), b.online.parameters()):
+        assert torch.equal(x, y)
+
+
+def test_optimizer_kernel_flags_follow_the_learner_not_the_checkpoint():
+    """A CUDA run saves fused, capturable Adam (step as a float32 tensor). Loaded on the CPU it
+    must step exactly like a CPU checkpoint of the same state; the checkpoint's lr still counts."""
+    torch.manual_seed(0)
+    a = Learner(6, device="cpu", lr=3e-4)
+    a.update(_batch())
+    cpu_state, cuda_like = copy.deepcopy(a.state_dict()), copy.deepcopy(a.state_dict())  # Adam steps `step` in place
+    opt = cuda_like["optimizer"]
+    for st in opt["state"].values():
+        st["step"] = st["step"].to(torch.float32).reshape(())
+    for g in opt["param_groups"]:
+        g["fused"], g["capturable"] = True, True
+    b, c = Learner(6, device="cpu"), Learner(6, device="cpu")
+    b.load_state_dict(cuda_like)
+    c.load_state_dict(cpu_state)
+    assert b.optimizer.param_groups[0]["fused"] is None and b.optimizer.param_groups[0]["capturable"] is False
+    assert b.optimizer.param_groups[0]["lr"] == 3e-4
+    b.update(_batch(seed=1))
+    c.update(_batch(seed=1))
+    for x, y in zip(b.online.parameters(), c.online.parameters()):
         assert torch.equal(x, y)
 
 
