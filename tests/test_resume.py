@@ -43,15 +43,17 @@ def _assert_same_learner(a, b):
 
 # (envs, total frames, split): a random Pong game lasts ~850 agent steps per env, so the split is
 # mid-episode and mid-learning, and an episode ends after it.
-@pytest.mark.parametrize("envs, total, split", [(dict(num_envs=1, num_workers=0), 1200, 610),
-                                                (dict(num_envs=2, num_workers=1), 2000, 1010)],
-                         ids=["1env-inprocess", "2envs-worker"])
-def test_resumed_run_matches_uninterrupted(tmp_path, envs, total, split):
+@pytest.mark.parametrize("envs, total, split, resumed", [
+    (dict(num_envs=1, num_workers=0), 1200, 610, {}),
+    (dict(num_envs=2, num_workers=1), 2000, 1010, {}),
+    (dict(num_envs=2, num_workers=1), 2000, 1010, dict(num_workers=0)),  # emulators move into the process
+], ids=["1env-inprocess", "2envs-worker", "2envs-worker-then-inprocess"])
+def test_resumed_run_matches_uninterrupted(tmp_path, envs, total, split, resumed):
     cfg = dict(SMALL, save_replay=True, **envs)
     whole = train(TrainConfig(out=str(tmp_path / "whole"), frames=total, **cfg))
     first = train(TrainConfig(out=str(tmp_path / "split"), frames=split, **cfg))
     assert first.frames == split and first.episodes == 0
-    rest = train(resume=str(tmp_path / "split"), frames=total)
+    rest = train(resume=str(tmp_path / "split"), frames=total, **resumed)
 
     assert rest.frames == whole.frames == total
     assert rest.rewards == whole.rewards and whole.rewards  # an episode ended after the split
