@@ -284,6 +284,7 @@ PYBIND11_MODULE(_core, m) {
              py::arg("terminated"), py::arg("truncated"))
         .def("sample_into", &ReplayCore::sample_into, py::arg("batch"), py::arg("window_slots"), py::arg("action"),
              py::arg("reward"), py::arg("done"), py::arg("out"), py::arg("threads") = 0)
+        .def("check_batch", [](ReplayCore& c, int64_t batch) { c.store().check_batch(batch); }, py::arg("batch"))
         .def("__len__", [](ReplayCore& c) { return c.store().size(); })
         .def_property_readonly("capacity", [](ReplayCore& c) { return c.store().capacity(); })
         .def_property_readonly("num_envs", [](ReplayCore& c) { return c.store().num_envs(); })

@@ -194,6 +194,13 @@ public:
         draw_locked(batch, window_slots, action, reward, done);
     }
 
+    // The checks draw() makes before drawing, alone: lets a caller refuse a batch before it
+    // allocates the batch's output (a huge batch_size must be a ValueError, not a MemoryError).
+    void check_batch(int64_t batch) const {
+        std::lock_guard<std::mutex> g(mutex_);
+        check_batch_locked(batch);
+    }
+
     // draw() and copy the windows' frames into out [batch, stack+1, frame_bytes].
     void sample(int64_t batch, int64_t* window_slots, int64_t* action, float* reward, float* done, uint8_t* out,
                 int threads) {
@@ -268,13 +275,17 @@ private:
         return slot;
     }
 
-    void draw_locked(int64_t batch, int64_t* window_slots, int64_t* action, float* reward, float* done) {
+    void check_batch_locked(int64_t batch) const {
         if (batch < 1) throw std::invalid_argument("batch_size must be >= 1, got " + std::to_string(batch));
         if (valid_ == 0)
             throw std::invalid_argument("sample() before any complete transition was added: expected >= 1 stored, got 0");
         if (batch > valid_)
             throw std::invalid_argument("batch_size " + std::to_string(batch) + " is larger than the " +
                                         std::to_string(valid_) + " transitions stored");
+    }
+
+    void draw_locked(int64_t batch, int64_t* window_slots, int64_t* action, float* reward, float* done) {
+        check_batch_locked(batch);
         int64_t retained = 0;
         for (const auto& s : envs_) retained += s.retained();
         const int width = stack_ + 1;

@@ -31,6 +31,25 @@ class Batch(NamedTuple):
     done: torch.Tensor      # float32 [B], 1.0 only for terminated transitions
 
 
+def _flag(value, name: str) -> bool:
+    """A bool as envs return it (bool, np.bool_, 0 or 1); None, strings and arrays are mistakes."""
+    if isinstance(value, (bool, np.bool_)) or (isinstance(value, numbers.Integral) and value in (0, 1)):
+        return bool(value)
+    raise TypeError(f"{name}: expected a bool, got {value!r}")
+
+
+def _device(device) -> torch.device:
+    if not isinstance(device, (str, torch.device, int)) or isinstance(device, bool):
+        raise TypeError(f"device: expected None, a str, an int or a torch.device, got {type(device).__name__}")
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise ValueError(f"device: expected a torch device such as 'cuda' or 'cpu', got {device!r}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device: expected a device torch can use, got {device!r} (no CUDA device)")
+    return dev
+
+
 def _positive_int(value, name: str, minimum: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name}: expected an int, got {type(value).__name__}")
@@ -71,7 +90,7 @@ class ReplayBuffer:
             seed = int(np.random.SeedSequence().entropy) & (2**64 - 1)
         seed = _positive_int(seed, "seed", minimum=0) & (2**64 - 1)
         self.pad = pad
-        self.device = None if device is None else torch.device(device)
+        self.device = None if device is None else _device(device)
         self._core = _core.ReplayCore(capacity, num_envs, list(frame_shape), stack, pad == "repeat", seed,
                                       store_frames=self.device is None)
         self._frames = None
@@ -121,11 +140,12 @@ class ReplayBuffer:
             raise TypeError(f"reward: expected a float, got {type(reward).__name__}")
         if not math.isfinite(reward) or abs(reward) > FLOAT32_MAX:  # stored as float32: 1e39 would become inf
             raise ValueError(f"reward: expected a finite float32 value, got {reward}")
+        terminated, truncated = _flag(terminated, "terminated"), _flag(truncated, "truncated")
         if self._frames is None:
-            self._core.add(action, float(reward), next_frame, bool(terminated), bool(truncated), env)
+            self._core.add(action, float(reward), next_frame, terminated, truncated, env)
         else:
             next_frame = self._device_frames(next_frame, "next_frame", ())
-            self._frames[self._core.add(action, float(reward), None, bool(terminated), bool(truncated), env)] = next_frame
+            self._frames[self._core.add(action, float(reward), None, terminated, truncated, env)] = next_frame
 
     def start_many(self, frames, envs: Sequence[int] | None = None) -> None:
         """Begin episodes on several streams: ``frames`` [K, H, W] for ``envs`` (default: all, in order)."""
@@ -154,6 +174,7 @@ class ReplayBuffer:
         Each call returns new tensors, so a Batch never changes after it is returned.
         """
         batch_size = _positive_int(batch_size, "batch_size")
+        self._core.check_batch(batch_size)  # before allocating: 10**9 is a ValueError, not a MemoryError
         width = self.stack + 1
         pin = self._pin
         slots = np.empty((batch_size, width), np.int64)

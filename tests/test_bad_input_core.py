@@ -66,6 +66,11 @@ REPLAY = [
     ("reward > float32", lambda b: b.add(0, 1e39, frame(), False, env=1), ValueError, "finite float32 value, got 1e"),
     ("reward str", lambda b: b.add(0, "1", frame(), False, env=1), TypeError, "reward: expected a float, got str"),
     ("reward None", lambda b: b.add(0, None, frame(), False, env=1), TypeError, "expected a float, got NoneType"),
+    ("terminated None", lambda b: b.add(0, 0.0, frame(), None, env=1), TypeError, "terminated: expected a bool, got None"),
+    ("terminated str", lambda b: b.add(0, 0.0, frame(), "yes", env=1), TypeError, "terminated: expected a bool, got 'yes'"),
+    ("terminated array", lambda b: b.add(0, 0.0, frame(), np.array([True]), env=1), TypeError,
+     r"terminated: expected a bool, got array\(\[ True\]\)"),
+    ("truncated 2", lambda b: b.add(0, 0.0, frame(), False, 2, env=1), TypeError, "truncated: expected a bool, got 2"),
     ("add frame shape", lambda b: b.add(0, 0.0, frame(shape=(2, 2)), False, env=1), ValueError,
      r"expected shape \(2, 3\), got \(2, 2\)"),
     ("add frame dtype", lambda b: b.add(0, 0.0, frame(dtype=np.int8), False, env=1), TypeError,
@@ -108,6 +113,7 @@ REPLAY = [
      r"expected shape \(1, 2, 3\), got \(2, 2, 3\)"),
     # sample
     ("batch > stored", lambda b: b.sample(4), ValueError, "batch_size 4 is larger than the 3 transitions stored"),
+    ("batch huge", lambda b: b.sample(10**12), ValueError, "batch_size 1000000000000 is larger than the 3 transitions"),
     ("batch 0", lambda b: b.sample(0), ValueError, "batch_size: expected an int >= 1, got 0"),
     ("batch negative", lambda b: b.sample(-2), ValueError, "expected an int >= 1, got -2"),
     ("batch float", lambda b: b.sample(2.0), TypeError, "batch_size: expected an int, got float"),
@@ -145,13 +151,23 @@ def test_replay_bad_input_raises_and_changes_nothing(call, error, match, mode):
     buf.sample(3)  # still usable
 
 
+def test_flags_as_envs_return_them_are_accepted():
+    buf = fixture_buffer("host")
+    buf.add(0, 0.0, frame(6), np.bool_(False), 0, env=1)  # gymnasium's np.bool_, and 0/1
+    buf.add(0, 0.0, frame(7), 1, np.bool_(False), env=1)
+    assert len(buf) == 5
+    with pytest.raises(ValueError, match="before start"):  # the episode on env 1 ended
+        buf.add(0, 0.0, frame(8), False, env=1)
+
+
 @pytest.mark.parametrize("mode", ["host", "dev"])
 def test_sample_before_any_transition(mode):
     buf = ReplayBuffer(20, frame_shape=SHAPE, device=None if mode == "host" else "cpu")
     buf.start(frame())  # a frame but no transition yet
     before = snapshot(buf)
-    with pytest.raises(ValueError, match="before any complete transition.*expected >= 1 stored, got 0"):
-        buf.sample(1)
+    for batch in (1, 10**12):  # refused before the output is allocated
+        with pytest.raises(ValueError, match="before any complete transition.*expected >= 1 stored, got 0"):
+            buf.sample(batch)
     assert_same_state(before, snapshot(buf))
 
 
@@ -186,7 +202,12 @@ CONSTRUCTOR = [
      r"expected a frame of at most 2\^63 - 1 bytes, got \(4294967296, 4294967296\)"),
     (dict(capacity=100, seed=-1), ValueError, "seed: expected an int >= 0, got -1"),
     (dict(capacity=100, seed=1.5), TypeError, "seed: expected an int, got float"),
+    (dict(capacity=100, device="tpu9"), ValueError, "device: expected a torch device such as 'cuda' or 'cpu', got 'tpu9'"),
+    (dict(capacity=100, device=1.5), TypeError, "device: expected None, a str, an int or a torch.device, got float"),
 ]
+if not torch.cuda.is_available():
+    CONSTRUCTOR += [(dict(capacity=100, device="cuda"), ValueError, "device: expected a device torch can use, "
+                     r"got 'cuda' \(no CUDA device\)")]
 
 
 @pytest.mark.parametrize("kwargs, error, match", CONSTRUCTOR, ids=[str(c[0]) for c in CONSTRUCTOR])
