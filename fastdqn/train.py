@@ -127,12 +127,16 @@ PRESETS = {
 }
 
 
+def _check_fields(overrides: dict, who: str) -> None:
+    unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(TrainConfig)})
+    if unknown:
+        raise TypeError(f"{who}: expected TrainConfig fields as overrides, got unknown {unknown}")
+
+
 def preset(name: str, **overrides) -> TrainConfig:
     if name not in PRESETS:
         raise ValueError(f"preset: expected one of {sorted(PRESETS)}, got {name!r}")
-    unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(TrainConfig)})
-    if unknown:
-        raise TypeError(f"preset: expected TrainConfig fields as overrides, got unknown {unknown}")
+    _check_fields(overrides, "preset")
     return TrainConfig(**{**PRESETS[name], **overrides})
 
 
@@ -374,6 +378,9 @@ def train(config: TrainConfig | None = None, *, resume: str | os.PathLike | None
         cfg, ckpt = resume_mod.resume_config(resume, overrides, TrainConfig)
         trainer = Trainer(cfg, resume=ckpt)
     else:
+        if config is not None and not isinstance(config, TrainConfig):
+            raise TypeError(f"config: expected a TrainConfig (or None), got {type(config).__name__}")
+        _check_fields(overrides, "train")
         trainer = Trainer(dataclasses.replace(config or TrainConfig(), **overrides))
     try:
         return trainer.run()

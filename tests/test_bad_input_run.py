@@ -25,7 +25,7 @@ from fastdqn.cli import main
 from fastdqn.envs import EnvSpec, make_env, make_env_from_spec
 from fastdqn.learner import Learner
 from fastdqn.play import play
-from fastdqn.train import TrainConfig, preset
+from fastdqn.train import TrainConfig, preset, train
 from fastdqn.vecenv import VectorEnv
 
 PONG = "PongNoFrameskip-v4"
@@ -203,6 +203,15 @@ def test_unknown_preset():
         preset("nope")
     with pytest.raises(TypeError, match=r"preset: expected TrainConfig fields as overrides, got unknown \['nope'\]"):
         preset("pong", nope=1)
+
+
+def test_train_rejects_a_bad_config_before_starting(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a run directory would land here
+    with pytest.raises(TypeError, match=r"config: expected a TrainConfig \(or None\), got str"):
+        train("pong")
+    with pytest.raises(TypeError, match=r"train: expected TrainConfig fields as overrides, got unknown \['nope'\]"):
+        train(TrainConfig(frames=10), nope=1)
+    assert list(tmp_path.iterdir()) == []
 
 
 # -- 4 (files used by 3). checkpoints: load_checkpoint, play, Learner.load_state_dict ------------------
