@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import threading
 from typing import NamedTuple, Sequence
 
 import numpy as np
@@ -94,6 +95,9 @@ class ReplayBuffer:
         self._core = _core.ReplayCore(capacity, num_envs, list(frame_shape), stack, pad == "repeat", seed,
                                       store_frames=self.device is None)
         self._frames = None
+        # Device store: the C++ bookkeeping publishes a slot before Python writes its frame, so a
+        # sampler on another thread must not run between the two (the host store copies under its mutex).
+        self._device_lock = threading.Lock()
         if self.device is not None:
             self._frames = torch.zeros((capacity, *frame_shape), dtype=torch.uint8, device=self.device)
         self._pin = self.device is None and torch.cuda.is_available()
@@ -126,7 +130,8 @@ class ReplayBuffer:
             self._core.start(frame, env)
         else:
             frame = self._device_frames(frame, "frame", ())
-            self._frames[self._core.start(None, env)] = frame
+            with self._device_lock:
+                self._frames[self._core.start(None, env)] = frame
 
     def add(self, action: int, reward: float, next_frame, terminated: bool, truncated: bool = False,
             env: int = 0) -> None:
@@ -145,7 +150,8 @@ class ReplayBuffer:
             self._core.add(action, float(reward), next_frame, terminated, truncated, env)
         else:
             next_frame = self._device_frames(next_frame, "next_frame", ())
-            self._frames[self._core.add(action, float(reward), None, terminated, truncated, env)] = next_frame
+            with self._device_lock:
+                self._frames[self._core.add(action, float(reward), None, terminated, truncated, env)] = next_frame
 
     def start_many(self, frames, envs: Sequence[int] | None = None) -> None:
         """Begin episodes on several streams: ``frames`` [K, H, W] for ``envs`` (default: all, in order)."""
@@ -155,8 +161,9 @@ class ReplayBuffer:
             self._core.start_many(frames, envs, count)
         else:
             frames = self._device_frames(frames, "frames", (count,))
-            slots = self._core.start_many(None, envs, count)
-            self._frames[torch.from_numpy(slots).to(self.device)] = frames
+            with self._device_lock:
+                slots = self._core.start_many(None, envs, count)
+                self._frames[torch.from_numpy(slots).to(self.device)] = frames
 
     def add_many(self, actions, rewards, next_frames, terminated, truncated=None) -> None:
         """Record one transition on every stream: arrays of length ``num_envs``, frames [N, H, W]."""
@@ -164,8 +171,9 @@ class ReplayBuffer:
             self._core.add_many(actions, rewards, next_frames, terminated, truncated)
         else:
             next_frames = self._device_frames(next_frames, "next_frames", (self.num_envs,))
-            slots = self._core.add_many(actions, rewards, None, terminated, truncated)
-            self._frames[torch.from_numpy(slots).to(self.device)] = next_frames
+            with self._device_lock:
+                slots = self._core.add_many(actions, rewards, None, terminated, truncated)
+                self._frames[torch.from_numpy(slots).to(self.device)] = next_frames
 
     # -- sampling ---------------------------------------------------------------------------
     def sample(self, batch_size: int) -> Batch:
@@ -185,8 +193,9 @@ class ReplayBuffer:
             window = torch.empty((batch_size, width, *self.frame_shape), dtype=torch.uint8, pin_memory=pin)
             self._core.sample_into(batch_size, slots, action.numpy(), reward.numpy(), done.numpy(), window.numpy())
         else:
-            self._core.sample_into(batch_size, slots, action.numpy(), reward.numpy(), done.numpy(), None)
-            window = self._gather_on_device(torch.from_numpy(slots))
+            with self._device_lock:
+                self._core.sample_into(batch_size, slots, action.numpy(), reward.numpy(), done.numpy(), None)
+                window = self._gather_on_device(torch.from_numpy(slots))
             action, reward, done = (t.to(self.device, non_blocking=True) for t in (action, reward, done))
         return Batch(window[:, :-1], action, reward, window[:, 1:], done)
 

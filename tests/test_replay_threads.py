@@ -7,6 +7,7 @@ import threading
 import time
 
 import numpy as np
+import pytest
 
 from fastdqn import ReplayBuffer
 from replay_stamps import StampWriter, check_batch
@@ -15,9 +16,11 @@ STACK, BATCH = 4, 256
 STEPS = int(os.environ.get("FASTDQN_THREAD_STEPS", 3000))
 
 
-def test_concurrent_add_and_sample_return_only_valid_transitions():
-    """84x84 frames and batches of 256 (9 MB windows) also take the multi-threaded gather path."""
-    buf = ReplayBuffer(2000, num_envs=8, frame_shape=(84, 84), stack=STACK, seed=0)
+@pytest.mark.parametrize("device", [None, "cpu"], ids=["host", "device-store"])
+def test_concurrent_add_and_sample_return_only_valid_transitions(device):
+    """84x84 frames and batches of 256 (9 MB windows) also take the multi-threaded gather path.
+    With a device store the frames live in a torch tensor written after the C++ bookkeeping."""
+    buf = ReplayBuffer(2000, num_envs=8, frame_shape=(84, 84), stack=STACK, seed=0, device=device)
     caps = np.full(8, 250)
     writer = StampWriter(buf)
     while len(buf) < BATCH:
