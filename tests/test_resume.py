@@ -218,3 +218,33 @@ def test_sigkill_during_checkpoint_save_never_corrupts(tmp_path):
 
     save_checkpoint(path, Learner(6, device="cpu"), config={}, frame=0)
     assert sorted(os.listdir(tmp_path)) == ["last.pt"]
+
+
+def _rec(frame, reward):
+    return dict(frame=frame, episode=frame // 100, reward=reward, reward_100=reward, epsilon=0.5, fps=100.0,
+                length=50, loss=None, time=0.0)
+
+
+def test_resume_drops_episodes_logged_after_last_pt(tmp_path):
+    """A run killed after logging episodes past its last.pt (and mid-line) plays them again on
+    resume: metrics.jsonl keeps only the episodes up to last.pt, and TensorBoard hides the rest."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from fastdqn.runlog import RunLog
+
+    log = RunLog(str(tmp_path), {}, tensorboard=True)
+    for frame, reward in ((100, -21.0), (200, -20.0), (300, -19.0)):
+        log.episode(_rec(frame, reward))
+    log._tb.close()  # SIGKILLed: no close(), and a line cut short
+    log._jsonl.write('{"frame": 350, "rew')
+    log._jsonl.close()
+
+    log = RunLog(str(tmp_path), {}, tensorboard=True, resume_frame=250)  # last.pt was saved at frame 250
+    assert [r["frame"] for r in log.records] == [100, 200]
+    log.episode(_rec(400, -18.0))
+    log.close()
+    lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["frame"] for line in lines] == [100, 200, 400]
+    acc = EventAccumulator(str(tmp_path))
+    acc.Reload()
+    assert [(e.step, e.value) for e in acc.Scalars("reward")] == [(100, -21.0), (200, -20.0), (400, -18.0)]
