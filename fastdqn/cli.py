@@ -8,6 +8,7 @@ import signal
 import sys
 
 from fastdqn.train import PRESETS, TrainConfig
+from fastdqn.vecenv import WorkerDied
 
 _D = TrainConfig()  # the pong preset, for the defaults shown in --help
 
@@ -167,12 +168,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("fastdqn: interrupted", file=sys.stderr)
         return 130
-    except (UserError, ValueError, TypeError, FileNotFoundError, gymnasium.error.Error) as e:
+    except (UserError, ValueError, TypeError, FileNotFoundError, gymnasium.error.Error, WorkerDied) as e:
         if os.environ.get("FASTDQN_DEBUG"):
             raise
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         print(f"fastdqn {args.command}: error: {msg}", file=sys.stderr)
-        return 2
+        return 1 if isinstance(e, WorkerDied) else 2  # 2: a usage mistake; 1: the run failed
 
 
 if __name__ == "__main__":

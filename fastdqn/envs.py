@@ -310,7 +310,8 @@ def set_env_state(env: gym.Env, state: dict) -> None:
 
     base = env.unwrapped
     if not isinstance(state, dict) or not isinstance(state.get("ale"), bytes):
-        raise TypeError(f"env state: expected a dict from env_state(), got {type(state).__name__}")
+        got = f"keys {sorted(map(str, state))}" if isinstance(state, dict) else type(state).__name__
+        raise TypeError(f"env state: expected a dict from env_state() with 'ale' bytes, got {got}")
     rng_state = state.get("np_random")
     if not isinstance(rng_state, dict) or rng_state.get("bit_generator") != type(base.np_random.bit_generator).__name__:
         raise ValueError(f"env state: expected a {type(base.np_random.bit_generator).__name__} np_random state, "

@@ -82,7 +82,8 @@ def restore_trainer(t, ckpt: dict) -> None:
         raise ValueError(f"resume: expected acting stacks uint8 {list(t.stack.obs.shape)}, got {got}")
     t.learner.load_state_dict(ckpt)
     t.envs.set_state(s["envs"])
-    if s["replay_written"] is not None and _load_replay(t, s["replay_written"]):
+    restored = s["replay_written"] is not None and _load_replay(t, s["replay_written"])
+    if restored:
         t._replay_frames = int(s["replay_frames"])
         replay = "replay restored"
     else:
@@ -95,6 +96,8 @@ def restore_trainer(t, ckpt: dict) -> None:
     t.returns.extend(s["returns"])
     t.all_rewards = list(s["all_rewards"])
     t._credit, t._due, t._last_ckpt = float(s["credit"]), int(s["due"]), int(s["last_ckpt"])
+    if not restored:
+        t._due = 0  # gradient steps owed to the lost buffer: learning starts again after the refill
     t._loss_sum.fill_(float(s["loss_sum"]))
     t._loss_n = int(s["loss_n"])
     t._t0 = time.perf_counter() - float(s["elapsed"])

@@ -18,6 +18,7 @@ from fastdqn.envs import EnvSpec
 from fastdqn.learner import LOSSES, Learner, epsilon_at, resolve_device
 from fastdqn import resume as resume_mod
 from fastdqn.runlog import Progress, RunLog
+from fastdqn.vecenv import WorkerDied
 
 
 @dataclass
@@ -306,10 +307,10 @@ class Trainer:
         if self.log is None:
             return
         trainer = None
-        if name == "last.pt":
+        if name == "last.pt":  # env states first: a dead worker then leaves replay.npz and last.pt a pair
+            trainer = resume_mod.trainer_state(self, replay_saved=self.cfg.save_replay)
             if self.cfg.save_replay:
                 resume_mod.save_replay(self)
-            trainer = resume_mod.trainer_state(self, replay_saved=self.cfg.save_replay)
         save_checkpoint(os.path.join(self.out, name), self.learner, config=self.config_dict, trainer=trainer,
                         frame=self.frame, episode=self.episodes,
                         reward_100=float(np.mean(self.returns)) if self.returns else None, best_reward_100=self.best)
@@ -327,20 +328,26 @@ class Trainer:
         cfg = self.cfg
         self.prog.update(self.frame, force=True)
         with resume_mod.StopSignals() as stop:  # Ctrl-C/SIGTERM: finish the step, save last.pt, return
-            while (cfg.frames is None or self.frame < cfg.frames) and stop.signum is None:
-                res = self.step()
-                for i in np.flatnonzero(res.episode_end):
-                    self._episode(res, i)
-                if self.solved:
-                    break
-                if self.frame - self._last_ckpt >= cfg.checkpoint_every:
-                    self._last_ckpt = self.frame
-                    self._checkpoint_during_run("last.pt")
-                self.prog.update(self.frame)
-            seconds = time.perf_counter() - self._t0
-            if stop.signum is not None:
-                self.prog.print(f"{stop.name}: saving last.pt at frame {self.frame:,} (again to abort)")
-            self.checkpoint("last.pt")
+            try:
+                while (cfg.frames is None or self.frame < cfg.frames) and stop.signum is None:
+                    res = self.step()
+                    for i in np.flatnonzero(res.episode_end):
+                        self._episode(res, i)
+                    if self.solved:
+                        break
+                    if self.frame - self._last_ckpt >= cfg.checkpoint_every:
+                        self._last_ckpt = self.frame
+                        self._checkpoint_during_run("last.pt")
+                    self.prog.update(self.frame)
+                seconds = time.perf_counter() - self._t0
+                if stop.signum is not None:
+                    self.prog.print(f"{stop.name}: saving last.pt at frame {self.frame:,} (again to abort)")
+                self.checkpoint("last.pt")
+            except WorkerDied as e:  # the state is torn (an env is gone): keep the last good last.pt
+                last = os.path.join(self.out, "last.pt")
+                how = (f"continue from last.pt with: fastdqn train --resume {self.out}" if os.path.isfile(last)
+                       else "no last.pt was saved yet")
+                raise WorkerDied(f"{e}; {how}") from None
         self.prog.update(self.frame, force=True)
         self.prog.close()
         frame, eps_n = self.frame, self.episodes

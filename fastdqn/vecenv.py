@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import signal
+import time
 from multiprocessing import shared_memory
 from typing import NamedTuple
 
@@ -144,6 +145,10 @@ def _worker(conn, spec, lo, hi, seed, shm_name, n) -> None:
         shm.close()
 
 
+class WorkerDied(RuntimeError):
+    """A worker process of a VectorEnv ended (crashed, or was killed) while the env was in use."""
+
+
 class VectorEnv:
     """``num_envs`` copies of one EnvSpec; actions in, shared uint8 frames out."""
 
@@ -167,6 +172,7 @@ class VectorEnv:
         probe = make_env_from_spec(spec)
         self.n_actions = int(probe.action_space.n)
         self.action_meanings = probe.unwrapped.get_action_meanings()
+        self._state_keys = frozenset(env_state(probe)) | {"return", "length"}  # what set_state needs per env
         probe.close()
         _, size = _layout(num_envs)
         if num_workers == 0:
@@ -187,6 +193,7 @@ class VectorEnv:
                     daemon=True,
                 )
                 p.start()
+                child.close()  # the worker holds the only other end: its death is EOF here, not a hang
                 self._procs.append(p)
                 self._conns.append(parent)
             self._wait()
@@ -194,19 +201,39 @@ class VectorEnv:
             self.close()
             raise
 
+    def _send(self, cmd: bytes, payloads: list | None = None) -> None:
+        """Send ``cmd`` (and payloads[i] to worker i) to every worker; a dead worker is WorkerDied."""
+        try:
+            for i, c in enumerate(self._conns):
+                c.send_bytes(cmd)
+                if payloads is not None:
+                    c.send(payloads[i])
+        except (BrokenPipeError, ConnectionResetError):
+            raise self._died() from None
+
     def _wait(self, read=lambda c: c.recv_bytes()) -> list:
-        """Read every worker's reply (an ack by default); a dead worker is a RuntimeError."""
+        """Read every worker's reply (an ack by default); a dead worker is WorkerDied."""
         try:
             return [read(c) for c in self._conns]
-        except EOFError:
-            raise RuntimeError("a vector env worker died (see its traceback above)") from None
+        except (EOFError, ConnectionResetError):
+            raise self._died() from None
+
+    def _died(self) -> "WorkerDied":
+        gone, deadline = [], time.monotonic() + 2.0
+        while not gone and time.monotonic() < deadline:  # the pipe can close just before the exit is seen
+            gone = [(i, p.exitcode) for i, p in enumerate(self._procs) if not p.is_alive()]
+            time.sleep(0.02)
+        what = "; ".join(
+            f"vector env worker {i} (envs {self._slices[i][0]}..{self._slices[i][1] - 1}) "
+            + (f"was killed by {signal.Signals(-code).name}" if code is not None and code < 0 else f"exited ({code})")
+            for i, code in gone) or "a vector env worker died"
+        return WorkerDied(f"{what}: a Python error in it is printed above; SIGKILL is often the out-of-memory killer")
 
     def _command(self, cmd: bytes) -> None:
         if self._local is not None:
             self._local.reset() if cmd == b"r" else self._local.step()
             return
-        for c in self._conns:
-            c.send_bytes(cmd)
+        self._send(cmd)
         self._wait()
 
     def reset(self) -> np.ndarray:
@@ -234,8 +261,7 @@ class VectorEnv:
         """Every env's emulator, RNG, wrapper and episode-counter state (fastdqn.envs.env_state)."""
         if self._local is not None:
             return self._local.get_state()
-        for c in self._conns:
-            c.send_bytes(b"g")
+        self._send(b"g")
         return [s for part in self._wait(lambda c: c.recv()) for s in part]
 
     def set_state(self, states: list[dict]) -> None:
@@ -243,12 +269,18 @@ class VectorEnv:
         if not isinstance(states, list) or len(states) != self.num_envs:
             got = f"{len(states)} states" if isinstance(states, list) else type(states).__name__
             raise ValueError(f"env states: expected a list of {self.num_envs}, got {got}")
+        for i, st in enumerate(states):  # checked here, before any env changes (or a worker chokes on it)
+            if not isinstance(st, dict) or not isinstance(st.get("ale"), bytes):
+                got = f"keys {sorted(map(str, st))}" if isinstance(st, dict) else type(st).__name__
+                raise TypeError(f"env states[{i}]: expected a dict from get_state() with 'ale' bytes, got {got}")
+            missing = sorted(self._state_keys - st.keys())
+            if missing:
+                raise ValueError(f"env states[{i}]: expected the keys get_state() gives for {self.spec.env_id}, "
+                                 f"got one missing {missing}")
         if self._local is not None:
             self._local.set_state(states)
             return
-        for c, (lo, hi) in zip(self._conns, self._slices):
-            c.send_bytes(b"S")
-            c.send(states[lo:hi])
+        self._send(b"S", [states[lo:hi] for lo, hi in self._slices])
         self._wait()
 
     def close(self) -> None:

@@ -152,6 +152,47 @@ def test_vector_env_workers_match_in_process_and_auto_reset():
     local.close()
 
 
+def test_a_dead_worker_is_an_error_naming_it_not_a_hang():
+    """Killed before a command (the send fails) or dying while the parent waits (EOF)."""
+    import os
+    import signal
+    import threading
+    import time
+
+    from fastdqn.vecenv import WorkerDied
+
+    with VectorEnv(EnvSpec(PONG), 3, num_workers=2) as venv:
+        venv.reset()
+        os.kill(venv._procs[1].pid, signal.SIGKILL)
+        with pytest.raises(WorkerDied, match=r"^vector env worker 1 \(envs 1\.\.2\) was killed by SIGKILL: "):
+            venv.step(np.zeros(3, int))
+    with VectorEnv(EnvSpec(PONG), 2, num_workers=2) as venv:
+        venv.reset()
+        killer = threading.Timer(0.3, os.kill, (venv._procs[0].pid, signal.SIGKILL))
+        killer.start()  # lands while the parent sends or waits for a reply: both paths end the same way
+        deadline = time.monotonic() + 30
+        with pytest.raises(WorkerDied, match=r"^vector env worker 0 \(envs 0\.\.0\) was killed by SIGKILL"):
+            while time.monotonic() < deadline:
+                venv.step(np.zeros(2, int))
+        killer.join()
+    assert venv._procs == []  # closed: workers joined, shared memory unlinked
+
+
+def test_vector_env_set_state_checks_every_state_before_any_env_changes():
+    for workers in (0, 1):
+        with VectorEnv(EnvSpec(PONG), 2, num_workers=workers) as venv:
+            venv.reset()
+            good = venv.get_state()
+            bad_type = [good[0], {"not": "a state"}]
+            with pytest.raises(TypeError, match=r"env states\[1\]: expected a dict from get_state\(\) with 'ale' "
+                                                r"bytes, got keys \['not'\]"):
+                venv.set_state(bad_type)
+            missing = [good[0], {k: v for k, v in good[1].items() if k != "np_random"}]
+            with pytest.raises(ValueError, match=r"env states\[1\]: .* got one missing \['np_random'\]"):
+                venv.set_state(missing)
+            assert [s["ale"] for s in venv.get_state()] == [s["ale"] for s in good]  # workers alive, nothing changed
+
+
 def test_single_env_matches_vector_env():
     env = make_env_from_spec(EnvSpec(PONG))
     venv = VectorEnv(EnvSpec(PONG), 1, seed=7)

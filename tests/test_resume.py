@@ -68,8 +68,9 @@ def test_resumed_run_matches_uninterrupted(tmp_path, envs, total, split, resumed
 
 def test_resume_without_saved_replay_refills_before_learning(tmp_path, capsys):
     out = tmp_path / "run"
-    train(TrainConfig(out=str(out), frames=500, **SMALL))
-    assert load_checkpoint(out / "last.pt")["trainer"]["replay_written"] is None
+    train(TrainConfig(out=str(out), frames=500, **(SMALL | dict(replay_ratio=1.0))))
+    saved = load_checkpoint(out / "last.pt")["trainer"]
+    assert saved["replay_written"] is None and saved["due"] == 1  # a gradient step owed to the lost buffer
     from fastdqn.resume import resume_config
 
     cfg, ckpt = resume_config(str(out), {"frames": 1000}, TrainConfig)
@@ -175,6 +176,38 @@ def test_signal_saves_last_pt_and_exits_cleanly(tmp_path, sig):
     assert again.returncode == 0, stderr
     assert f"resuming {out} at frame {frame:,}" in stdout
     assert load_checkpoint(out / "last.pt")["stats"]["frame"] == frame + 40
+
+
+def _env_workers(pid):
+    """Pids of the multiprocessing spawn children of ``pid`` (not its resource tracker)."""
+    found = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        for child in open(f"/proc/{pid}/task/{task}/children").read().split():
+            cmdline = open(f"/proc/{child}/cmdline", "rb").read()
+            if b"spawn_main" in cmdline:
+                found.append(int(child))
+    return found
+
+
+def test_a_killed_env_worker_ends_the_run_with_one_line_and_the_run_resumes(tmp_path):
+    out = tmp_path / "run"
+    proc = _cli_train(out, "--frames", "1000000", "--num-envs", "2", "--num-workers", "1", "--checkpoint-every", "100")
+    deadline = time.monotonic() + 120
+    while not (out / "last.pt").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    (worker,) = _env_workers(proc.pid)
+    os.kill(worker, signal.SIGKILL)  # as the out-of-memory killer would
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 1, stderr
+    assert "Traceback" not in stderr
+    errors = [line for line in stderr.splitlines() if "error:" in line]
+    assert errors == [f"fastdqn train: error: vector env worker 0 (envs 0..1) was killed by SIGKILL: a Python error in "
+                      f"it is printed above; SIGKILL is often the out-of-memory killer; continue from last.pt with: "
+                      f"fastdqn train --resume {out}"], stderr
+    frame = load_checkpoint(out / "last.pt")["stats"]["frame"]
+    again = _cli_train(out, "--resume", str(out), "--frames", str(frame + 40))
+    _, stderr = again.communicate(timeout=120)
+    assert again.returncode == 0, stderr
 
 
 _SAVER = """
