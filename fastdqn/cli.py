@@ -168,12 +168,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("fastdqn: interrupted", file=sys.stderr)
         return 130
-    except (UserError, ValueError, TypeError, FileNotFoundError, gymnasium.error.Error, WorkerDied) as e:
+    except (UserError, ValueError, TypeError, FileNotFoundError, gymnasium.error.Error, WorkerDied,
+            FloatingPointError) as e:
         if os.environ.get("FASTDQN_DEBUG"):
             raise
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         print(f"fastdqn {args.command}: error: {msg}", file=sys.stderr)
-        return 1 if isinstance(e, WorkerDied) else 2  # 2: a usage mistake; 1: the run failed
+        return 1 if isinstance(e, (WorkerDied, FloatingPointError)) else 2  # 2: a usage mistake; 1: the run failed
 
 
 if __name__ == "__main__":

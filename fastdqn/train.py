@@ -287,7 +287,7 @@ class Trainer:
         self._loss_sum.zero_()
         self._loss_n = 0
         if loss is not None and not math.isfinite(loss):
-            raise FloatingPointError(f"TD loss became {loss} at frame {self.frame}")
+            raise self._diverged(f"the TD loss became {loss}")
         r100 = float(np.mean(self.returns))
         if self.log is not None:
             self.log.episode({"frame": self.frame, "episode": self.episodes, "reward": reward, "reward_100": r100,
@@ -306,6 +306,9 @@ class Trainer:
         save_replay, replay.npz written just before it)."""
         if self.log is None:
             return
+        # A diverged net must not replace the last good checkpoint (one sync per save; saves are rare).
+        if not all(bool(torch.isfinite(p).all()) for p in self.learner.online.parameters()):
+            raise self._diverged("the online net's weights are no longer finite")
         trainer = None
         if name == "last.pt":  # env states first: a dead worker then leaves replay.npz and last.pt a pair
             trainer = resume_mod.trainer_state(self, replay_saved=self.cfg.save_replay)
@@ -314,6 +317,11 @@ class Trainer:
         save_checkpoint(os.path.join(self.out, name), self.learner, config=self.config_dict, trainer=trainer,
                         frame=self.frame, episode=self.episodes,
                         reward_100=float(np.mean(self.returns)) if self.returns else None, best_reward_100=self.best)
+
+    def _diverged(self, what: str) -> FloatingPointError:
+        last = os.path.join(self.out, "last.pt")
+        kept = (f"{last} is the last good checkpoint" if os.path.isfile(last) else "no checkpoint was saved")
+        return FloatingPointError(f"training diverged at frame {self.frame:,}: {what} (a lower --lr may help); {kept}")
 
     def _checkpoint_during_run(self, name: str) -> None:
         """A save that fails mid-run (disk full, a folder in the way) keeps the previous file and

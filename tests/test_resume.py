@@ -8,6 +8,7 @@ happen on both sides of the interruption.
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -281,3 +282,19 @@ def test_resume_drops_episodes_logged_after_last_pt(tmp_path):
     acc = EventAccumulator(str(tmp_path))
     acc.Reload()
     assert [(e.step, e.value) for e in acc.Scalars("reward")] == [(100, -21.0), (200, -20.0), (400, -18.0)]
+
+
+def test_a_diverged_run_stops_with_one_line_and_keeps_the_last_finite_checkpoint(tmp_path, capsys):
+    from fastdqn.cli import main
+
+    out = tmp_path / "run"
+    code = main(["train", "--out", str(out), "--frames", "2000", "--replay-size", "1000", "--replay-start", "200",
+                 "--batch-size", "8", "--threads", "1", "--no-progress", "--checkpoint-every", "100",
+                 "--lr", "1e6"])  # Adam steps of ~1e6: the weights overflow within a few updates
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and "Traceback" not in err
+    assert re.fullmatch(r"fastdqn train: error: training diverged at frame ([\d,]+): the online net's weights are no "
+                        r"longer finite \(a lower --lr may help\); .*last\.pt is the last good checkpoint", err), err
+    ckpt = load_checkpoint(out / "last.pt")
+    assert ckpt["stats"]["frame"] < int(re.search(r"frame ([\d,]+)", err)[1].replace(",", ""))
+    assert all(bool(torch.isfinite(t).all()) for t in ckpt["online"].values())
