@@ -15,10 +15,20 @@ from collections.abc import Callable
 from typing import BinaryIO
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> None:
-    """Call ``write(f)`` on a fresh temp file, then atomically make it ``path``."""
+def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None], *, what: str = "file") -> None:
+    """Call ``write(f)`` on a fresh temp file, then atomically make it ``path``. A path that
+    cannot be a file (a folder, a missing folder) fails before anything is written, naming ``what``."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"{what}: expected a file path, got {type(path).__name__}")
     path = os.path.abspath(os.fspath(path))
     folder, name = os.path.split(path)
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"{what}: expected a file path, got a directory {path!r}")
+    if not os.path.isdir(folder):
+        exists = os.path.exists(folder)
+        raise (NotADirectoryError if exists else FileNotFoundError)(
+            f"{what}: expected a path in an existing folder, got {path!r} "
+            f"({folder!r} {'is a file' if exists else 'does not exist'})")
     _sweep_orphans(folder, name)
     tmp = os.path.join(folder, f".{name}.tmp-{os.getpid()}")
     try:

@@ -25,7 +25,7 @@ def save_checkpoint(path: str | os.PathLike, learner, *, config: dict, trainer: 
     state.update(learner.state_dict())
     if trainer is not None:
         state["trainer"] = trainer
-    atomic_write(path, lambda f: torch.save(state, f))
+    atomic_write(path, lambda f: torch.save(state, f), what="checkpoint")
 
 
 def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:

@@ -161,11 +161,17 @@ def restore(buf, a: dict) -> None:
 def save_atomic(path, state: dict) -> None:
     """np.savez (uncompressed) written crash-safely (fastdqn.atomic): a crash leaves either the
     old file or the new one, never a torn one."""
-    atomic_write(path, lambda f: np.savez(f, **state))
+    atomic_write(path, lambda f: np.savez(f, **state), what="replay file")
 
 
 def load_file(path) -> dict:
     """Read a saved state; a damaged file raises ValueError naming it."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"replay file: expected a file path, got {type(path).__name__}")
+    if os.path.isdir(path):
+        raise ValueError(f"replay file: expected a file, got a directory {os.fspath(path)!r}")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"replay file: no such file {os.fspath(path)!r}")
     try:
         with np.load(path, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}

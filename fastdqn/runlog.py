@@ -31,7 +31,8 @@ class RunLog:
         self.records: list[dict] = []
         if resume_frame is not None:
             self.records = _records_upto(jsonl, resume_frame)
-            atomic_write(jsonl, lambda f: f.writelines((json.dumps(r) + "\n").encode() for r in self.records))
+            atomic_write(jsonl, lambda f: f.writelines((json.dumps(r) + "\n").encode() for r in self.records),
+                         what="metrics")
         self._jsonl = open(jsonl, "a", buffering=1)
         self._tb = None
         if tensorboard:

@@ -205,6 +205,17 @@ def test_unknown_preset():
         preset("pong", nope=1)
 
 
+def test_save_checkpoint_to_a_path_that_cannot_be_a_file(tmp_path):
+    learner = Learner(6, device="cpu")
+    with pytest.raises(IsADirectoryError, match=r"checkpoint: expected a file path, got a directory"):
+        save_checkpoint(tmp_path, learner, config={})
+    with pytest.raises(FileNotFoundError, match=r"checkpoint: expected a path in an existing folder, .* does not exist"):
+        save_checkpoint(tmp_path / "runs" / "last.pt", learner, config={})
+    with pytest.raises(TypeError, match=r"checkpoint: expected a file path, got NoneType"):
+        save_checkpoint(None, learner, config={})
+    assert list(tmp_path.iterdir()) == [] and not any(p.name.startswith(f".{tmp_path.name}") for p in tmp_path.parent.iterdir())
+
+
 def test_train_rejects_a_bad_config_before_starting(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # a run directory would land here
     with pytest.raises(TypeError, match=r"config: expected a TrainConfig \(or None\), got str"):

@@ -133,6 +133,33 @@ def test_damaged_file_raises_value_error(tmp_path, data):
         ReplayBuffer.load(path)
 
 
+SAVE_PATHS = [  # (id, path under tmp_path, error, regex): nothing may be written anywhere
+    ("a folder", ".", IsADirectoryError, r"replay file: expected a file path, got a directory"),
+    ("missing folder", "nope/r.npz", FileNotFoundError, r"expected a path in an existing folder, .*nope' does not exist"),
+    ("under a file", "afile/r.npz", NotADirectoryError, r"expected a path in an existing folder, .*afile' is a file"),
+]
+
+
+@pytest.mark.parametrize("where, error, match", [c[1:] for c in SAVE_PATHS], ids=[c[0] for c in SAVE_PATHS])
+def test_save_to_a_path_that_cannot_be_a_file(tmp_path, where, error, match):
+    (tmp_path / "afile").write_bytes(b"keep")
+    buf = filled()
+    before = snapshot(buf)
+    with pytest.raises(error, match=match):
+        buf.save(tmp_path / where)
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["afile"] and (tmp_path / "afile").read_bytes() == b"keep"
+    assert_same_state(before, snapshot(buf))
+
+
+def test_load_from_a_path_that_is_not_a_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"replay file: no such file '.*missing\.npz'"):
+        ReplayBuffer.load(tmp_path / "missing.npz")
+    with pytest.raises(ValueError, match=r"replay file: expected a file, got a directory"):
+        ReplayBuffer.load(tmp_path)
+    with pytest.raises(TypeError, match=r"replay file: expected a file path, got int"):
+        ReplayBuffer.load(3)
+
+
 def test_truncated_file_raises_value_error(tmp_path):
     path = tmp_path / "r.npz"
     filled().save(path)
