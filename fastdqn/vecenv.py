@@ -225,9 +225,11 @@ class VectorEnv:
             time.sleep(0.02)
         what = "; ".join(
             f"vector env worker {i} (envs {self._slices[i][0]}..{self._slices[i][1] - 1}) "
-            + (f"was killed by {signal.Signals(-code).name}" if code is not None and code < 0 else f"exited ({code})")
+            + (f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited with code {code}")
             for i, code in gone) or "a vector env worker died"
-        return WorkerDied(f"{what}: a Python error in it is printed above; SIGKILL is often the out-of-memory killer")
+        notes = (["SIGKILL is often the out-of-memory killer"] * any(c == -signal.SIGKILL for _, c in gone)
+                 + ["its Python error is printed above"] * any(c > 0 for _, c in gone))
+        return WorkerDied(what + "".join(f" ({n})" for n in notes))
 
     def _command(self, cmd: bytes) -> None:
         if self._local is not None:

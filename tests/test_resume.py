@@ -202,9 +202,8 @@ def test_a_killed_env_worker_ends_the_run_with_one_line_and_the_run_resumes(tmp_
     assert proc.returncode == 1, stderr
     assert "Traceback" not in stderr
     errors = [line for line in stderr.splitlines() if "error:" in line]
-    assert errors == [f"fastdqn train: error: vector env worker 0 (envs 0..1) was killed by SIGKILL: a Python error in "
-                      f"it is printed above; SIGKILL is often the out-of-memory killer; continue from last.pt with: "
-                      f"fastdqn train --resume {out}"], stderr
+    assert errors == [f"fastdqn train: error: vector env worker 0 (envs 0..1) was killed by SIGKILL (SIGKILL is often "
+                      f"the out-of-memory killer); continue from last.pt with: fastdqn train --resume {out}"], stderr
     frame = load_checkpoint(out / "last.pt")["stats"]["frame"]
     again = _cli_train(out, "--resume", str(out), "--frames", str(frame + 40))
     _, stderr = again.communicate(timeout=120)
