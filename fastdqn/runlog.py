@@ -24,6 +24,7 @@ class RunLog:
         played again: from metrics.jsonl, and hidden in TensorBoard by ``purge_step``."""
         make_dirs(out_dir, "out")
         self.out_dir = out_dir
+        self._lock = _lock_run_dir(out_dir)  # before the first write: two runs must not share a directory
         with open(os.path.join(out_dir, "config.json"), "w") as f:
             json.dump(config, f, indent=2, sort_keys=True)
             f.write("\n")
@@ -63,7 +64,36 @@ class RunLog:
         self._jsonl.close()
         if self._tb is not None:
             self._tb.close()
-        return plot_rewards(self.records, os.path.join(self.out_dir, "reward_curve.png"))
+        try:
+            return plot_rewards(self.records, os.path.join(self.out_dir, "reward_curve.png"))
+        finally:
+            self._lock.close()  # releases the flock
+
+
+LOCK_FILE = ".fastdqn.lock"
+
+
+def _lock_run_dir(out_dir: str):
+    """An exclusive flock on out_dir/.fastdqn.lock, held until close (the kernel drops it if the
+    process dies, so a killed run never leaves the directory locked). The file holds the pid."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no locking
+        return open(os.devnull, "w")
+    f = open(os.path.join(out_dir, LOCK_FILE), "a+")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.seek(0)
+        pid = f.read().strip() or "?"
+        f.close()
+        raise ValueError(f"out: expected a run directory no other fastdqn process is using, got {out_dir!r} "
+                         f"in use by pid {pid}") from None
+    f.seek(0)
+    f.truncate()
+    f.write(f"{os.getpid()}\n")
+    f.flush()
+    return f
 
 
 def _records_upto(path: str, frame: int) -> list[dict]:

@@ -179,6 +179,23 @@ def test_signal_saves_last_pt_and_exits_cleanly(tmp_path, sig):
     assert load_checkpoint(out / "last.pt")["stats"]["frame"] == frame + 40
 
 
+def test_a_run_directory_in_use_is_refused_until_its_run_ends(tmp_path):
+    out = tmp_path / "run"
+    proc = _cli_train(out, "--frames", "1000000", "--checkpoint-every", "100")
+    deadline = time.monotonic() + 120
+    while not (out / "last.pt").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    metrics = (out / "metrics.jsonl").read_bytes()
+    with pytest.raises(ValueError, match=rf"out: expected a run directory no other fastdqn process is using, got "
+                                         rf"'.*run' in use by pid {proc.pid}"):
+        train(resume=str(out), frames=10**6 + 1)  # e.g. a requeued job while the first still runs
+    assert (out / "config.json").exists() and (out / "metrics.jsonl").read_bytes().startswith(metrics)
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=120)
+    frame = load_checkpoint(out / "last.pt")["stats"]["frame"]
+    assert train(resume=str(out), frames=frame + 20).frames == frame + 20  # the lock went with its process
+
+
 def _env_workers(pid):
     """Pids of the multiprocessing spawn children of ``pid`` (not its resource tracker)."""
     found = []
@@ -268,9 +285,10 @@ def test_resume_drops_episodes_logged_after_last_pt(tmp_path):
     log = RunLog(str(tmp_path), {}, tensorboard=True)
     for frame, reward in ((100, -21.0), (200, -20.0), (300, -19.0)):
         log.episode(_rec(frame, reward))
-    log._tb.close()  # SIGKILLed: no close(), and a line cut short
+    log._tb.close()  # SIGKILLed: no close(), and a line cut short; the kernel drops its lock
     log._jsonl.write('{"frame": 350, "rew')
     log._jsonl.close()
+    log._lock.close()
 
     log = RunLog(str(tmp_path), {}, tensorboard=True, resume_frame=250)  # last.pt was saved at frame 250
     assert [r["frame"] for r in log.records] == [100, 200]
