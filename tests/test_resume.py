@@ -145,7 +145,7 @@ def test_a_failing_checkpoint_save_keeps_the_run_going(tmp_path, capsys):
     assert result.frames == 1000 and result.episodes == 1
     assert "warning: could not save best.pt at frame" in capsys.readouterr().out
     assert load_checkpoint(out / "last.pt")["stats"]["frame"] == 1000
-    assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == []  # no temp file left
+    assert sorted(p.name for p in out.iterdir() if ".tmp-" in p.name) == []  # no temp file left
 
 
 def _cli_train(out, *extra):
