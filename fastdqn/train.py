@@ -307,7 +307,7 @@ class Trainer:
         if self.log is None:
             return
         # A diverged net must not replace the last good checkpoint (one sync per save; saves are rare).
-        if not all(bool(torch.isfinite(p).all()) for p in self.learner.online.parameters()):
+        if not bool(torch.stack([torch.isfinite(p).all() for p in self.learner.online.parameters()]).all()):
             raise self._diverged("the online net's weights are no longer finite")
         trainer = None
         if name == "last.pt":  # env states first: a dead worker then leaves replay.npz and last.pt a pair
@@ -318,9 +318,13 @@ class Trainer:
                         frame=self.frame, episode=self.episodes,
                         reward_100=float(np.mean(self.returns)) if self.returns else None, best_reward_100=self.best)
 
-    def _diverged(self, what: str) -> FloatingPointError:
+    def _saved_last_pt(self) -> str | None:
         last = os.path.join(self.out, "last.pt")
-        kept = (f"{last} is the last good checkpoint" if os.path.isfile(last) else "no checkpoint was saved")
+        return last if os.path.isfile(last) else None
+
+    def _diverged(self, what: str) -> FloatingPointError:
+        last = self._saved_last_pt()
+        kept = f"{last} is the last good checkpoint" if last else "no checkpoint was saved"
         return FloatingPointError(f"training diverged at frame {self.frame:,}: {what} (a lower --lr may help); {kept}")
 
     def _checkpoint_during_run(self, name: str) -> None:
@@ -352,8 +356,7 @@ class Trainer:
                     self.prog.print(f"{stop.name}: saving last.pt at frame {self.frame:,} (again to abort)")
                 self.checkpoint("last.pt")
             except WorkerDied as e:  # the state is torn (an env is gone): keep the last good last.pt
-                last = os.path.join(self.out, "last.pt")
-                how = (f"continue from last.pt with: fastdqn train --resume {self.out}" if os.path.isfile(last)
+                how = (f"continue from last.pt with: fastdqn train --resume {self.out}" if self._saved_last_pt()
                        else "no last.pt was saved yet")
                 raise WorkerDied(f"{e}; {how}") from None
         self.prog.update(self.frame, force=True)
