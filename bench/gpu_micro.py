@@ -4,10 +4,10 @@
 
 1. preprocess: CUDA kernel (device-resident frames; and with the raw-frame upload) vs the C++
    kernel (fastdqn._core, all threads), plus bit-exactness on real Pong frames.
-2. replay sample of B=32 5-frame windows: GPU gather (fastdqn.cuda.gather_windows) vs a pinned
+2. replay sample of B=32 5-frame windows: GPU gather (fastdqn.replay.gather.gather_windows) vs a pinned
    CPU gather + one async H2D copy (the CPU buffer's path), and vs torch advanced indexing.
 3. update step (Nature DQN, batch 32): eager vs torch.compile vs compile(reduce-overhead) vs a
-   CUDA graph (fastdqn.graphed).
+   CUDA graph (fastdqn.learn.graphed).
 Every section records its error instead of stopping the others. Not a pass/fail test.
 """
 
@@ -38,29 +38,10 @@ def wall(fn, iters: int, sync: bool) -> float:
     return (time.perf_counter() - t0) / iters
 
 
-def pong_frames(n: int):
-    import ale_py
-    import gymnasium as gym
-
-    gym.register_envs(ale_py)
-    env = gym.make("PongNoFrameskip-v4")
-    obs, _ = env.reset(seed=0)
-    rng = np.random.default_rng(0)
-    frames, prevs = [], []
-    while len(frames) < n:
-        prev = obs
-        obs, _, term, trunc, _ = env.step(int(rng.integers(env.action_space.n)))
-        frames.append(obs)
-        prevs.append(prev)
-        if term or trunc:
-            obs, _ = env.reset()
-    env.close()
-    return np.stack(frames), np.stack(prevs)
-
-
 def bench_preprocess(quick: bool) -> dict:
-    from fastdqn import cuda as fcuda
-    from fastdqn import preprocess
+    from fastdqn.bench.inputs import pong_frames
+    from fastdqn.frames import cuda as fcuda
+    from fastdqn.frames import preprocess
 
     res: dict = {"backends": preprocess.backends()}
     f, p = pong_frames(256)
@@ -109,7 +90,7 @@ def bench_preprocess(quick: bool) -> dict:
 
 
 def bench_replay(quick: bool) -> dict:
-    from fastdqn import cuda as fcuda
+    from fastdqn.replay.gather import gather_windows
 
     rows = []
     g = torch.Generator().manual_seed(0)
@@ -130,7 +111,7 @@ def bench_replay(quick: bool) -> dict:
             out.copy_(pinned, non_blocking=True)
 
         def gpu_gather():
-            fcuda.gather_windows(dev, idx_dev, out=out, check=False)
+            gather_windows(dev, idx_dev, out=out, check=False)
 
         def torch_index():
             torch.mul(dev[idx_dev.clamp(min=0)], (idx_dev >= 0)[..., None, None].to(torch.uint8), out=out)
@@ -151,7 +132,7 @@ def bench_replay(quick: bool) -> dict:
 def bench_replay_buffer(quick: bool) -> dict:
     """fastdqn.ReplayBuffer end to end: host buffer sample + to_device vs device-resident sample."""
     from fastdqn import ReplayBuffer
-    from fastdqn.learner import to_device
+    from fastdqn.learn.learner import to_device
 
     cap, b = 10_000, 32
     rng = np.random.default_rng(0)
@@ -176,8 +157,8 @@ def bench_replay_buffer(quick: bool) -> dict:
 
 
 def bench_update(quick: bool, compile_modes: bool) -> dict:
-    from fastdqn.graphed import make_graphed_update
-    from fastdqn.learner import Learner
+    from fastdqn.learn.graphed import make_graphed_update
+    from fastdqn.learn.learner import Learner
 
     b = 32
     g = torch.Generator(device="cuda").manual_seed(0)

@@ -61,7 +61,7 @@ fi
 # Run everything else outside the source tree so `import fastdqn` finds the installed copy
 # (with its compiled modules), not the bare sources.
 cd /tmp || exit 1
-"$PY" -c "import fastdqn.cuda as c, torch; print('fastdqn.cuda.available():', c.available(), torch.cuda.get_device_name(0), c._cuda and c._cuda.device_error(), c._IMPORT_ERROR)" \
+"$PY" -c "import fastdqn.frames.cuda as c, torch; print('fastdqn.frames.cuda.available():', c.available(), torch.cuda.get_device_name(0), c.unavailable_reason())" \
   >"$OUT/logs/info.log" 2>&1
 "$PY" -m fastdqn.cli info >>"$OUT/logs/info.log" 2>&1
 cat "$OUT/logs/info.log"

@@ -3,8 +3,6 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
-#include <cmath>
-#include <limits>
 #include <sstream>
 
 #include "parallel.hpp"
@@ -116,13 +114,12 @@ public:
         return store_.start(env, frame_data(frame, "frame", {}, keep));
     }
 
-    int64_t add(int64_t action, double reward, py::object next_frame, bool terminated, bool truncated, int env) {
-        // A double beyond float's range would make the cast below undefined, not just inf.
-        if (std::isfinite(reward) && std::fabs(reward) > std::numeric_limits<float>::max())
-            throw py::value_error("reward: expected a finite float32 value, got " + std::to_string(reward));
+    int64_t add(py::int_ action, double reward, py::object next_frame, bool terminated, bool truncated, int env) {
+        int overflow = 0;
+        const long long a = PyLong_AsLongLongAndOverflow(action.ptr(), &overflow);
+        if (overflow) throw py::value_error(ReplayStore::action_error(std::string(py::str(action))));
         py::array keep;
-        return store_.add(env, action, static_cast<float>(reward), frame_data(next_frame, "next_frame", {}, keep),
-                          terminated, truncated);
+        return store_.add(env, a, reward, frame_data(next_frame, "next_frame", {}, keep), terminated, truncated);
     }
 
     py::array_t<int64_t> start_many(py::object frames_obj, py::object envs_obj, py::ssize_t count) {

@@ -21,8 +21,10 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <mutex>
 #include <random>
+#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -127,10 +129,21 @@ public:
         if (env < 0 || env >= num_envs())
             throw std::invalid_argument("env index must be in [0, " + std::to_string(num_envs()) + "), got " + std::to_string(env));
     }
-    static void check_transition(int64_t action, float reward) {
-        if (action < 0 || action > INT32_MAX)
-            throw std::invalid_argument("action must be in [0, 2^31), got " + std::to_string(action));
-        if (!std::isfinite(reward)) throw std::invalid_argument("reward must be finite, got " + std::to_string(reward));
+    // The one definition of a valid transition's action and reward (the bindings and Python only
+    // check types). `action_text` lets a caller name an action too wide for int64 in the message.
+    static std::string action_error(const std::string& action_text) {
+        return "action: expected an int in [0, 2^31), got " + action_text;
+    }
+    static void check_transition(int64_t action, double reward) {
+        if (action < 0 || action > INT32_MAX) throw std::invalid_argument(action_error(std::to_string(action)));
+        // Beyond float's range the cast to the stored float32 would be undefined, not just inf.
+        if (!std::isfinite(reward) || std::fabs(reward) > std::numeric_limits<float>::max())
+            throw std::invalid_argument("reward: expected a finite float32 value, got " + number_text(reward));
+    }
+    static std::string number_text(double v) {  // as Python prints it: 1e+39, nan, -inf
+        std::ostringstream os;
+        os << v;
+        return os.str();
     }
 
     // Begin an episode; an unfinished one on this stream is abandoned (its last frame gets no transition).
@@ -144,13 +157,13 @@ public:
     }
 
     // Record (f_t, action, reward, next_frame); returns the slot next_frame went to.
-    int64_t add(int env, int64_t action, float reward, const uint8_t* next_frame, bool terminated, bool truncated) {
+    int64_t add(int env, int64_t action, double reward, const uint8_t* next_frame, bool terminated, bool truncated) {
         check_env(env);
         check_transition(action, reward);
         std::lock_guard<std::mutex> g(mutex_);
         if (!envs_[env].open) throw std::invalid_argument("add() before start() on env " + std::to_string(env) +
                                                           ": expected an open episode, got none");
-        return add_locked(env, action, reward, next_frame, terminated, truncated);
+        return add_locked(env, action, static_cast<float>(reward), next_frame, terminated, truncated);
     }
 
     // add() on every stream at once (arrays of num_envs; frames [num_envs, frame_bytes] or null when

@@ -7,8 +7,8 @@ import os
 import signal
 import sys
 
-from fastdqn.train import PRESETS, TrainConfig
-from fastdqn.vecenv import WorkerDied
+from fastdqn.env.vector import WorkerDied
+from fastdqn.run.config import PRESETS, TrainConfig
 
 _D = TrainConfig()  # the pong preset, for the defaults shown in --help
 
@@ -109,7 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _train(args) -> int:
-    from fastdqn.train import preset, train
+    from fastdqn.run.config import preset
+    from fastdqn.run.trainer import train
 
     fields = {dest for _, dest, _, _ in _TRAIN_FLAGS} | {dest for _, dest, _, _ in _TRAIN_SWITCHES}
     overrides = {k: getattr(args, k) for k in fields if getattr(args, k) is not None}
@@ -136,16 +137,9 @@ def _play(args) -> int:
 
 
 def _bench(argv: list[str]) -> int:
-    try:
-        import fastdqn.bench as bench_mod
+    from fastdqn.bench.cli import main as bench_main  # the one import of the bench suite outside it
 
-        add_arguments, run = bench_mod.add_arguments, bench_mod.run
-    except (ImportError, AttributeError):
-        raise UserError("the bench subcommand needs fastdqn.bench (add_arguments, run), "
-                        "which this installation does not have") from None
-    p = argparse.ArgumentParser(prog="fastdqn bench", description="Run the fastdqn benchmarks.")
-    add_arguments(p)
-    return int(run(p.parse_args(argv)) or 0)
+    return int(bench_main(argv) or 0)
 
 
 def main(argv: list[str] | None = None) -> int:

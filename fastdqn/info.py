@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import platform
 
+from fastdqn import _native
+from fastdqn.frames import backends, cuda
 
-def _version(mod: str) -> str:
+
+def version_of(mod: str) -> str:
     try:
         return getattr(importlib.import_module(mod), "__version__", "installed")
-    except Exception as e:  # noqa: BLE001 - report, never fail
-        return f"not available ({type(e).__name__})"
+    except ImportError as e:  # report a missing or broken dependency, never fail on it
+        return f"not available ({type(e).__name__}: {e})"
 
 
 def collect() -> dict:
@@ -21,31 +23,18 @@ def collect() -> dict:
 
     info = {"fastdqn": fastdqn.__version__, "python": platform.python_version(), "platform": platform.platform()}
     for mod in ("torch", "numpy", "gymnasium", "ale_py", "cv2", "numba"):
-        info[mod] = _version(mod)
-    info["fastdqn._core (C++)"] = "built" if importlib.util.find_spec("fastdqn._core") else "not built"
-    try:
-        from fastdqn.preprocess import backends
-
-        info["preprocess backends"] = ", ".join(backends())
-    except Exception as e:  # noqa: BLE001
-        info["preprocess backends"] = f"unknown ({type(e).__name__}: {e})"
+        info[mod] = version_of(mod)
+    info["fastdqn._core (C++)"] = "built" if _native.core_or_none() is not None else _native.why_missing("_core")
+    info["preprocess backends"] = ", ".join(backends())
     if torch.cuda.is_available():
         p = torch.cuda.get_device_properties(0)
         info["cuda device"] = f"{p.name}, {p.total_memory / 2**30:.0f} GiB, torch CUDA {torch.version.cuda}"
     else:
         info["cuda device"] = "none (torch.cuda.is_available() is False)"
-    found = [m for m in ("fastdqn._cuda", "fastdqn.cuda") if importlib.util.find_spec(m)]
-    kernel = "not built"
-    if "fastdqn._cuda" in found:
-        kernel = "built (fastdqn._cuda)"
-    elif "fastdqn.cuda" in found:
-        try:
-            cuda = importlib.import_module("fastdqn.cuda")
-            ok = getattr(cuda, "available", None)
-            kernel = "built" if (ok() if callable(ok) else ok) else "not built"
-        except Exception as e:  # noqa: BLE001
-            kernel = f"not loadable ({type(e).__name__})"
-    info["cuda kernels"] = kernel
+    if _native.cuda_or_none() is None:
+        info["cuda kernels"] = _native.why_missing("_cuda")
+    else:
+        info["cuda kernels"] = "built (fastdqn._cuda)" + ("" if cuda.available() else ", no usable device")
     info["cpu threads (torch)"] = str(torch.get_num_threads())
     return info
 

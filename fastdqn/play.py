@@ -8,10 +8,11 @@ import numpy as np
 import torch
 
 from fastdqn.atomic import check_output_path, make_dirs
-from fastdqn.checkpoint import load_checkpoint
-from fastdqn.envs import EnvSpec, make_env_from_spec
-from fastdqn.learner import resolve_device
-from fastdqn.model import NatureDQN
+from fastdqn.devices import resolve_device
+from fastdqn.env.atari import EnvSpec, make_env_from_spec
+from fastdqn.frames.stack import STACK, FrameStacker
+from fastdqn.learn.model import NatureDQN
+from fastdqn.run.checkpoint import load_checkpoint
 
 
 class Mp4Writer:
@@ -101,18 +102,18 @@ def play(checkpoint: str, *, episodes: int = 3, video: str | None = None, epsilo
     try:
         for ep in range(episodes):
             frame, _ = env.reset(seed=seed + ep)
-            obs = torch.zeros((1, 4, *frame.shape), dtype=torch.uint8, device=dev)
+            stack = FrameStacker(frame[None], STACK, dev)
             score, steps, done = 0.0, 0, False
             while not done and (max_steps is None or steps < max_steps):
-                obs = torch.cat([obs[:, 1:], torch.from_numpy(frame).to(dev)[None, None]], 1)
                 if writer is not None:
                     writer.write(ale.getScreenRGB())
                 if rng.random() < epsilon:
                     action = int(rng.integers(n_actions))
                 else:
                     with torch.no_grad():
-                        action = int(model(obs).argmax(1).item())
+                        action = int(model(stack.obs).argmax(1).item())
                 frame, reward, term, trunc, _ = env.step(action)
+                stack.push(frame[None])
                 score += float(reward)
                 steps += 1
                 done = term or trunc

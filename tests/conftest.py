@@ -17,23 +17,12 @@ GAMES = ["PongNoFrameskip-v4", "BreakoutNoFrameskip-v4", "SpaceInvadersNoFramesk
 
 @pytest.fixture(scope="session")
 def atari_frames():
-    """Real raw frames from four ale-py games: {game: uint8 [n, 210, 160, 3]} of consecutive frames."""
-    import ale_py
-    import gymnasium as gym
+    """Real raw frames from four ale-py games: {game: uint8 [32, 210, 160, 3]}, 16 pairs of
+    consecutive frames (previous, current) spread over the first 400 frames."""
+    from fastdqn.bench.inputs import game_frames
 
-    gym.register_envs(ale_py)
     out = {}
     for game in GAMES:
-        env = gym.make(game)
-        env.reset(seed=0)
-        rng = np.random.default_rng(0)
-        frames = []
-        for i in range(400):
-            obs, _, term, trunc, _ = env.step(int(rng.integers(env.action_space.n)))
-            if i % 25 >= 23:  # pairs of consecutive frames, spread over the episode
-                frames.append(obs)
-            if term or trunc:
-                env.reset()
-        env.close()
-        out[game] = np.stack(frames)
+        cur, prev = game_frames(game, n=16, seed=0, warmup=24, every=25)
+        out[game] = np.stack([prev, cur], axis=1).reshape(-1, *cur.shape[1:])
     return out

@@ -20,13 +20,13 @@ import numpy as np
 import pytest
 import torch
 
-from fastdqn.checkpoint import load_checkpoint, save_checkpoint
+from fastdqn.run.checkpoint import load_checkpoint, save_checkpoint
 from fastdqn.cli import main
-from fastdqn.envs import EnvSpec, make_env, make_env_from_spec
-from fastdqn.learner import Learner
+from fastdqn.env.atari import EnvSpec, make_env, make_env_from_spec
+from fastdqn.learn.learner import Learner
 from fastdqn.play import play
-from fastdqn.train import TrainConfig, preset, train
-from fastdqn.vecenv import VectorEnv
+from fastdqn.run import TrainConfig, preset, train
+from fastdqn.env.vector import VectorEnv
 
 PONG = "PongNoFrameskip-v4"
 NAN, INF = float("nan"), float("inf")

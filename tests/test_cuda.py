@@ -1,4 +1,4 @@
-"""fastdqn.cuda: the CUDA preprocessing kernel and replay gather against plain references.
+"""fastdqn.frames.cuda and fastdqn.replay.gather: the CUDA preprocessing kernel and replay gather against plain references.
 
 The references are numpy integer code written from the formula (no shared code with the
 kernels). Tests marked gpu run the kernels and skip without a CUDA device or without the built
@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 import torch
 
-from fastdqn import cuda as fcuda
+from fastdqn.frames import cuda as fcuda
+from fastdqn.replay.gather import gather_windows
 
 try:
     from fastdqn import _cuda
@@ -74,28 +75,11 @@ def random_frames(n: int, h: int, seed: int) -> np.ndarray:
     return f
 
 
-@functools.lru_cache(maxsize=None)
 def ale_frames(n: int = 48):
-    """Real Pong frames and their predecessors (the MaxAndSkip pair), or None without ale-py."""
-    try:
-        import ale_py
-        import gymnasium as gym
-    except ImportError:
-        return None
-    gym.register_envs(ale_py)
-    env = gym.make("PongNoFrameskip-v4")
-    obs, _ = env.reset(seed=0)
-    rng = np.random.default_rng(0)
-    frames, prevs = [], []
-    for _ in range(n * 3):
-        prev = obs
-        obs, _, term, trunc, _ = env.step(int(rng.integers(env.action_space.n)))
-        frames.append(obs)
-        prevs.append(prev)
-        if term or trunc:
-            obs, _ = env.reset()
-    env.close()
-    return np.stack(frames[::3]), np.stack(prevs[::3])
+    """Real Pong frames and their predecessors (the MaxAndSkip pair), every third frame."""
+    from fastdqn.bench.inputs import game_frames
+
+    return game_frames("PongNoFrameskip-v4", n, seed=0, warmup=0, every=3)
 
 
 CASES = [(h, layout) for h in (210, 250) for layout in ("crop", "full")]
@@ -129,9 +113,7 @@ def test_emulated_kernel_matches_reference(h, layout, vectorized, with_prev):
 @pytest.mark.parametrize("layout", ["crop", "full"])
 def test_emulated_kernel_matches_cpp_kernel_on_pong(layout):
     data = ale_frames()
-    if data is None:
-        pytest.skip("gymnasium/ale-py not installed")
-    from fastdqn import preprocess
+    from fastdqn.frames import preprocess
 
     if "cpp" not in getattr(preprocess, "backends", lambda: [])():
         pytest.skip("fastdqn._core (cpp backend) not built")
@@ -142,7 +124,7 @@ def test_emulated_kernel_matches_cpp_kernel_on_pong(layout):
 
 def _games_expected(frames, prev, layout):
     """The C++ kernel's output when fastdqn._core is built, else the numpy reference."""
-    from fastdqn import preprocess
+    from fastdqn.frames import preprocess
 
     if "cpp" in preprocess.backends():
         return preprocess.process_batch(frames, prev, layout=layout, backend="cpp")
@@ -216,11 +198,11 @@ def test_process_batch_cuda_rejects_layout():
 
 def test_gather_windows_validates():
     with pytest.raises(TypeError, match="torch.Tensor"):
-        fcuda.gather_windows(np.zeros((4, 84, 84), np.uint8), torch.zeros(2, dtype=torch.int64))
+        gather_windows(np.zeros((4, 84, 84), np.uint8), torch.zeros(2, dtype=torch.int64))
     with pytest.raises(TypeError, match="uint8"):
-        fcuda.gather_windows(torch.zeros((4, 84, 84)), torch.zeros(2, dtype=torch.int64))
+        gather_windows(torch.zeros((4, 84, 84)), torch.zeros(2, dtype=torch.int64))
     with pytest.raises(ValueError, match="CUDA"):
-        fcuda.gather_windows(torch.zeros((4, 84, 84), dtype=torch.uint8), torch.zeros(2, dtype=torch.int64))
+        gather_windows(torch.zeros((4, 84, 84), dtype=torch.uint8), torch.zeros(2, dtype=torch.int64))
 
 
 # ---------------------------------------------------------------- on the GPU
@@ -256,9 +238,7 @@ def test_kernel_unaligned_input_uses_byte_path():
 @pytest.mark.parametrize("layout", ["crop", "full"])
 def test_kernel_matches_cpp_kernel_on_pong(layout):
     data = ale_frames()
-    if data is None:
-        pytest.skip("gymnasium/ale-py not installed")
-    from fastdqn import preprocess
+    from fastdqn.frames import preprocess
 
     f, p = data
     want = reference_process(f, p, layout)
@@ -310,7 +290,7 @@ def test_gather_windows_matches_torch(aligned):
     storage = (base[:-1] if aligned else base[1:]).view(50, 84, 84)
     index = torch.randint(-1, 50, (32, 5), device="cuda", generator=g)
     index[0] = -1
-    got = fcuda.gather_windows(storage, index)
+    got = gather_windows(storage, index)
     want = storage[index.clamp(min=0)] * (index >= 0)[..., None, None].to(torch.uint8)
     torch.testing.assert_close(got, want, rtol=0, atol=0)
 
@@ -319,12 +299,12 @@ def test_gather_windows_matches_torch(aligned):
 def test_gather_windows_checks_index_range():
     storage = torch.zeros((4, 84, 84), dtype=torch.uint8, device="cuda")
     with pytest.raises(ValueError, match=r"\[-1, 4\)"):
-        fcuda.gather_windows(storage, torch.tensor([[0, 4]], device="cuda"))
+        gather_windows(storage, torch.tensor([[0, 4]], device="cuda"))
     with pytest.raises(ValueError, match=r"\[-1, 4\)"):
-        fcuda.gather_windows(storage, torch.tensor([[-2, 0]], device="cuda"))
+        gather_windows(storage, torch.tensor([[-2, 0]], device="cuda"))
     # unchecked: out-of-range indices read nothing and give zero frames
     storage.fill_(9)
-    out = fcuda.gather_windows(storage, torch.tensor([[5, 1]], device="cuda"), check=False)
+    out = gather_windows(storage, torch.tensor([[5, 1]], device="cuda"), check=False)
     assert out[0, 0].sum().item() == 0 and (out[0, 1] == 9).all()
 
 

@@ -4,10 +4,10 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from fastdqn.envs import (ClipReward, EnvSpec, EpisodicLife, FireReset, FrameStack, MaxAndSkip, NoopReset,
-                          make_env, make_env_from_spec)
-from fastdqn.preprocess import process_frame
-from fastdqn.vecenv import VectorEnv
+from fastdqn.env.atari import EnvSpec, make_env, make_env_from_spec
+from fastdqn.env.wrappers import ClipReward, EpisodicLife, FireReset, FrameStack, MaxAndSkip, NoopReset
+from fastdqn.frames.preprocess import process_frame
+from fastdqn.env.vector import VectorEnv
 
 PONG = "PongNoFrameskip-v4"
 
@@ -159,7 +159,7 @@ def test_a_dead_worker_is_an_error_naming_it_not_a_hang():
     import threading
     import time
 
-    from fastdqn.vecenv import WorkerDied
+    from fastdqn.env.vector import WorkerDied
 
     with VectorEnv(EnvSpec(PONG), 3, num_workers=2) as venv:
         venv.reset()

@@ -1,4 +1,4 @@
-"""fastdqn.graphed: a CUDA-graph-captured update must train exactly like the eager one."""
+"""fastdqn.learn.graphed: a CUDA-graph-captured update must train exactly like the eager one."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fastdqn.graphed import make_graphed_update
+from fastdqn.learn.graphed import make_graphed_update
 
 cuda_only = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -83,7 +83,7 @@ def test_graphed_update_checks_call_inputs():
 @pytest.mark.gpu
 @cuda_only
 def test_graphed_dqn_learner_update_matches_eager():
-    from fastdqn.learner import Learner
+    from fastdqn.learn.learner import Learner
 
     eager = Learner(6, device="cuda", compile=False)
     graph = Learner(6, device="cuda", compile=False)

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from fastdqn.checkpoint import load_checkpoint, save_checkpoint
-from fastdqn.learner import Learner, epsilon_at, td_loss, td_target
-from fastdqn.model import NatureDQN, check_obs
+from fastdqn.run.checkpoint import load_checkpoint, save_checkpoint
+from fastdqn.learn.learner import Learner, epsilon_at, td_loss, td_target
+from fastdqn.learn.model import NatureDQN, check_obs
 
 
 def test_td_target_terminal_masking():

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from fastdqn import preprocess as P
+from fastdqn.frames import preprocess as P
 
 
 def area_matrix(in_len, out_len):

@@ -17,8 +17,8 @@ import time
 import pytest
 import torch
 
-from fastdqn.checkpoint import load_checkpoint
-from fastdqn.train import TrainConfig, Trainer, train
+from fastdqn.run.checkpoint import load_checkpoint
+from fastdqn.run import TrainConfig, Trainer, train
 
 SMALL = dict(replay_size=2000, replay_start=300, batch_size=8, replay_ratio=0.25, sync_target=100,
              eps_decay_frames=1000, progress=False, torch_threads=1, checkpoint_every=250, seed=3)
@@ -72,7 +72,7 @@ def test_resume_without_saved_replay_refills_before_learning(tmp_path, capsys):
     train(TrainConfig(out=str(out), frames=500, **(SMALL | dict(replay_ratio=1.0))))
     saved = load_checkpoint(out / "last.pt")["trainer"]
     assert saved["replay_written"] is None and saved["due"] == 1  # a gradient step owed to the lost buffer
-    from fastdqn.resume import resume_config
+    from fastdqn.run.resume import resume_config
 
     cfg, ckpt = resume_config(str(out), {"frames": 1000}, TrainConfig)
     t = Trainer(cfg, resume=ckpt)
@@ -98,7 +98,7 @@ def test_resume_rejects_changing_the_run(tmp_path):
         train(resume=str(out), lr=0.5)
     with pytest.raises(ValueError, match=r"frames: expected more than the 300 frames the run has played, got 300"):
         train(resume=str(out))  # the run is complete: nothing to continue
-    from fastdqn.resume import resume_config
+    from fastdqn.run.resume import resume_config
 
     assert resume_config(str(out), {"frames": None}, TrainConfig)[0].frames is None  # until solved
     with pytest.raises(FileNotFoundError, match="expected a run directory, got .*nope"):
@@ -229,8 +229,8 @@ def test_a_killed_env_worker_ends_the_run_with_one_line_and_the_run_resumes(tmp_
 
 _SAVER = """
 import sys, torch
-from fastdqn.checkpoint import save_checkpoint
-from fastdqn.learner import Learner
+from fastdqn.run.checkpoint import save_checkpoint
+from fastdqn.learn.learner import Learner
 learner = Learner(6, device="cpu")
 for i in range(1, 10**6):
     with torch.no_grad():
@@ -263,8 +263,8 @@ def test_sigkill_during_checkpoint_save_never_corrupts(tmp_path):
         assert i >= max(done)
     assert torn >= 5  # most kills land inside a save, not between two
     # Temp files of killed writers are swept by the next save.
-    from fastdqn.checkpoint import save_checkpoint
-    from fastdqn.learner import Learner
+    from fastdqn.run.checkpoint import save_checkpoint
+    from fastdqn.learn.learner import Learner
 
     save_checkpoint(path, Learner(6, device="cpu"), config={}, frame=0)
     assert sorted(os.listdir(tmp_path)) == ["last.pt"]
@@ -280,7 +280,7 @@ def test_resume_drops_episodes_logged_after_last_pt(tmp_path):
     resume: metrics.jsonl keeps only the episodes up to last.pt, and TensorBoard hides the rest."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    from fastdqn.runlog import RunLog
+    from fastdqn.run.runlog import RunLog
 
     log = RunLog(str(tmp_path), {}, tensorboard=True)
     for frame, reward in ((100, -21.0), (200, -20.0), (300, -19.0)):

@@ -10,7 +10,7 @@ import time
 import numpy as np
 
 from fastdqn import ReplayBuffer
-from fastdqn.replay_state import check_state
+from fastdqn.replay.state import check_state
 from replay_stamps import StampWriter, check_batch
 
 ENVS, CAPACITY, STACK, BATCH = 50, 1_000, 4, 256

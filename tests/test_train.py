@@ -7,9 +7,9 @@ import cv2
 import numpy as np
 import pytest
 
-from fastdqn.checkpoint import load_checkpoint
+from fastdqn.run.checkpoint import load_checkpoint
 from fastdqn.play import play
-from fastdqn.train import TrainConfig, preset, train
+from fastdqn.run import TrainConfig, preset, train
 
 # Tiny but real: learning starts at frame 600, the first random Pong game ends near frame 900.
 TINY = dict(frames=1300, replay_size=2000, replay_start=600, batch_size=8, replay_ratio=0.25,

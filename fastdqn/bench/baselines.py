@@ -251,20 +251,22 @@ class SeedPongEnv:
 
 # ---------------------------------------------------------------- training loop
 class SeedTrainLoop:
-    """The seeds' main loop, one agent step per `step()`: epsilon-greedy
-    play_step into the deque buffer, then (after replay start) one batch-32
-    update with the seeds' copy pattern; target sync every 1,000 frames."""
+    """The seeds' 02_dqn_pong.py loop, one agent step per ``step()``: epsilon-greedy play_step
+    into the deque buffer (float32 stacks, np.array repacking), then one update with the seeds'
+    copy pattern (torch.tensor(...).to(device) per field); target sync every 1,000 steps.
+    ``prefill(n)`` plays n random steps first, as the replay start does."""
 
-    def __init__(self, replay_size: int = 10_000, replay_start: int = 10_000, device: str = "cpu",
-                 seed: int = 0, batch_size: int = 32):
+    def __init__(self, replay_size: int = 10_000, device: str = "cpu", seed: int = 0, batch_size: int = 32,
+                 epsilon: float = 0.01):
         import copy
 
+        torch.manual_seed(seed)
         self.env, self.device = SeedPongEnv(seed=seed), torch.device(device)
         self.buffer = SeedReplayBuffer(replay_size)
         self.net = SeedDQN().to(self.device)
         self.tgt = copy.deepcopy(self.net)
         self.opt = torch.optim.Adam(self.net.parameters(), lr=1e-4)
-        self.replay_start, self.batch_size = replay_start, batch_size
+        self.batch_size, self.epsilon = batch_size, epsilon
         self.rng, self.frame = np.random.default_rng(seed), 0
         self.state = self.env.state
 
@@ -279,18 +281,16 @@ class SeedTrainLoop:
         self.buffer.append(Experience(self.state, action, reward, done, new_state))
         self.state = new_state  # SeedPongEnv already reset on done
 
+    def prefill(self, n: int) -> None:
+        for _ in range(n):
+            self.play_step(1.0)
+
     def step(self) -> None:
         self.frame += 1
-        self.play_step(max(0.01, 1.0 - self.frame / 150_000))
-        if len(self.buffer) < self.replay_start:
-            return
+        self.play_step(self.epsilon)
         if self.frame % 1_000 == 0:
             self.tgt.load_state_dict(self.net.state_dict())
         self.opt.zero_grad()
         batch = seed_to_device(self.buffer.sample(self.batch_size), self.device)
         vectorised_loss(self.net, self.tgt, *batch).backward()
         self.opt.step()
-
-    def prefill(self) -> None:
-        while len(self.buffer) < self.replay_start:
-            self.step()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from fastdqn.devices import resolve_device
+
 from .config import GROUPS, make_config
 
 
@@ -61,7 +63,6 @@ def _write(path: str, text: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .config import resolve_device
     from .render import print_report, to_markdown
     from .runner import run_groups
 

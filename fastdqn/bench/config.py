@@ -22,8 +22,6 @@ class BenchConfig:
     built_capacities: tuple[int, ...] = (10_000, 100_000)  # larger ones are computed
     compile: bool = True  # torch.compile rows (slow to build on a CPU)
     num_envs: int = 8  # vector env rows
-    train_start: int = 10_000  # replay start of the train group (the seeds' 10k)
-    env_workers: int | None = None  # VectorEnv processes (None: one per core, at most num_envs)
     device: str = "auto"
     # 1 by default: with more, one busy core stalls every OpenMP barrier and a batch-32
     # update swings 10x on a shared machine. 0 keeps torch's default (all cores).
@@ -41,11 +39,10 @@ class BenchConfig:
 def make_config(mode: str = "full", **overrides) -> BenchConfig:
     presets = {
         "full": {},
-        "quick": dict(rounds=9, round_s=0.04, frames=128, compile=False, train_start=2_000,
+        "quick": dict(rounds=9, round_s=0.04, frames=128, compile=False,
                       built_capacities=(10_000,)),
         "tiny": dict(rounds=3, round_s=0.005, frames=8, replay_fill=300, batch_size=4, compile=False,
-                     capacities=(1_000, 10_000), built_capacities=(1_000,), num_envs=2, env_workers=0,
-                     train_start=100),
+                     capacities=(1_000, 10_000), built_capacities=(1_000,), num_envs=2),
     }
     if mode not in presets:
         raise ValueError(f"mode: expected one of {sorted(presets)}, got {mode!r}")
@@ -55,15 +52,3 @@ def make_config(mode: str = "full", **overrides) -> BenchConfig:
         raise TypeError(f"unknown BenchConfig fields: {bad}")
     kwargs = {**presets[mode], **{k: v for k, v in overrides.items() if v is not None}}
     return BenchConfig(mode=mode, **kwargs)
-
-
-def resolve_device(name: str) -> str:
-    import torch
-
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name not in ("cpu", "cuda"):
-        raise ValueError(f"device: expected 'auto', 'cpu' or 'cuda', got {name!r}")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device: 'cuda' requested but torch.cuda.is_available() is False")
-    return name

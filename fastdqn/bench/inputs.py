@@ -8,31 +8,43 @@ import functools
 import numpy as np
 
 
-@functools.lru_cache(maxsize=4)
-def pong_frames(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """`n` consecutive raw Pong frames (uint8 [n,210,160,3]) and the frame
-    before each one (for the max-pool), from ale-py with random actions."""
+@functools.lru_cache(maxsize=16)
+def game_frames(game: str = "PongNoFrameskip-v4", n: int = 256, seed: int = 0, warmup: int = 60,
+                every: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` raw frames of ``game`` (uint8 [n, 210, 160, 3]) and the frame just before each (the
+    max-pool pair), from ale-py with seeded random actions: ``warmup`` frames first (past the
+    blank start of a game), then one pair every ``every`` frames. The one frame capture of the
+    bench, the tests and bench/gpu_micro.py."""
     import ale_py
     import gymnasium as gym
 
     gym.register_envs(ale_py)
-    env = gym.make("PongNoFrameskip-v4")
+    env = gym.make(game)
+    rng = np.random.default_rng(seed)
+
+    def step(obs):
+        obs, _, term, trunc, _ = env.step(int(rng.integers(env.action_space.n)))
+        return env.reset()[0] if term or trunc else obs
+
     try:
         obs, _ = env.reset(seed=seed)
-        rng = np.random.default_rng(seed)
-        raw = [obs]
-        for _ in range(60):  # past the blank start of the game
-            obs, *_ = env.step(int(rng.integers(env.action_space.n)))
-        raw = [obs]
-        while len(raw) < n + 1:
-            obs, _, term, trunc, _ = env.step(int(rng.integers(env.action_space.n)))
-            if term or trunc:
-                obs, _ = env.reset()
-            raw.append(obs)
+        for _ in range(warmup):
+            obs = step(obs)
+        frames, prevs = [], []
+        while len(frames) < n:
+            prevs.append(obs)
+            obs = step(obs)
+            frames.append(obs)
+            for _ in range(every - 1):
+                obs = step(obs)
     finally:
         env.close()
-    stack = np.ascontiguousarray(np.stack(raw))
-    return stack[1:].copy(), stack[:-1].copy()
+    return np.ascontiguousarray(np.stack(frames)), np.ascontiguousarray(np.stack(prevs))
+
+
+def pong_frames(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` consecutive raw Pong frames and the frame before each one."""
+    return game_frames("PongNoFrameskip-v4", n, seed)
 
 
 @functools.lru_cache(maxsize=2)

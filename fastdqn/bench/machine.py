@@ -5,6 +5,9 @@ from __future__ import annotations
 import os
 import platform
 
+from fastdqn.frames import preprocess
+from fastdqn.info import version_of
+
 
 def _cpu_model() -> str:
     try:
@@ -15,14 +18,6 @@ def _cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
-
-
-def _version(module: str) -> str | None:
-    try:
-        mod = __import__(module)
-    except Exception:  # noqa: BLE001 - absent or broken: report as missing
-        return None
-    return getattr(mod, "__version__", "?")
 
 
 def machine_info() -> dict:
@@ -37,12 +32,7 @@ def machine_info() -> dict:
     if torch.cuda.is_available():
         props = torch.cuda.get_device_properties(0)
         gpu = f"{props.name} ({props.total_memory / 2**30:.0f} GiB)"
-    try:
-        from fastdqn import preprocess
-
-        backends = list(preprocess.backends())
-    except Exception:  # noqa: BLE001
-        backends = []
+    backends = list(preprocess.backends())
     return {
         "cpu": _cpu_model(),
         "cores": os.cpu_count(),
@@ -53,10 +43,10 @@ def machine_info() -> dict:
         "python": platform.python_version(),
         "torch": torch.__version__,
         "numpy": np.__version__,
-        "numba": _version("numba"),
-        "opencv": _version("cv2"),
-        "ale_py": _version("ale_py"),
-        "fastdqn": _version("fastdqn"),
+        "numba": version_of("numba"),
+        "opencv": version_of("cv2"),
+        "ale_py": version_of("ale_py"),
+        "fastdqn": version_of("fastdqn"),
         "preprocess_backends": backends,
     }
 

@@ -1,12 +1,20 @@
-"""Env steps/s over the trainer's public API (used when fastdqn.vecenv/envs
-provide no `bench_specs` hook of their own). One item = one agent step of one
-env (4 emulator frames, max-pooled and preprocessed)."""
+"""Env steps/s. One item = one agent step of one env (4 emulator frames, max-pooled and
+preprocessed).
+
+env-wrappers: the seeds' wrapper chain against fastdqn's ``make_env``, one env.
+env: the vector path into the replay buffer, ale-py's AtariVectorEnv against fastdqn's
+VectorEnv (same frame skip, max-pool, 84x84 grey, into the same buffer).
+"""
 
 from __future__ import annotations
 
 import os
 
 import numpy as np
+
+from fastdqn.env.atari import EnvSpec, make_env
+from fastdqn.env.vector import VectorEnv
+from fastdqn.replay.buffer import ReplayBuffer
 
 from .. import baselines as bl
 from ..config import BenchConfig
@@ -16,8 +24,8 @@ GROUP = "env"
 
 
 def _stepper(env_step, n_actions: int, n: int, seed: int):
-    rng = np.random.default_rng(seed)
-    actions = rng.integers(0, n_actions, size=(4096, n))
+    """A run() that steps with pre-drawn random actions (an int for one env, an array for N)."""
+    actions = np.random.default_rng(seed).integers(0, n_actions, size=(4096, n))
     state = {"i": 0}
 
     def run():
@@ -26,54 +34,92 @@ def _stepper(env_step, n_actions: int, n: int, seed: int):
     return run
 
 
-def specs(cfg: BenchConfig, vector: bool = True) -> list[TableSpec]:
-    cores = os.cpu_count() or 1
-    n = cfg.num_envs
-    workers = min(n, cores) if cfg.env_workers is None else cfg.env_workers
-
+def wrappers_spec(cfg: BenchConfig) -> TableSpec:
     def seed_setup():
         env = bl.SeedPongEnv(seed=cfg.seed)
         return _stepper(env.step, 6, 1, cfg.seed)
 
-    cases = [Case("seed wrappers, 1 env (float32 stacks)", seed_setup, role="baseline")]
-    try:
-        from fastdqn import envs, vecenv
-    except Exception as exc:  # noqa: BLE001 - any failure means "not available"
-        why = f"fastdqn.envs/vecenv not importable ({type(exc).__name__})"
-        cases += [Case.unavailable("fastdqn env, 1 env", why),
-                  Case.unavailable(f"fastdqn VectorEnv, {n} envs", why)]
-    else:
-        def fast_single():
-            env = envs.make_env(seed=cfg.seed, frame_stack=4)
+    def fast_single():
+        env = make_env(seed=cfg.seed, frame_stack=4)
+
+        def step(a):
+            _, _, term, trunc, _ = env.step(a)
+            if term or trunc:
+                env.reset()
+        return _stepper(step, env.action_space.n, 1, cfg.seed)
+
+    cases = [Case("seed wrappers, 1 env (float32 stacks)", seed_setup, role="baseline"),
+             Case("fastdqn make_env, 1 env (uint8 stack)", fast_single)]
+    return TableSpec("env-wrappers", GROUP, "Env steps/s: the seeds' wrappers vs fastdqn's, one env",
+                     unit="env step", cases=cases,
+                     notes=["Pong, random actions, frame skip 4 with max-pool, 84x84 grey; time per env step. "
+                            "Env stepping only, no replay insert."])
+
+
+def _into_replay(n: int, seed: int):
+    """A ReplayBuffer fed with add_many (and start_many on episode ends)."""
+    buf = ReplayBuffer(10_000, num_envs=n, seed=seed)
+
+    def feed(actions, rewards, frames, term, trunc, reset_frames):
+        buf.add_many(actions, rewards, frames, term, trunc)
+        done = term | trunc
+        if done.any():
+            buf.start_many(reset_frames[done], envs=np.flatnonzero(done).tolist())
+    return buf, feed
+
+
+def vector_spec(cfg: BenchConfig, live: list) -> TableSpec:
+    """``live`` keeps the envs alive while they are timed (workers exit with the process)."""
+    n, cores = cfg.num_envs, os.cpu_count() or 1
+
+    def fast(num_envs, workers):
+        def setup():
+            venv = VectorEnv(EnvSpec(), num_envs, num_workers=workers, seed=cfg.seed)
+            live.append(venv)
+            buf, feed = _into_replay(num_envs, cfg.seed)
+            buf.start_many(venv.reset())
 
             def step(a):
-                _, _, term, trunc, _ = env.step(a)
-                if term or trunc:
-                    env.reset()
-            return _stepper(step, env.action_space.n, 1, cfg.seed)
+                r = venv.step(np.atleast_1d(a))
+                feed(np.atleast_1d(a), r.rewards, r.frames, r.terminated, r.truncated, r.reset_frames)
+            return _stepper(step, 6, num_envs, cfg.seed)
+        return setup
 
-        def fast_vector():
-            venv = vecenv.VectorEnv(envs.EnvSpec(), n, num_workers=workers, seed=cfg.seed)
-            venv.reset()
-            return _stepper(venv.step, 6, n, cfg.seed)
+    def ale(num_envs, threads):
+        def setup():
+            from ale_py.vector_env import AtariVectorEnv
 
-        cases.append(Case("fastdqn make_env, 1 env (uint8 stack)", fast_single))
-        if vector:
-            cases.append(Case(f"fastdqn VectorEnv, {n} envs, {workers} worker processes", fast_vector, items=n))
+            # Same work as ours: frame skip 4, max-pool, FIRE reset, no noops, 84x84 grey,
+            # one frame per env per step (the buffer stacks), rewards unclipped.
+            venv = AtariVectorEnv("pong", num_envs, num_threads=threads, stack_num=1, img_height=84,
+                                  img_width=84, noop_max=0, use_fire_reset=True, reward_clipping=False,
+                                  autoreset_mode="SameStep")
+            live.append(venv)
+            buf, feed = _into_replay(num_envs, cfg.seed)
+            obs, _ = venv.reset(seed=cfg.seed)
+            buf.start_many(np.ascontiguousarray(obs[:, -1]))
 
-    def ale_vector():
-        from ale_py.vector_env import AtariVectorEnv
+            def step(a):
+                obs, rew, term, trunc, info = venv.step(a)
+                frames = np.ascontiguousarray(obs[:, -1])
+                # SameStep autoreset returns the reset frame in place of the final one.
+                feed(a, rew.astype(np.float32), frames, term, trunc, frames)
+            return _stepper(step, 6, num_envs, cfg.seed)
+        return setup
 
-        venv = AtariVectorEnv("pong", n, num_threads=cores, stack_num=4, reward_clipping=False,
-                              noop_max=0, use_fire_reset=True, img_height=84, img_width=84)
-        venv.reset(seed=cfg.seed)
-        return _stepper(venv.step, 6, n, cfg.seed)
+    workers = min(n, cores)
+    cases = [
+        Case(f"ale-py AtariVectorEnv, {n} envs, {cores} threads -> add_many", ale(n, cores), role="baseline", items=n),
+        Case("fastdqn VectorEnv, 1 env in-process -> add_many", fast(1, 0), items=1),
+        Case(f"fastdqn VectorEnv, {n} envs in-process -> add_many", fast(n, 0), items=n),
+        Case(f"fastdqn VectorEnv, {n} envs, {workers} worker processes -> add_many", fast(n, workers), items=n),
+    ]
+    return TableSpec("env", GROUP, "Env steps/s into the replay buffer: ale-py AtariVectorEnv vs fastdqn",
+                     unit="env step", cases=cases,
+                     notes=["Pong, random actions, frame skip 4 with max-pool, 84x84 grey (AtariVectorEnv: its "
+                            "grey-then-max order, 'full' layout; fastdqn: max on RGB then luma, 'crop' layout), "
+                            "each step written to a ReplayBuffer with add_many."])
 
-    if vector:
-        cases.append(Case(f"ale-py AtariVectorEnv, {n} envs, {cores} threads (84x84 full layout)", ale_vector,
-                          role="alternative", items=n))
-    return [TableSpec("env-wrappers", GROUP, "Env steps/s: the seeds' wrappers vs fastdqn's, one env"
-                      + (" (and vector paths)" if vector else ""),
-                      unit="env step", cases=cases,
-                      notes=["Pong, random actions, frame skip 4 with max-pool, 84x84 grey; time per env step "
-                             "(vector rows: call time / envs). Env stepping only, no replay insert."])]
+
+def specs(cfg: BenchConfig) -> list[TableSpec]:
+    return [wrappers_spec(cfg), vector_spec(cfg, live=[])]

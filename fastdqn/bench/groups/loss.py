@@ -8,7 +8,10 @@ import numpy as np
 import torch
 
 from .. import baselines as bl
-from ..config import BenchConfig, resolve_device
+from fastdqn.devices import resolve_device
+from fastdqn.learn import learner
+
+from ..config import BenchConfig
 from ..model import Case, TableSpec
 from .replay import fill_seed
 
@@ -19,7 +22,7 @@ class Fixture:
     """One sampled batch in every representation, plus nets and an optimizer."""
 
     def __init__(self, cfg: BenchConfig):
-        self.device = torch.device(resolve_device(cfg.device))
+        self.device = resolve_device(cfg.device)
         b = cfg.batch_size
         buf = fill_seed(max(4 * b, 128), cfg.seed)
         rng = np.random.default_rng(cfg.seed)
@@ -56,15 +59,6 @@ class Fixture:
         self.opt.step()
 
 
-def _trainer():
-    """fastdqn.learner (the trainer's module) or the reason it is not usable."""
-    try:
-        from fastdqn import learner
-    except Exception as exc:  # noqa: BLE001 - any failure means "not available"
-        return None, f"fastdqn.learner not importable ({type(exc).__name__})"
-    return learner, None
-
-
 def _fixture_cache(cfg: BenchConfig):
     box: dict = {}
 
@@ -80,7 +74,6 @@ def _learner(fx, compile_: bool, mode: str | None = None):
     f = fx()
     key = ("learner", compile_, mode)
     if key not in f.__dict__:
-        learner, _ = _trainer()
         lrn = learner.Learner(6, device=f.device, compile=compile_)
         if mode is not None:  # CUDA graphs: recompile the same update with another mode
             lrn._step = torch.compile(lrn._update, mode=mode)
@@ -108,14 +101,12 @@ def _copy_cases(fx, full_step: bool) -> list[Case]:
             f = fx()
             src = source(f)
             if not full_step:
-                learner, _ = _trainer()
                 return lambda: (learner.to_device(src, f.device), f.sync())
             lrn = _learner(fx, compile_=False)
             return lambda: (lrn.update(src), f.sync())
         return setup
 
     cuda = torch.cuda.is_available()
-    learner, why = _trainer()
     what = "Learner.update(batch)" if full_step else "learner.to_device(batch)"
     label = f"fastdqn {what}: uint8 window, one non_blocking copy" + ("" if cuda else " (CPU: no copy)")
     gpu_label = f"fastdqn {what}: GPU-resident batch (no copy)"
@@ -127,8 +118,6 @@ def _copy_cases(fx, full_step: bool) -> list[Case]:
         Case("seed without np.array repack: torch.tensor(tuple of arrays)", role="alternative",
              setup=seed(bl.list_to_device, lambda f: f.tuples)),
     ]
-    if learner is None:
-        return rows + [Case.unavailable(label, why), Case.unavailable(gpu_label, why)]
     rows.append(Case(label, fast(lambda f: f.batch)))
     rows.append(Case(gpu_label, fast(lambda f: f.batch_device)) if cuda
                 else Case.unavailable(gpu_label, "no CUDA device"))
@@ -183,14 +172,12 @@ def compile_spec(cfg: BenchConfig, fx, step_note: str) -> TableSpec:
         return setup
 
     cases = [Case("seeds' calc_loss, eager (uint8 batch on the device)", seed_eager, role="baseline")]
-    learner, why = _trainer()
     rows = [("fastdqn Learner.update, eager", False, None, None),
             ("fastdqn Learner.update, torch.compile", True, None,
              None if cfg.compile else f"skipped in --{cfg.mode} (compiling takes minutes on a CPU)"),
             ("fastdqn Learner.update, torch.compile mode='reduce-overhead' (CUDA graphs)", True,
              "reduce-overhead", None if torch.cuda.is_available() else "no CUDA device")]
     for label, comp, mode, skip in rows:
-        skip = why if learner is None else skip
         if skip is None and comp and not cfg.compile:
             skip = f"skipped in --{cfg.mode}"
         cases.append(Case.unavailable(label, skip) if skip else Case(label, learner_setup(comp, mode)))

@@ -5,6 +5,10 @@ from __future__ import annotations
 import os
 
 import numpy as np
+import torch
+
+from fastdqn.frames import cuda as frames_cuda
+from fastdqn.frames import preprocess as pre
 
 from .. import baselines as bl
 from ..config import BenchConfig
@@ -12,17 +16,6 @@ from ..inputs import pong_frames
 from ..model import Case, TableSpec
 
 GROUP = "preprocess"
-
-
-def _fastdqn_preprocess():
-    """fastdqn.preprocess if it exposes the batch API, else the reason why not."""
-    try:
-        from fastdqn import preprocess
-    except Exception as exc:  # noqa: BLE001 - any import failure means "not available"
-        return None, f"fastdqn.preprocess not importable ({type(exc).__name__})"
-    if not hasattr(preprocess, "process_batch"):
-        return None, "fastdqn.preprocess.process_batch not implemented"
-    return preprocess, None
 
 
 def _max_diff(out: np.ndarray, ref: np.ndarray) -> int:
@@ -75,8 +68,7 @@ def specs(cfg: BenchConfig) -> list[TableSpec]:
     ]
     cases[0].extra["max diff vs seed"] = 0
 
-    pre, why = _fastdqn_preprocess()
-    available = pre.backends() if pre is not None else []
+    available = pre.backends()
 
     def kernel(backend, threads=None):
         def make(frames, prev):
@@ -91,9 +83,7 @@ def specs(cfg: BenchConfig) -> list[TableSpec]:
     cores = os.cpu_count() or 1
     for label, backend, threads in (("fastdqn numba", "numba", None), ("fastdqn C++ 1 thread", "cpp", 1),
                                     (f"fastdqn C++ all threads ({cores})", "cpp", None)):
-        if pre is None:
-            cases.append(Case.unavailable(label, why))
-        elif backend not in available:
+        if backend not in available:
             cases.append(Case.unavailable(label, f"backend {backend!r} not built (backends: {available})"))
         else:
             cases.append(case_with_check(label, "fastdqn", kernel(backend, threads)))
@@ -108,16 +98,10 @@ def specs(cfg: BenchConfig) -> list[TableSpec]:
 
 def _cuda_case(cfg: BenchConfig, n: int, reference) -> Case:
     label = "fastdqn CUDA (frames already on the GPU)"
-    try:
-        import torch
-
-        from fastdqn import cuda as fcuda
-    except Exception:  # noqa: BLE001
-        return Case.unavailable(label, "fastdqn.cuda not importable")
     if not torch.cuda.is_available():
         return Case.unavailable(label, "no CUDA device")
-    if not (hasattr(fcuda, "available") and fcuda.available()):
-        return Case.unavailable(label, "CUDA module not built")
+    if not frames_cuda.available():
+        return Case.unavailable(label, frames_cuda.unavailable_reason())
     case = Case(label, None, items=n, role="fastdqn")
 
     def setup():
@@ -126,7 +110,7 @@ def _cuda_case(cfg: BenchConfig, n: int, reference) -> Case:
         p = torch.from_numpy(prev).cuda()
 
         def run():
-            out = fcuda.process_batch_cuda(f, p)
+            out = frames_cuda.process_batch_cuda(f, p)
             torch.cuda.synchronize()
             return out
         case.extra["max diff vs seed"] = _max_diff(run().cpu().numpy(), reference())

@@ -6,6 +6,10 @@ import gc
 import tracemalloc
 
 import numpy as np
+import torch
+
+from fastdqn.frames.stack import FrameStacker
+from fastdqn.replay.buffer import ReplayBuffer
 
 from .. import baselines as bl
 from ..config import BenchConfig
@@ -13,16 +17,6 @@ from ..inputs import episode_stream
 from ..model import Case, Table, TableSpec, ValuesSpec
 
 GROUP = "replay"
-
-
-def _replay_cls():
-    try:
-        from fastdqn import ReplayBuffer
-
-        ReplayBuffer(64)  # importable is not enough: the compiled core must be there
-    except Exception as exc:  # noqa: BLE001 - any failure means "not available"
-        return None, f"fastdqn.ReplayBuffer not available ({type(exc).__name__}: {exc})"
-    return ReplayBuffer, None
 
 
 # ------------------------------------------------------------------ filling
@@ -41,21 +35,21 @@ def fill_seed(n: int, seed: int = 0) -> bl.SeedReplayBuffer:
 
 def fill_numpy(n: int, seed: int = 0) -> bl.NumpyStackedBuffer:
     frames, actions, rewards, dones = episode_stream(n, seed=seed)
-    buf, stack = bl.NumpyStackedBuffer(n, seed=seed), np.zeros((4, 84, 84), np.uint8)
-    fresh = True
+    buf, stacker = bl.NumpyStackedBuffer(n, seed=seed), None
     for t in range(n):
-        if fresh:
-            stack[:] = 0
-            stack[-1] = frames[t]
-        nxt = np.concatenate([stack[1:], frames[t + 1][None]])
-        buf.add(stack, actions[t], rewards[t], nxt, dones[t])
-        stack, fresh = nxt, bool(dones[t])
+        if stacker is None:
+            stacker = FrameStacker(frames[t][None], 4)
+        obs = stacker.obs[0].numpy()  # push() makes a new tensor: this view stays the old stack
+        stacker.push(frames[t + 1][None])
+        buf.add(obs, actions[t], rewards[t], stacker.obs[0].numpy(), dones[t])
+        if dones[t]:
+            stacker = None
     return buf
 
 
-def fill_fastdqn(cls, n: int, seed: int = 0, **kw):
+def fill_fastdqn(n: int, seed: int = 0, **kw) -> ReplayBuffer:
     frames, actions, rewards, dones = episode_stream(n, seed=seed)
-    buf, fresh = cls(n, seed=seed, **kw), True
+    buf, fresh = ReplayBuffer(n, seed=seed, **kw), True
     for t in range(n):
         if fresh:
             buf.start(frames[t])
@@ -99,19 +93,13 @@ def sample_spec(cfg: BenchConfig) -> TableSpec:
         Case("numpy uint8 stacked obs + next_obs, fancy indexing", numpy_setup, role="alternative",
              extra={"bytes out": b * (2 * 4 * 84 * 84 + 8 + 4 + 4)}),
     ]
-    cls, why = _replay_cls()
-    if cls is None:
-        cases.append(Case.unavailable("fastdqn CPU ReplayBuffer", why))
-    else:
-        import torch
+    pinned = "pinned" if torch.cuda.is_available() else "not pinned: no CUDA"
 
-        pinned = "pinned" if torch.cuda.is_available() else "not pinned: no CUDA"
-
-        def fast_setup():
-            buf = fill_fastdqn(cls, n, cfg.seed)
-            return lambda: buf.sample(b)
-        cases.append(Case(f"fastdqn CPU ReplayBuffer ({pinned})", fast_setup, extra={"bytes out": window}))
-    cases.append(_gpu_case(cls, cfg))
+    def fast_setup():
+        buf = fill_fastdqn(n, cfg.seed)
+        return lambda: buf.sample(b)
+    cases.append(Case(f"fastdqn CPU ReplayBuffer ({pinned})", fast_setup, extra={"bytes out": window}))
+    cases.append(_gpu_case(cfg))
     cases.append(Case("plain memcpy of the same bytes (floor)", memcpy_setup, role="floor",
                       extra={"bytes out": window}))
     cases.append(Case(f"plain memcpy of the same bytes from a random place in a {n:,}-frame ring", cold_memcpy_setup,
@@ -124,17 +112,13 @@ def sample_spec(cfg: BenchConfig) -> TableSpec:
     )
 
 
-def _gpu_case(cls, cfg: BenchConfig) -> Case:
+def _gpu_case(cfg: BenchConfig) -> Case:
     label = "fastdqn GPU-resident ReplayBuffer"
-    import torch
-
-    if cls is None:
-        return Case.unavailable(label, "fastdqn.ReplayBuffer not importable")
     if not torch.cuda.is_available():
         return Case.unavailable(label, "no CUDA device")
 
     def setup():
-        buf = fill_fastdqn(cls, cfg.replay_fill, cfg.seed, device="cuda")
+        buf = fill_fastdqn(cfg.replay_fill, cfg.seed, device="cuda")
 
         def run():
             out = buf.sample(cfg.batch_size)
@@ -173,22 +157,18 @@ def memory_spec(cfg: BenchConfig) -> ValuesSpec:
         assert_msg = "allocation formula" if small.nbytes == np_bpt * min(caps) else "formula (allocation differs!)"
         rows.append(["numpy uint8 stacked obs + next_obs", np_bpt] + [np_bpt * c for c in caps] + [assert_msg])
         del small
-        cls, why = _replay_cls()
-        if cls is None:
-            rows.append(["fastdqn ReplayBuffer", None] + [None] * len(caps) + [f"not available: {why}"])
-        else:
-            built = {c: cls(c).nbytes for c in cfg.built_capacities}
-            gc.collect()
-            c_hi = max(built)
-            bpt = built[c_hi] / c_hi
-            if len(built) > 1:  # linear fit: fixed overhead + per-transition bytes
-                c_lo = min(built)
-                bpt = (built[c_hi] - built[c_lo]) / (c_hi - c_lo)
-            base = built[c_hi] - bpt * c_hi
-            vals = [built.get(c, base + bpt * c) for c in caps]
-            how = ("buf.nbytes at " + ", ".join(f"{c:,}" for c in built)
-                   + ("; larger capacities extrapolated linearly" if set(caps) - set(built) else ""))
-            rows.append(["fastdqn ReplayBuffer (frames stored once)", bpt] + vals + [how])
+        built = {c: ReplayBuffer(c).nbytes for c in cfg.built_capacities}
+        gc.collect()
+        c_hi = max(built)
+        bpt = built[c_hi] / c_hi
+        if len(built) > 1:  # linear fit: fixed overhead + per-transition bytes
+            c_lo = min(built)
+            bpt = (built[c_hi] - built[c_lo]) / (c_hi - c_lo)
+        base = built[c_hi] - bpt * c_hi
+        vals = [built.get(c, base + bpt * c) for c in caps]
+        how = ("buf.nbytes at " + ", ".join(f"{c:,}" for c in built)
+               + ("; larger capacities extrapolated linearly" if set(caps) - set(built) else ""))
+        rows.append(["fastdqn ReplayBuffer (frames stored once)", bpt] + vals + [how])
         rows.append(["seed chapter's claim for 1M (\"~20 GB\")", None]
                     + [20e9 if c == 1_000_000 else None for c in caps] + ["quoted, not measured"])
         return Table(

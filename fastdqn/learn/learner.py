@@ -7,7 +7,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from fastdqn.model import NatureDQN
+from fastdqn.devices import resolve_device
+from fastdqn.learn.model import NatureDQN
 
 LOSSES = ("mse", "huber")
 
@@ -45,20 +46,6 @@ def td_loss(online, target, obs, action, reward, next_obs, done, *, gamma, loss=
     if loss == "huber":
         return F.smooth_l1_loss(q, y)
     return F.mse_loss(q, y)
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError):
-        dev = None
-    if dev is None or dev.type not in ("cpu", "cuda"):
-        raise ValueError(f"device: expected 'auto', 'cpu' or 'cuda', got {str(device)!r}")
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device: expected 'cpu' or 'auto' on this machine, got 'cuda' (no CUDA device)")
-    return dev
 
 
 class Learner:

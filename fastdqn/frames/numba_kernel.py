@@ -8,9 +8,7 @@ from math import gcd
 import numpy as np
 from numba import njit
 
-OUT_SIDE = 84
-RAW_WIDTH = 160
-CROP_ROWS, CROP_FIRST = 110, 18  # the seeds resize to 84x110 and keep rows 18..101
+from fastdqn.frames.geometry import CROP_FIRST, CROP_ROWS, OUT_SIDE, RAW_WIDTH
 
 
 def area_taps(in_len: int, out_len: int) -> tuple[np.ndarray, np.ndarray, int]:

@@ -1,8 +1,8 @@
-"""Resuming a run (``fastdqn train --resume DIR``) and stopping one cleanly on Ctrl-C/SIGTERM.
+"""Resuming a run (``fastdqn train --resume DIR``): what last.pt holds and how a Trainer is put back.
 
 ``last.pt`` holds, besides the nets and the optimizer, everything that decides the run's
 future: frame and episode counters, the epsilon-greedy RNG, torch's RNG, every env's emulator
-and RNG (fastdqn.envs.env_state), the acting frame stacks and the pending gradient steps. With
+and RNG (fastdqn.env.snapshot), the acting frame stacks and the pending gradient steps. With
 ``--save-replay`` the buffer (with its sampling RNG) goes to ``replay.npz`` just before
 ``last.pt``, and a resumed run continues exactly as the uninterrupted one would have
 (tests/test_resume.py). Without it the buffer refills for ``replay_start`` frames first.
@@ -12,23 +12,20 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import signal
-import threading
-import time
 
 import numpy as np
 import torch
 
-from fastdqn.checkpoint import load_checkpoint
-from fastdqn.learner import epsilon_at
+from fastdqn.learn.learner import epsilon_at
+from fastdqn.replay.state import load_file as load_replay_file
+from fastdqn.run.checkpoint import load_checkpoint
+from fastdqn.run.state import RunState
 
 # Settings a resumed run may change; the others define the run and must stay as saved.
 RESUMABLE = ("frames", "reward_bound", "checkpoint_every", "device", "num_workers", "torch_threads",
              "tensorboard", "progress", "save_replay", "compile")
 REPLAY_FILE = "replay.npz"
-_STATE_KEYS = frozenset({"frame", "episodes", "returns", "all_rewards", "best", "credit", "due", "last_ckpt",
-                         "replay_frames", "loss_sum", "loss_n", "elapsed", "rng", "torch_rng", "obs", "envs",
-                         "replay_written"})
+_STATE_KEYS = frozenset(RunState.KEYS + ("rng", "torch_rng", "obs", "envs", "replay_written"))
 
 
 def resume_config(run_dir: str, overrides: dict, config_type):
@@ -63,98 +60,51 @@ def resume_config(run_dir: str, overrides: dict, config_type):
 
 def trainer_state(t, replay_saved: bool) -> dict:
     """The Trainer's part of last.pt (tensors and plain values only: weights_only loads it)."""
-    return {
-        "frame": t.frame, "episodes": t.episodes, "returns": list(t.returns), "all_rewards": list(t.all_rewards),
-        "best": t.best, "credit": t._credit, "due": t._due, "last_ckpt": t._last_ckpt,
-        "replay_frames": t._replay_frames, "loss_sum": float(t._loss_sum), "loss_n": t._loss_n,
-        "elapsed": time.perf_counter() - t._t0, "rng": t.rng.bit_generator.state,
-        "torch_rng": torch.get_rng_state(), "obs": t.stack.obs.cpu(), "envs": t.envs.get_state(),
-        "replay_written": _written(t.buf) if replay_saved else None,
+    return t.state.to_dict() | {
+        "rng": t.rng.bit_generator.state, "torch_rng": torch.get_rng_state(), "obs": t.stack.obs.cpu(),
+        "envs": t.envs.get_state(), "replay_written": t.buf.frames_written() if replay_saved else None,
     }
 
 
 def restore_trainer(t, ckpt: dict) -> None:
     """Put a freshly built Trainer (envs reset, buffer empty) where ``ckpt`` left the run."""
     s = ckpt["trainer"]
-    obs = s["obs"]
-    if not isinstance(obs, torch.Tensor) or obs.shape != t.stack.obs.shape or obs.dtype != torch.uint8:
-        got = list(obs.shape) if isinstance(obs, torch.Tensor) else type(obs).__name__
-        raise ValueError(f"resume: expected acting stacks uint8 {list(t.stack.obs.shape)}, got {got}")
+    try:
+        t.stack.load(s["obs"])
+    except ValueError as e:
+        raise ValueError(f"resume: {e}") from None
     t.learner.load_state_dict(ckpt)
     t.envs.set_state(s["envs"])
     restored = s["replay_written"] is not None and _load_replay(t, s["replay_written"])
+    t.state.load_dict(s)
     if restored:
-        t._replay_frames = int(s["replay_frames"])
         replay = "replay restored"
     else:
-        t.buf.start_many(np.ascontiguousarray(obs[:, -1].numpy()))
-        t._replay_frames = 0
+        t.buf.start_many(np.ascontiguousarray(s["obs"][:, -1].numpy()))
+        t.state.replay_frames = 0
+        t.state.due = 0  # gradient steps owed to the lost buffer: learning starts again after the refill
         why = "not saved (--save-replay)" if s["replay_written"] is None else f"{REPLAY_FILE} not found"
         replay = f"replay {why}: refilling {t.cfg.replay_start:,} frames before learning goes on"
-    t.stack.obs = obs.to(t.learner.device)
-    t.frame, t.episodes, t.best = int(s["frame"]), int(s["episodes"]), s["best"]
-    t.returns.extend(s["returns"])
-    t.all_rewards = list(s["all_rewards"])
-    t._credit, t._due, t._last_ckpt = float(s["credit"]), int(s["due"]), int(s["last_ckpt"])
-    if not restored:
-        t._due = 0  # gradient steps owed to the lost buffer: learning starts again after the refill
-    t._loss_sum.fill_(float(s["loss_sum"]))
-    t._loss_n = int(s["loss_n"])
-    t._t0 = time.perf_counter() - float(s["elapsed"])
-    t._f_win = t.frame
     t.rng.bit_generator.state = s["rng"]
     torch.set_rng_state(s["torch_rng"])
-    eps = epsilon_at(t.frame, t.cfg.eps_start, t.cfg.eps_final, t.cfg.eps_decay_frames)
-    t.prog.print(f"resuming {t.out} at frame {t.frame:,} ({t.episodes} episodes, epsilon {eps:.3f}); {replay}")
+    eps = epsilon_at(t.state.frame, t.cfg.eps_start, t.cfg.eps_final, t.cfg.eps_decay_frames)
+    t.prog.print(f"resuming {t.out} at frame {t.state.frame:,} ({t.state.episodes} episodes, epsilon {eps:.3f}); "
+                 f"{replay}")
 
 
 def save_replay(t) -> None:
     t.buf.save(os.path.join(t.out, REPLAY_FILE))
 
 
-def _written(buf) -> list[int]:
-    return [int(w) for w, _ in buf._core.streams()]
-
-
 def _load_replay(t, written) -> bool:
     """Restore replay.npz into t.buf; False if there is none (deleted: the buffer refills)."""
-    from fastdqn import replay_state
-
     path = os.path.join(t.out, REPLAY_FILE)
     if not os.path.lexists(path):
         return False
-    state = replay_state.load_file(path)
+    state = load_replay_file(path)
     got = [int(w) for w in np.asarray(state.get("written", []))]
     if got != list(written):
         raise ValueError(f"resume: expected {path!r} saved with last.pt (frames per env {list(written)}), got "
                          f"{got}: the run stopped between the two saves; delete it to resume with an empty replay")
     t.buf.load_state_dict(state)
     return True
-
-
-class StopSignals:
-    """While active, the first SIGINT/SIGTERM only sets ``signum`` (the loop then saves last.pt
-    and returns); a second one raises KeyboardInterrupt at once. Main thread only (Python's rule)."""
-
-    def __init__(self):
-        self.signum: int | None = None
-        self._old: dict = {}
-
-    @property
-    def name(self) -> str | None:
-        return None if self.signum is None else signal.Signals(self.signum).name
-
-    def _handle(self, signum, frame) -> None:
-        if self.signum is not None:
-            raise KeyboardInterrupt
-        self.signum = signum
-
-    def __enter__(self) -> "StopSignals":
-        if threading.current_thread() is threading.main_thread():
-            self._old = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for s, handler in self._old.items():
-            signal.signal(s, handler)
-        self._old = {}

@@ -1,12 +1,12 @@
 """Frame-deduplicating replay buffer: each 84x84 frame is stored once, stacks are rebuilt at sample time.
 
-The storage and sampling live in C++ (``fastdqn._core``); this module validates arguments, owns
-the output tensors and, with ``device=``, keeps the frames in a torch tensor on that device.
+The storage, the sampling and the rules of a valid transition live in C++ (``fastdqn._core``);
+this module checks argument types, owns the output tensors and, with ``device=``, keeps the
+frames in a torch tensor on that device.
 """
 
 from __future__ import annotations
 
-import math
 import numbers
 import threading
 from typing import NamedTuple, Sequence
@@ -14,12 +14,12 @@ from typing import NamedTuple, Sequence
 import numpy as np
 import torch
 
-from fastdqn import cuda as fastdqn_cuda
-from fastdqn import replay_state
-from fastdqn.preprocess import _core
+from fastdqn import _native
+from fastdqn.devices import resolve_device
+from fastdqn.frames import cuda as frames_cuda
+from fastdqn.replay import gather, state as replay_state
 
 PADS = ("zeros", "repeat")
-FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 class Batch(NamedTuple):
@@ -37,18 +37,6 @@ def _flag(value, name: str) -> bool:
     if isinstance(value, (bool, np.bool_)) or (isinstance(value, numbers.Integral) and value in (0, 1)):
         return bool(value)
     raise TypeError(f"{name}: expected a bool, got {value!r}")
-
-
-def _device(device) -> torch.device:
-    if not isinstance(device, (str, torch.device, int)) or isinstance(device, bool):
-        raise TypeError(f"device: expected None, a str, an int or a torch.device, got {type(device).__name__}")
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise ValueError(f"device: expected a torch device such as 'cuda' or 'cpu', got {device!r}") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device: expected a device torch can use, got {device!r} (no CUDA device)")
-    return dev
 
 
 def _positive_int(value, name: str, minimum: int = 1) -> int:
@@ -77,8 +65,7 @@ class ReplayBuffer:
 
     def __init__(self, capacity: int, *, num_envs: int = 1, frame_shape: Sequence[int] = (84, 84), stack: int = 4,
                  pad: str = "zeros", seed: int | None = None, device: str | torch.device | None = None):
-        if _core is None:
-            raise RuntimeError("fastdqn._core is not built: reinstall fastdqn with `pip install .`")
+        core = _native.core()  # NativeModuleMissing (an ImportError) says where fastdqn came from
         capacity = _positive_int(capacity, "capacity")
         num_envs = _positive_int(num_envs, "num_envs")
         stack = _positive_int(stack, "stack")
@@ -91,8 +78,8 @@ class ReplayBuffer:
             seed = int(np.random.SeedSequence().entropy) & (2**64 - 1)
         seed = _positive_int(seed, "seed", minimum=0) & (2**64 - 1)
         self.pad = pad
-        self.device = None if device is None else _device(device)
-        self._core = _core.ReplayCore(capacity, num_envs, list(frame_shape), stack, pad == "repeat", seed,
+        self.device = None if device is None else resolve_device(device)
+        self._core = core.ReplayCore(capacity, num_envs, list(frame_shape), stack, pad == "repeat", seed,
                                       store_frames=self.device is None)
         self._frames = None
         # Device store: the C++ bookkeeping publishes a slot before Python writes its frame, so a
@@ -138,20 +125,17 @@ class ReplayBuffer:
         """Record the transition from the stream's last frame. After ``terminated`` or
         ``truncated`` the episode is over and the next call on this stream must be ``start``."""
         env = self._env(env)
-        action = _positive_int(action, "action", minimum=0)
-        if action >= 2**31:  # stored as int32
-            raise ValueError(f"action: expected an int in [0, 2^31), got {action}")
+        if isinstance(action, bool) or not isinstance(action, numbers.Integral):
+            raise TypeError(f"action: expected an int, got {type(action).__name__}")
         if isinstance(reward, bool) or not isinstance(reward, numbers.Real):
             raise TypeError(f"reward: expected a float, got {type(reward).__name__}")
-        if not math.isfinite(reward) or abs(reward) > FLOAT32_MAX:  # stored as float32: 1e39 would become inf
-            raise ValueError(f"reward: expected a finite float32 value, got {reward}")
         terminated, truncated = _flag(terminated, "terminated"), _flag(truncated, "truncated")
         if self._frames is None:
-            self._core.add(action, float(reward), next_frame, terminated, truncated, env)
+            self._core.add(int(action), float(reward), next_frame, terminated, truncated, env)
         else:
             next_frame = self._device_frames(next_frame, "next_frame", ())
             with self._device_lock:
-                self._frames[self._core.add(action, float(reward), None, terminated, truncated, env)] = next_frame
+                self._frames[self._core.add(int(action), float(reward), None, terminated, truncated, env)] = next_frame
 
     def start_many(self, frames, envs: Sequence[int] | None = None) -> None:
         """Begin episodes on several streams: ``frames`` [K, H, W] for ``envs`` (default: all, in order)."""
@@ -199,7 +183,11 @@ class ReplayBuffer:
             action, reward, done = (t.to(self.device, non_blocking=True) for t in (action, reward, done))
         return Batch(window[:, :-1], action, reward, window[:, 1:], done)
 
-    # -- saving and restoring (fastdqn/replay_state.py) ---------------------------------------
+    def frames_written(self) -> list[int]:
+        """Frames written to each stream so far (a save and the checkpoint beside it must agree)."""
+        return [int(w) for w, _ in self._core.streams()]
+
+    # -- saving and restoring (fastdqn/replay/state.py) ---------------------------------------
     # Call these only while no other thread adds or samples: they read and write the raw storage.
     def state_dict(self) -> dict:
         """A copy of everything the buffer holds: storage, streams, RNG state and its config."""
@@ -246,7 +234,7 @@ class ReplayBuffer:
 
     def _gather_on_device(self, slots: torch.Tensor) -> torch.Tensor:
         slots = slots.to(self.device, non_blocking=True)
-        if self.device.type == "cuda" and fastdqn_cuda.available():
-            return fastdqn_cuda.gather_windows(self._frames, slots, check=False)  # one kernel, slots come from C++
+        if self.device.type == "cuda" and frames_cuda.available():
+            return gather.gather_windows(self._frames, slots, check=False)  # one kernel, slots come from C++
         window = self._frames[slots.clamp(min=0)]
         return window.masked_fill_((slots < 0)[..., None, None], 0)

@@ -19,25 +19,15 @@ from __future__ import annotations
 import numbers
 import warnings
 
-import cv2
 import numpy as np
 
-from fastdqn._numba_preprocess import CROP_FIRST, CROP_ROWS, OUT_SIDE, RAW_WIDTH, process_batch_numba
+from fastdqn import _native
+from fastdqn.frames.geometry import CROP_FIRST, CROP_ROWS, LAYOUTS, OUT_SHAPE, OUT_SIDE, RAW_HEIGHTS, RAW_WIDTH
 
-try:
-    from fastdqn import _core
-except ImportError:  # a source checkout without the compiled extension
-    _core = None
-    warnings.warn(
-        "fastdqn._core is not built: preprocessing falls back to the numba backend and "
-        "ReplayBuffer is unavailable; install with `pip install .` to build it",
-        RuntimeWarning,
-        stacklevel=2,
-    )
-
-LAYOUTS = ("crop", "full")
-RAW_HEIGHTS = (210, 250)
-OUT_SHAPE = (OUT_SIDE, OUT_SIDE)
+_core = _native.core_or_none()
+if _core is None:
+    warnings.warn(f"{_native.why_missing('_core')}; preprocessing falls back to the numba backend",
+                  RuntimeWarning, stacklevel=2)
 
 
 def backends() -> list[str]:
@@ -91,6 +81,8 @@ def process_batch(frames, prev=None, *, layout="crop", out=None, backend=None, t
     if backend == "cpp":
         _core.preprocess_batch(frames, prev, out, layout, 0 if threads is None else int(threads))
     elif backend == "numba":
+        from fastdqn.frames.numba_kernel import process_batch_numba  # numba compiles on first use: import it then
+
         process_batch_numba(frames, prev, out, layout)
     else:
         for i in range(frames.shape[0]):
@@ -108,6 +100,8 @@ def process_frame(frame, prev=None, *, layout="crop", out=None, backend=None) ->
 
 def seed_process(frame: np.ndarray, layout: str = "crop") -> np.ndarray:
     """The seeds' ProcessFrame84 (or WarpFrame for ``"full"``): float luma, INTER_AREA, truncating cast."""
+    import cv2
+
     img = frame.astype(np.float32)
     luma = img[:, :, 0] * 0.299 + img[:, :, 1] * 0.587 + img[:, :, 2] * 0.114
     if layout == "crop":

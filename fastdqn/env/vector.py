@@ -18,36 +18,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from fastdqn.envs import EnvSpec, env_state, make_env_from_spec, set_env_state
-
-_FIELDS = (  # name, dtype, per-env shape
-    ("frames", np.uint8, (84, 84)),
-    ("reset_frames", np.uint8, (84, 84)),
-    ("actions", np.int64, ()),
-    ("rewards", np.float32, ()),
-    ("terminated", np.bool_, ()),
-    ("truncated", np.bool_, ()),
-    ("episode_end", np.bool_, ()),
-    ("episode_return", np.float64, ()),
-    ("episode_length", np.int64, ()),
-)
-
-
-def _layout(n: int) -> tuple[dict, int]:
-    offsets, off = {}, 0
-    for name, dtype, shape in _FIELDS:
-        off = (off + 63) // 64 * 64  # cache-line aligned, no false sharing between fields
-        offsets[name] = off
-        off += n * int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
-    return offsets, off
-
-
-def _views(buf, n: int) -> dict:
-    offsets, _ = _layout(n)
-    return {
-        name: np.ndarray((n, *shape), dtype, buffer=buf, offset=offsets[name])
-        for name, dtype, shape in _FIELDS
-    }
+from fastdqn.env.atari import EnvSpec, make_env_from_spec
+from fastdqn.env.snapshot import env_state
+from fastdqn.env.vector_worker import EnvSlice, block_layout, block_views, worker_main
 
 
 class StepResult(NamedTuple):
@@ -61,88 +34,6 @@ class StepResult(NamedTuple):
     episode_end: np.ndarray  # bool [N], a real game ended (not just a life)
     episode_return: np.ndarray  # float64 [N], raw game score, valid where episode_end
     episode_length: np.ndarray  # int64 [N], agent steps, valid where episode_end
-
-
-class _Slice:
-    """Envs lo..hi of the vector, stepped in the calling process."""
-
-    def __init__(self, spec: EnvSpec, lo: int, hi: int, seed: int, views: dict):
-        self.envs = [make_env_from_spec(spec) for _ in range(lo, hi)]
-        self.lo, self.hi, self.seed, self.v = lo, hi, seed, views
-        self.ret = np.zeros(hi - lo)
-        self.len = np.zeros(hi - lo, np.int64)
-
-    def reset(self) -> None:
-        v = self.v
-        for j, env in enumerate(self.envs):
-            i = self.lo + j
-            obs, _ = env.reset(seed=self.seed + i)
-            v["frames"][i] = obs
-        self.ret[:] = 0
-        self.len[:] = 0
-
-    def step(self) -> None:
-        v = self.v
-        for j, env in enumerate(self.envs):
-            i = self.lo + j
-            obs, reward, term, trunc, info = env.step(int(v["actions"][i]))
-            v["frames"][i] = obs
-            v["rewards"][i] = reward
-            v["terminated"][i], v["truncated"][i] = term, trunc
-            self.ret[j] += info.get("raw_reward", reward)
-            self.len[j] += 1
-            end = (term or trunc) and info.get("game_over", True)
-            v["episode_end"][i] = end
-            if end:
-                v["episode_return"][i], v["episode_length"][i] = self.ret[j], self.len[j]
-                self.ret[j], self.len[j] = 0.0, 0
-            if term or trunc:
-                v["reset_frames"][i], _ = env.reset()
-
-    def get_state(self) -> list[dict]:
-        return [env_state(env) | {"return": float(self.ret[j]), "length": int(self.len[j])}
-                for j, env in enumerate(self.envs)]
-
-    def set_state(self, states: list[dict]) -> None:
-        for j, (env, s) in enumerate(zip(self.envs, states)):
-            set_env_state(env, s)
-            self.ret[j], self.len[j] = s["return"], s["length"]
-
-    def close(self) -> None:
-        for env in self.envs:
-            env.close()
-
-
-def _worker(conn, spec, lo, hi, seed, shm_name, n) -> None:
-    # Ctrl-C reaches the whole process group: the parent decides when workers stop (it saves
-    # last.pt first), so workers ignore SIGINT/SIGTERM and end on "q" or a closed pipe.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    shm = shared_memory.SharedMemory(name=shm_name)
-    part = None
-    try:
-        part = _Slice(spec, lo, hi, seed, _views(shm.buf, n))
-        conn.send_bytes(b"k")
-        while True:
-            cmd = conn.recv_bytes()
-            if cmd == b"s":
-                part.step()
-            elif cmd == b"r":
-                part.reset()
-            elif cmd == b"g":
-                conn.send(part.get_state())
-                continue
-            elif cmd == b"S":
-                part.set_state(conn.recv())
-            else:
-                break
-            conn.send_bytes(b"k")
-        part.close()
-    except (KeyboardInterrupt, EOFError):
-        pass
-    finally:
-        del part
-        shm.close()
 
 
 class WorkerDied(RuntimeError):
@@ -174,13 +65,13 @@ class VectorEnv:
         self.action_meanings = probe.unwrapped.get_action_meanings()
         self._state_keys = frozenset(env_state(probe)) | {"return", "length"}  # what set_state needs per env
         probe.close()
-        _, size = _layout(num_envs)
+        _, size = block_layout(num_envs)
         if num_workers == 0:
-            self._v = _views(bytearray(size), num_envs)
-            self._local = _Slice(spec, 0, num_envs, seed, self._v)
+            self._v = block_views(bytearray(size), num_envs)
+            self._local = EnvSlice(spec, 0, num_envs, seed, self._v)
             return
         self._shm = shared_memory.SharedMemory(create=True, size=size)
-        self._v = _views(self._shm.buf, num_envs)
+        self._v = block_views(self._shm.buf, num_envs)
         ctx = mp.get_context("spawn")  # no fork: the parent holds torch/OpenMP threads
         bounds = np.linspace(0, num_envs, num_workers + 1).astype(int)
         self._slices = list(zip(bounds[:-1].tolist(), bounds[1:].tolist()))  # envs lo..hi per worker
@@ -188,7 +79,7 @@ class VectorEnv:
             for lo, hi in self._slices:
                 parent, child = ctx.Pipe()
                 p = ctx.Process(
-                    target=_worker,
+                    target=worker_main,
                     args=(child, spec, int(lo), int(hi), seed, self._shm.name, num_envs),
                     daemon=True,
                 )
@@ -320,9 +211,3 @@ class VectorEnv:
         except Exception:
             pass
 
-
-def bench_specs(cfg):
-    """Tables for `fastdqn bench` (group "env"): see fastdqn/train_bench.py."""
-    from fastdqn.train_bench import env_specs
-
-    return env_specs(cfg)

@@ -1,4 +1,4 @@
-"""CUDA kernels on torch tensors: fused frame preprocessing and the replay window gather.
+"""CUDA kernels on torch tensors: the fused frame preprocessing (the replay's gather: fastdqn.replay.gather).
 
 The kernels live in the optional extension ``fastdqn._cuda`` (built when nvcc is found). They
 take raw device pointers and the caller's current stream, so this module validates every tensor
@@ -11,19 +11,14 @@ from __future__ import annotations
 
 import torch
 
-try:  # optional: the package works without the CUDA module
-    from . import _cuda
-except ImportError as exc:  # pragma: no cover - depends on the build
-    _cuda = None
-    _IMPORT_ERROR = f"{type(exc).__name__}: {exc}"
-else:
-    _IMPORT_ERROR = ""
+from fastdqn import _native
+from fastdqn.frames.geometry import LAYOUTS, OUT_SIDE, RAW_HEIGHTS as FRAME_HEIGHTS
 
-__all__ = ["available", "process_batch_cuda", "gather_windows", "FRAME_HEIGHTS", "LAYOUTS"]
+_SIDE = OUT_SIDE
 
-FRAME_HEIGHTS = (210, 250)
-LAYOUTS = ("crop", "full")
-_SIDE = 84
+_cuda = _native.cuda_or_none()  # optional: the package works without the CUDA module
+
+__all__ = ["available", "process_batch_cuda", "check_cuda_tensor", "current_stream", "FRAME_HEIGHTS", "LAYOUTS"]
 
 
 def available() -> bool:
@@ -33,15 +28,26 @@ def available() -> bool:
     return _cuda is not None and torch.cuda.is_available() and _cuda.device_count() > 0
 
 
-def _require_module():
+def unavailable_reason() -> str:
+    """Why ``available()`` is False ('' when it is True)."""
+    if _cuda is None:
+        return _native.why_missing("_cuda")
+    if not torch.cuda.is_available():
+        return "torch sees no CUDA device"
+    if _cuda.device_count() == 0:
+        return f"fastdqn._cuda sees no device: {_cuda.device_error()}"
+    return ""
+
+
+def require_module():
     if _cuda is None:
         raise RuntimeError(
-            "fastdqn._cuda is not built (install with nvcc on PATH, FASTDQN_CUDA=ON): " + _IMPORT_ERROR
+            _native.why_missing("_cuda") + " (build it with nvcc on PATH, FASTDQN_CUDA=ON)"
         )
     return _cuda
 
 
-def _check_tensor(name: str, t, dtype: torch.dtype, shape=None, device=None) -> None:
+def check_cuda_tensor(name: str, t, dtype: torch.dtype, shape=None, device=None) -> None:
     """Raise TypeError/ValueError unless t is a contiguous CUDA tensor of dtype (and shape)."""
     if not isinstance(t, torch.Tensor):
         raise TypeError(f"{name}: expected a torch.Tensor, got {type(t).__name__}")
@@ -57,7 +63,7 @@ def _check_tensor(name: str, t, dtype: torch.dtype, shape=None, device=None) -> 
         raise ValueError(f"{name}: expected a contiguous tensor, got strides {list(t.stride())}")
 
 
-def _stream(device: torch.device) -> int:
+def current_stream(device: torch.device) -> int:
     return torch.cuda.current_stream(device).cuda_stream
 
 
@@ -77,24 +83,24 @@ def process_batch_cuda(frames, prev=None, *, layout: str = "crop", out=None, out
         raise TypeError(f"frames: expected a torch.Tensor, got {type(frames).__name__}")
     if frames.dim() != 4 or frames.shape[1] not in FRAME_HEIGHTS or tuple(frames.shape[2:]) != (160, 3):
         raise ValueError(f"frames: expected shape [N, 210 or 250, 160, 3], got {list(frames.shape)}")
-    _check_tensor("frames", frames, torch.uint8)
+    check_cuda_tensor("frames", frames, torch.uint8)
     n, h = int(frames.shape[0]), int(frames.shape[1])
     dev = frames.device
     if prev is not None:
-        _check_tensor("prev", prev, torch.uint8, frames.shape, dev)
+        check_cuda_tensor("prev", prev, torch.uint8, frames.shape, dev)
     if out_index is None:
         if out is None:
             out = torch.empty((n, _SIDE, _SIDE), dtype=torch.uint8, device=dev)
         else:
-            _check_tensor("out", out, torch.uint8, (n, _SIDE, _SIDE), dev)
+            check_cuda_tensor("out", out, torch.uint8, (n, _SIDE, _SIDE), dev)
     else:
-        _check_tensor("out_index", out_index, torch.int64, (n,), dev)
+        check_cuda_tensor("out_index", out_index, torch.int64, (n,), dev)
         if out is None:
             raise ValueError("out: required when out_index is given (the storage to write into)")
-        _check_tensor("out", out, torch.uint8, None, dev)
+        check_cuda_tensor("out", out, torch.uint8, None, dev)
         if out.dim() != 3 or tuple(out.shape[1:]) != (_SIDE, _SIDE):
             raise ValueError(f"out: expected shape [S, 84, 84], got {list(out.shape)}")
-    mod = _require_module()
+    mod = require_module()
     if n == 0:
         return out
     mod.preprocess(
@@ -105,48 +111,8 @@ def process_batch_cuda(frames, prev=None, *, layout: str = "crop", out=None, out
         h,
         layout,
         dev.index if dev.index is not None else torch.cuda.current_device(),
-        _stream(dev),
+        current_stream(dev),
         0 if out_index is None else out_index.data_ptr(),
         int(out.shape[0]),
-    )
-    return out
-
-
-def gather_windows(storage, index, out=None, *, check: bool = True):
-    """out[..., :, :] = storage[index] with index -1 giving an all-zero frame, on the GPU.
-
-    storage: torch.uint8 CUDA [S, 84, 84]; index: torch.int64 CUDA of any shape (e.g.
-    [B, stack + 1]: one 5-frame window per sample, obs = out[:, :-1], next_obs = out[:, 1:]).
-    Returns out: uint8 [*index.shape, 84, 84].
-    check=True verifies -1 <= index < S first (one device sync) and raises ValueError; the
-    replay's hot path passes check=False with indices it built itself (the kernel still never
-    reads out of bounds: bad indices give zero frames).
-    """
-    _check_tensor("storage", storage, torch.uint8)
-    if storage.dim() != 3 or tuple(storage.shape[1:]) != (_SIDE, _SIDE):
-        raise ValueError(f"storage: expected shape [S, 84, 84], got {list(storage.shape)}")
-    dev = storage.device
-    _check_tensor("index", index, torch.int64, None, dev)
-    shape = (*index.shape, _SIDE, _SIDE)
-    if out is None:
-        out = torch.empty(shape, dtype=torch.uint8, device=dev)
-    else:
-        _check_tensor("out", out, torch.uint8, shape, dev)
-    num = int(storage.shape[0])
-    if check and index.numel():
-        lo, hi = int(index.min()), int(index.max())
-        if lo < -1 or hi >= num:
-            raise ValueError(f"index: expected values in [-1, {num}), got min {lo}, max {hi}")
-    mod = _require_module()
-    if index.numel() == 0:
-        return out
-    mod.gather_windows(
-        storage.data_ptr(),
-        num,
-        index.data_ptr(),
-        index.numel(),
-        out.data_ptr(),
-        dev.index if dev.index is not None else torch.cuda.current_device(),
-        _stream(dev),
     )
     return out

@@ -1,0 +1,26 @@
+"""Device resolution, the one place a user's ``device=`` becomes a ``torch.device``."""
+
+from __future__ import annotations
+
+import torch
+
+EXPECTED = "'auto', 'cpu' or 'cuda'"
+
+
+def resolve_device(device: str | int | torch.device = "auto") -> torch.device:
+    """``"auto"``: CUDA when torch sees a device, else the CPU. Otherwise anything ``torch.device``
+    takes that names the CPU or a CUDA device (``"cuda:1"``, ``1``, a ``torch.device``). A wrong
+    type is a TypeError, a device that is not there a ValueError, both naming what came."""
+    if isinstance(device, str) and device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if isinstance(device, bool) or not isinstance(device, (str, int, torch.device)):
+        raise TypeError(f"device: expected {EXPECTED}, got {device!r}")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        dev = None
+    if dev is None or dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"device: expected {EXPECTED}, got {str(device)!r}")
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device: expected 'cpu' or 'auto' on this machine, got {str(device)!r} (no CUDA device)")
+    return dev

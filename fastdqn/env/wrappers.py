@@ -1,0 +1,190 @@
+"""The DeepMind Atari wrappers as gymnasium wrappers (seeds, baselines).
+
+Order, as ``make_env_from_spec`` applies them: NoopReset -> MaxAndSkip -> EpisodicLife ->
+FireReset -> ClipReward -> FrameStack. MaxAndSkip max-pools the last two raw RGB frames and
+preprocesses them in the same call (``fastdqn.frames.process_frame(frame, prev)``), so frames
+leave it as uint8 [84, 84] and nothing is ever converted to float.
+"""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+
+from fastdqn.frames.geometry import LAYOUTS, OUT_SHAPE
+from fastdqn.frames.preprocess import process_frame
+from fastdqn.frames.stack import FrameStacker
+
+
+class NoopReset(gym.Wrapper):
+    """On reset, take a random number (1..noop_max) of NOOP actions."""
+
+    def __init__(self, env: gym.Env, noop_max: int = 30):
+        super().__init__(env)
+        if noop_max < 1:
+            raise ValueError(f"noop_max: expected >= 1, got {noop_max}")
+        self.noop_max = noop_max
+
+    def reset(self, **kwargs):
+        obs, info = self.env.reset(**kwargs)
+        for _ in range(int(self.unwrapped.np_random.integers(1, self.noop_max + 1))):
+            obs, _, terminated, truncated, info = self.env.step(0)
+            if terminated or truncated:
+                obs, info = self.env.reset()
+        return obs, info
+
+
+class MaxAndSkip(gym.Wrapper):
+    """Repeat the action `skip` times; observe the max of the last two raw RGB frames.
+
+    With ``layout`` ("crop" or "full") the max-pooled frame is preprocessed in the same
+    kernel call and the observation is uint8 [84, 84]; with ``layout=None`` it stays RGB.
+    On a bare ale-py env it drives the emulator directly and reads only the two screens it
+    needs (the generic path copies a screen on every raw frame).
+    """
+
+    def __init__(self, env: gym.Env, skip: int = 4, layout: str | None = "crop"):
+        super().__init__(env)
+        if skip < 1:
+            raise ValueError(f"skip: expected >= 1, got {skip}")
+        if layout is not None and layout not in LAYOUTS:
+            raise ValueError(f"layout: expected 'crop', 'full' or None, got {layout!r}")
+        self.skip, self.layout = skip, layout
+        raw_shape = env.observation_space.shape
+        self._frames = np.zeros((2, *raw_shape), np.uint8)
+        base = env.unwrapped
+        self._ale = base.ale if _is_fast_ale(base) else None
+        if layout is not None:
+            self.observation_space = gym.spaces.Box(0, 255, OUT_SHAPE, np.uint8)
+
+    def _out(self, last: np.ndarray, prev: np.ndarray | None) -> np.ndarray:
+        if self.layout is None:
+            return last.copy() if prev is None else np.maximum(last, prev)
+        return process_frame(last, prev, layout=self.layout)
+
+    def reset(self, **kwargs):
+        obs, info = self.env.reset(**kwargs)
+        return self._out(obs, None), info
+
+    def step(self, action):
+        if self._ale is not None:
+            return self._step_ale(int(action))
+        total, n = 0.0, 0
+        for n in range(self.skip):
+            obs, reward, terminated, truncated, info = self.env.step(action)
+            self._frames[n % 2] = obs
+            total += float(reward)
+            if terminated or truncated:
+                break
+        prev = self._frames[(n + 1) % 2] if n > 0 else None
+        return self._out(self._frames[n % 2], prev), total, terminated, truncated, info
+
+    def _step_ale(self, action: int):
+        ale, base = self._ale, self.env.unwrapped
+        a = base._action_set[action]
+        total, last = 0.0, None
+        for n in range(self.skip):
+            total += ale.act(a)
+            over = ale.game_over(with_truncation=True)
+            if n >= self.skip - 2 or over:
+                last = self._frames[n % 2]
+                ale.getScreenRGB(last)
+            if over:
+                break
+        # An episode that ends early has only its final screen read: no max for it.
+        prev = self._frames[(n + 1) % 2] if n == self.skip - 1 and self.skip > 1 else None
+        terminated = ale.game_over(with_truncation=False)
+        truncated = ale.game_truncated()
+        return self._out(last, prev), total, terminated, truncated, {"lives": ale.lives()}
+
+
+def _is_fast_ale(base) -> bool:
+    """True for an ale-py AtariEnv that steps one raw RGB frame per call."""
+    return (
+        hasattr(base, "ale")
+        and getattr(base, "_frameskip", None) == 1
+        and getattr(base, "_obs_type", None) == "rgb"
+        and not getattr(base, "continuous", False)
+    )
+
+
+class FireReset(gym.Wrapper):
+    """Press FIRE (1) then action 2 on reset: games that wait for FIRE start playing."""
+
+    def __init__(self, env: gym.Env):
+        super().__init__(env)
+        meanings = env.unwrapped.get_action_meanings()
+        if len(meanings) < 3 or meanings[1] != "FIRE":
+            raise ValueError(f"FireReset: expected action 1 to be FIRE, got actions {meanings}")
+
+    def reset(self, **kwargs):
+        self.env.reset(**kwargs)
+        for action in (1, 2):
+            obs, _, terminated, truncated, info = self.env.step(action)
+            if terminated or truncated:
+                obs, info = self.env.reset(**kwargs)
+        return obs, info
+
+
+class EpisodicLife(gym.Wrapper):
+    """A lost life ends the episode for learning; reset restarts only on real game over.
+
+    ``info["game_over"]`` tells whether the game really ended (for episode statistics).
+    """
+
+    def __init__(self, env: gym.Env):
+        super().__init__(env)
+        self.lives, self.game_over = 0, True
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self.game_over = terminated or truncated
+        lives = self.env.unwrapped.ale.lives()
+        if 0 < lives < self.lives:
+            terminated = True
+        self.lives = lives
+        info["game_over"] = self.game_over
+        return obs, reward, terminated, truncated, info
+
+    def reset(self, **kwargs):
+        if self.game_over:
+            obs, info = self.env.reset(**kwargs)
+        else:  # a no-op step moves on from the lost-life state
+            obs, _, terminated, truncated, info = self.env.step(0)
+            if terminated or truncated:
+                obs, info = self.env.reset(**kwargs)
+        self.lives = self.env.unwrapped.ale.lives()
+        return obs, info
+
+
+class ClipReward(gym.RewardWrapper):
+    """Reward -> sign(reward) in {-1, 0, 1}; the raw reward goes to ``info["raw_reward"]``."""
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        info["raw_reward"] = reward
+        return obs, self.reward(reward), terminated, truncated, info
+
+    def reward(self, reward):
+        return float(np.sign(reward))
+
+
+class FrameStack(gym.Wrapper):
+    """Stack the last k uint8 frames as [k, 84, 84]; zeros before the episode's first frame."""
+
+    def __init__(self, env: gym.Env, k: int = 4):
+        super().__init__(env)
+        self.k = k
+        shape = env.observation_space.shape
+        self.stacker = FrameStacker(np.zeros((1, *shape), np.uint8), k)
+        self.observation_space = gym.spaces.Box(0, 255, (k, *shape), np.uint8)
+
+    def reset(self, **kwargs):
+        obs, info = self.env.reset(**kwargs)
+        self.stacker.restart([0], obs[None])
+        return self.stacker.obs[0].numpy().copy(), info
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self.stacker.push(obs[None])
+        return self.stacker.obs[0].numpy().copy(), reward, terminated, truncated, info

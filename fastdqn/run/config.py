@@ -1,0 +1,135 @@
+"""A run's definition: ``TrainConfig`` (every knob, the seeds' Pong preset by default, checked
+before anything is built) and the named presets."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from dataclasses import dataclass
+
+import torch
+
+from fastdqn.devices import resolve_device
+from fastdqn.env.atari import EnvSpec
+from fastdqn.learn.learner import LOSSES
+
+
+@dataclass
+class TrainConfig:
+    """Every knob of a run. Defaults are the seeds' Pong preset."""
+
+    env_id: str = "PongNoFrameskip-v4"
+    device: str = "auto"
+    seed: int = 0
+    frames: int | None = None  # stop after this many agent steps (None: until solved)
+    num_envs: int = 1
+    num_workers: int | None = None  # env processes (None: default_workers(num_envs))
+    out: str | None = None  # run directory (None: runs/<env>-<time>)
+    batch_size: int = 32
+    replay_size: int = 10_000
+    replay_start: int = 10_000
+    lr: float = 1e-4
+    gamma: float = 0.99
+    sync_target: int = 1_000
+    eps_start: float = 1.0
+    eps_final: float = 0.01
+    eps_decay_frames: int = 150_000
+    reward_bound: float | None = 19.0
+    loss: str = "mse"
+    double: bool = False
+    replay_ratio: float = 1.0  # gradient steps per agent step (the seeds: one)
+    compile: bool | None = None  # None: on CUDA only
+    layout: str = "crop"
+    noop_max: int = 0
+    fire_reset: bool | None = None  # None: when the game has FIRE
+    episodic_life: bool = False
+    clip_rewards: bool = False
+    checkpoint_every: int = 100_000  # frames between last.pt saves
+    save_replay: bool = False  # also save the replay buffer with last.pt (exact --resume)
+    torch_threads: int | None = None  # torch intra-op threads (None: torch's default)
+    tensorboard: bool = True
+    progress: bool = True
+
+    def env_spec(self) -> EnvSpec:
+        return EnvSpec(self.env_id, self.layout, 4, self.noop_max, self.fire_reset,
+                       self.episodic_life, self.clip_rewards)
+
+    def validate(self) -> None:
+        """Raise TypeError (wrong type) or ValueError (bad value) naming the field, what it expects
+        and what it got, before anything is built or written. Only reads the config."""
+        def bad(name, want, v, error=ValueError):
+            raise error(f"{name}: expected {want}, got {v!r}")
+
+        for f in dataclasses.fields(self):  # switches (annotations are strings here): bool, or bool | None = auto
+            v = getattr(self, f.name)
+            if f.type in ("bool", "bool | None") and not (isinstance(v, bool) or (v is None and f.type != "bool")):
+                bad(f.name, "a bool" + ("" if f.type == "bool" else " or None"), v, TypeError)
+        ints = (("num_envs", 1), ("batch_size", 1), ("replay_size", 1), ("replay_start", 1), ("sync_target", 1),
+                ("checkpoint_every", 1), ("frames", 1), ("eps_decay_frames", 0), ("noop_max", 0),
+                ("num_workers", 0), ("torch_threads", 1), ("seed", 0))
+        for name, lo in ints:
+            v, none_ok = getattr(self, name), name in ("frames", "num_workers", "torch_threads")
+            hi = 2**63 if name == "seed" else None  # torch.manual_seed takes 64 bits at most
+            want = f"an integer in [{lo}, 2**63)" if hi else f"an integer >= {lo}" + (" or None" if none_ok else "")
+            if v is None and none_ok:
+                continue
+            if not isinstance(v, int) or isinstance(v, bool):
+                bad(name, want, v, TypeError)
+            if v < lo or (hi is not None and v >= hi):
+                bad(name, want, v)
+        reals = (("lr", "a finite number > 0", lambda v: v > 0), ("gamma", "a number in [0, 1]", lambda v: 0 <= v <= 1),
+                 ("eps_start", "a number in [0, 1]", lambda v: 0 <= v <= 1),
+                 ("eps_final", "a number in [0, 1]", lambda v: 0 <= v <= 1),
+                 ("replay_ratio", "a finite number > 0", lambda v: v > 0),
+                 ("reward_bound", "a finite number or None", lambda v: True))
+        for name, want, ok in reals:
+            v = getattr(self, name)
+            if v is None and name == "reward_bound":
+                continue
+            if not isinstance(v, (int, float)) or isinstance(v, bool):
+                bad(name, want, v, TypeError)
+            if (isinstance(v, float) and not math.isfinite(v)) or not ok(v):  # NaN and inf are never meant
+                bad(name, want, v)
+        for name in ("env_id", "loss", "layout"):
+            if not isinstance(getattr(self, name), str):
+                bad(name, "a str", getattr(self, name), TypeError)
+        if self.loss not in LOSSES:
+            bad("loss", f"one of {LOSSES}", self.loss)
+        if self.layout not in ("crop", "full"):
+            bad("layout", "'crop' or 'full'", self.layout)
+        if self.out is not None and not isinstance(self.out, (str, os.PathLike)):
+            bad("out", "a directory path or None", self.out, TypeError)
+        if not isinstance(self.device, (str, torch.device)):
+            bad("device", "'auto', 'cpu' or 'cuda'", self.device, TypeError)
+        if self.batch_size > self.replay_size:
+            raise ValueError(f"batch_size: expected <= replay_size={self.replay_size}, got {self.batch_size}")
+        if self.num_envs > self.replay_size // 8:
+            raise ValueError(f"num_envs: expected <= replay_size/8={self.replay_size // 8}, got {self.num_envs}")
+        if self.num_workers is not None and self.num_workers > self.num_envs:
+            raise ValueError(f"num_workers: expected 0..num_envs={self.num_envs}, got {self.num_workers}")
+        self.env_spec()  # EnvSpec checks the env id's form (a typo in the game name fails at env creation)
+        resolve_device(self.device)
+
+
+PRESETS = {
+    # seeds 000 (book chapter "DQN on Pong")
+    "pong": dict(env_id="PongNoFrameskip-v4"),
+    # seeds 001/002: FIRE reset, episodic life, clipped rewards, Huber, larger replay
+    "breakout": dict(env_id="BreakoutNoFrameskip-v4", noop_max=30, episodic_life=True, clip_rewards=True,
+                     loss="huber", batch_size=64, replay_size=65_536, replay_start=16_384,
+                     sync_target=10_000, eps_decay_frames=1_000_000, reward_bound=400.0),
+}
+
+
+def check_fields(overrides: dict, who: str) -> None:
+    unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(TrainConfig)})
+    if unknown:
+        raise TypeError(f"{who}: expected TrainConfig fields as overrides, got unknown {unknown}")
+
+
+def preset(name: str, **overrides) -> TrainConfig:
+    if name not in PRESETS:
+        raise ValueError(f"preset: expected one of {sorted(PRESETS)}, got {name!r}")
+    check_fields(overrides, "preset")
+    return TrainConfig(**{**PRESETS[name], **overrides})

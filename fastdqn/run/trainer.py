@@ -1,0 +1,281 @@
+"""The DQN training loop (the seeds' algorithm) and its Python API: ``train(TrainConfig(...))``.
+
+``Trainer.step`` is the algorithm, top to bottom: act (epsilon-greedy on the acting stacks),
+learn (the gradient steps the replay ratio owes), step the envs, store the transitions, sync
+the target net and count. ``Trainer.run`` adds the episodes' logging, checkpoints and signals.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from fastdqn.atomic import check_output_path
+from fastdqn.devices import resolve_device
+from fastdqn.env.vector import VectorEnv, WorkerDied
+from fastdqn.frames.stack import STACK, FrameStacker
+from fastdqn.learn.learner import Learner, epsilon_at
+from fastdqn.replay.buffer import ReplayBuffer
+from fastdqn.run import resume as resume_mod
+from fastdqn.run.checkpoint import save_checkpoint
+from fastdqn.run.config import TrainConfig, check_fields
+from fastdqn.run.runlog import Progress, RunLog
+from fastdqn.run.signals import StopSignals
+from fastdqn.run.state import RunState
+
+
+@dataclass
+class TrainResult:
+    out_dir: str
+    frames: int
+    episodes: int
+    seconds: float
+    solved: bool
+    best_reward_100: float | None
+    rewards: list = field(default_factory=list)
+    interrupted: str | None = None  # "SIGINT"/"SIGTERM" when a signal stopped the run (last.pt saved)
+
+
+def default_workers(num_envs: int) -> int:
+    """Env worker processes: none for one env or on <= 2 cores (measured: in-process stepping
+    beats worker processes there), else one per env up to cores - 1 (a core for the learner)."""
+    cores = os.cpu_count() or 1
+    return 0 if num_envs == 1 or cores <= 2 else min(num_envs, cores - 1)
+
+
+def default_out_dir(env_id: str) -> str:
+    return os.path.join("runs", f"{env_id}-{time.strftime('%Y%m%d-%H%M%S')}")
+
+
+def check_new_run_dir(out: str) -> None:
+    """Before any env starts: ``out`` can become a run directory, and a new run must not overwrite
+    another run's checkpoints or mix into its metrics."""
+    check_output_path(out, "out", directory=True)
+    found = [f for f in ("last.pt", "best.pt", "metrics.jsonl") if os.path.exists(os.path.join(out, f))]
+    if found:
+        raise ValueError(f"out: expected a new or empty run directory, got {out!r} holding a run ({', '.join(found)}); "
+                         f"continue it with --resume {out} or choose another --out")
+
+
+class Trainer:
+    """One run's state. ``step()`` advances every env by one agent step (and learns);
+    ``run()`` steps until --frames, solved or a signal, logging episodes. ``train()`` wraps both.
+    ``resume`` is a last.pt (see fastdqn.run.resume) to continue from. The loop's counters are
+    ``state`` (a RunState), the one part of the Trainer that resume writes."""
+
+    def __init__(self, cfg: TrainConfig, *, log: bool = True, resume: dict | None = None):
+        cfg.validate()
+        self.cfg, self.out = cfg, cfg.out or default_out_dir(cfg.env_id)
+        if log and resume is None:
+            check_new_run_dir(self.out)
+        device = resolve_device(cfg.device)
+        workers = default_workers(cfg.num_envs) if cfg.num_workers is None else cfg.num_workers
+        if cfg.torch_threads is not None:
+            torch.set_num_threads(cfg.torch_threads)
+        torch.manual_seed(cfg.seed)
+        self.rng = np.random.default_rng(cfg.seed)  # epsilon-greedy draws
+        self.config_dict = dataclasses.asdict(cfg) | {"out": self.out, "device_resolved": str(device),
+                                                      "num_workers": workers}
+        self.log = self.prog = None
+        self.envs = VectorEnv(cfg.env_spec(), cfg.num_envs, num_workers=workers, seed=cfg.seed)
+        try:
+            self.learner = Learner(self.envs.n_actions, device=device, lr=cfg.lr, gamma=cfg.gamma,
+                                   loss=cfg.loss, double=cfg.double, compile=cfg.compile)
+            self.buf = ReplayBuffer(cfg.replay_size, num_envs=cfg.num_envs, stack=STACK, seed=cfg.seed)
+            self.prog = Progress(cfg.frames, cfg.progress and log)
+            first = self.envs.reset()
+            self.stack = FrameStacker(first, STACK, self.learner.device)
+            self.state = RunState(loss_sum=torch.zeros((), device=self.learner.device))
+            self.epsilon = cfg.eps_start
+            self.solved = False
+            if resume is not None:
+                resume_mod.restore_trainer(self, resume)
+            else:
+                self.buf.start_many(first)
+            self._t_win, self._f_win = time.perf_counter(), self.state.frame  # the f/s of the log lines
+            if log:  # opened last: a rejected resume leaves the run directory untouched
+                self.log = RunLog(self.out, self.config_dict, tensorboard=cfg.tensorboard,
+                                  resume_frame=self.state.frame if resume is not None else None)
+        except BaseException:
+            self.close()
+            raise
+
+    frame = property(lambda self: self.state.frame, doc="agent steps so far (all envs)")
+    episodes = property(lambda self: self.state.episodes, doc="games finished so far")
+
+    # -- the algorithm ------------------------------------------------------------------------
+    def step(self):
+        """One agent step of every env, plus the gradient steps the replay ratio asks for.
+        Returns the StepResult (views valid until the next step)."""
+        cfg, s = self.cfg, self.state
+        self.epsilon = epsilon_at(s.frame, cfg.eps_start, cfg.eps_final, cfg.eps_decay_frames)
+        actions = self.learner.act(self.stack.obs, self.epsilon, self.rng)
+        # Learn before stepping: on CUDA the queued updates run while the CPU steps the emulators.
+        for _ in range(s.take_due()):
+            s.add_loss(self.learner.update(self.buf.sample(cfg.batch_size)))
+        res = self.envs.step(actions)
+        self._store(actions, res)
+        self._sync_and_count(cfg.num_envs)
+        return res
+
+    def _store(self, actions: np.ndarray, res) -> None:
+        """The transitions into the replay, the new frames onto the acting stacks; an env whose
+        episode ended starts its next one in both."""
+        self.buf.add_many(actions, res.rewards, res.frames, res.terminated, res.truncated)
+        done = res.terminated | res.truncated
+        if done.any():
+            self.buf.start_many(res.reset_frames[done], envs=np.flatnonzero(done).tolist())
+        self.stack.push(res.frames, done, res.reset_frames)
+
+    def _sync_and_count(self, agent_steps: int) -> None:
+        """Once learning has started: sync the target net every ``sync_target`` frames and owe
+        ``replay_ratio`` gradient steps per agent step (taken at the next step)."""
+        cfg, s = self.cfg, self.state
+        prev = s.frame
+        s.frame += agent_steps
+        s.replay_frames += agent_steps
+        if s.replay_frames >= cfg.replay_start and len(self.buf) >= cfg.batch_size:
+            if prev // cfg.sync_target != s.frame // cfg.sync_target:
+                self.learner.sync_target()
+            s.owe_updates(agent_steps, cfg.replay_ratio)
+
+    # -- episodes, checkpoints, the run -------------------------------------------------------
+    def _episode(self, res, i: int) -> None:
+        s = self.state
+        s.episodes += 1
+        reward = float(res.episode_return[i])
+        s.returns.append(reward)
+        s.all_rewards.append(reward)
+        now = time.perf_counter()
+        fps = (s.frame - self._f_win) / max(now - self._t_win, 1e-9)
+        self._t_win, self._f_win = now, s.frame
+        loss = s.take_mean_loss()
+        if loss is not None and not math.isfinite(loss):
+            raise self._diverged(f"the TD loss became {loss}")
+        r100 = float(np.mean(s.returns))
+        if self.log is not None:
+            self.log.episode({"frame": s.frame, "episode": s.episodes, "reward": reward, "reward_100": r100,
+                              "epsilon": self.epsilon, "fps": fps, "loss": loss,
+                              "length": int(res.episode_length[i]), "time": now - s.t0})
+        if s.best is None or r100 > s.best:
+            s.best = r100
+            self._checkpoint_during_run("best.pt")
+        if self.cfg.reward_bound is not None and r100 > self.cfg.reward_bound:
+            self.solved = True
+        self.prog.update(s.frame, f"ep {s.episodes}  r100 {r100:6.2f}  eps {self.epsilon:.3f}  "
+                         f"{fps:7.1f} f/s", force=True)
+
+    def checkpoint(self, name: str) -> None:
+        """best.pt: the nets. last.pt: the nets plus everything --resume needs (and, with
+        save_replay, replay.npz written just before it)."""
+        if self.log is None:
+            return
+        # A diverged net must not replace the last good checkpoint (one sync per save; saves are rare).
+        if not bool(torch.stack([torch.isfinite(p).all() for p in self.learner.online.parameters()]).all()):
+            raise self._diverged("the online net's weights are no longer finite")
+        trainer = None
+        if name == "last.pt":  # env states first: a dead worker then leaves replay.npz and last.pt a pair
+            trainer = resume_mod.trainer_state(self, replay_saved=self.cfg.save_replay)
+            if self.cfg.save_replay:
+                resume_mod.save_replay(self)
+        s = self.state
+        save_checkpoint(os.path.join(self.out, name), self.learner, config=self.config_dict, trainer=trainer,
+                        frame=s.frame, episode=s.episodes,
+                        reward_100=float(np.mean(s.returns)) if s.returns else None, best_reward_100=s.best)
+
+    def _saved_last_pt(self) -> str | None:
+        last = os.path.join(self.out, "last.pt")
+        return last if os.path.isfile(last) else None
+
+    def _diverged(self, what: str) -> FloatingPointError:
+        last = self._saved_last_pt()
+        kept = f"{last} is the last good checkpoint" if last else "no checkpoint was saved"
+        return FloatingPointError(f"training diverged at frame {self.state.frame:,}: {what} (a lower --lr may help); "
+                                  f"{kept}")
+
+    def _checkpoint_during_run(self, name: str) -> None:
+        """A save that fails mid-run (disk full, a folder in the way) keeps the previous file and
+        the run: hours of training are worth more than one checkpoint. The final save raises."""
+        try:
+            self.checkpoint(name)
+        except OSError as e:
+            self.prog.print(f"warning: could not save {name} at frame {self.state.frame:,} ({e}); "
+                            "the previous one is kept, training goes on")
+
+    def run(self) -> TrainResult:
+        cfg, s = self.cfg, self.state
+        self.prog.update(s.frame, force=True)
+        with StopSignals() as stop:  # Ctrl-C/SIGTERM: finish the step, save last.pt, return
+            try:
+                while (cfg.frames is None or s.frame < cfg.frames) and stop.signum is None:
+                    res = self.step()
+                    for i in np.flatnonzero(res.episode_end):
+                        self._episode(res, i)
+                    if self.solved:
+                        break
+                    if s.frame - s.last_ckpt >= cfg.checkpoint_every:
+                        s.last_ckpt = s.frame
+                        self._checkpoint_during_run("last.pt")
+                    self.prog.update(s.frame)
+                seconds = time.perf_counter() - s.t0
+                if stop.signum is not None:
+                    self.prog.print(f"{stop.name}: saving last.pt at frame {s.frame:,} (again to abort)")
+                self.checkpoint("last.pt")
+            except WorkerDied as e:  # the state is torn (an env is gone): keep the last good last.pt
+                how = (f"continue from last.pt with: fastdqn train --resume {self.out}" if self._saved_last_pt()
+                       else "no last.pt was saved yet")
+                raise WorkerDied(f"{e}; {how}") from None
+        self.prog.update(s.frame, force=True)
+        self.prog.close()
+        print(self._summary(seconds, stop.name))
+        if stop.signum is not None:
+            print(f"continue with: fastdqn train --resume {self.out}")
+        return TrainResult(self.out, s.frame, s.episodes, seconds, self.solved, s.best, s.all_rewards, stop.name)
+
+    def _summary(self, seconds: float, signal_name: str | None) -> str:
+        s = self.state
+        if self.solved:
+            msg = f"solved in {s.frame:,} frames, {seconds / 60:.1f} minutes ({s.episodes} episodes)"
+        else:
+            b = "n/a" if s.best is None else f"{s.best:.2f}"
+            how = f"interrupted by {signal_name}" if signal_name is not None else "stopped"
+            msg = (f"{how} after {s.frame:,} frames, {seconds / 60:.1f} minutes: "
+                   f"best reward_100 {b} ({s.episodes} episodes)")
+        return f"{msg}; {s.frame / max(seconds, 1e-9):.0f} f/s; run dir {self.out}"
+
+    def close(self) -> None:
+        if self.prog is not None:
+            self.prog.close()
+        self.envs.close()
+        if self.log is not None:
+            png = self.log.close()
+            self.log = None
+            if png:
+                print(f"reward curve: {png}")
+
+
+def train(config: TrainConfig | None = None, *, resume: str | os.PathLike | None = None,
+          **overrides) -> TrainResult:
+    """Train DQN as the config says; write the run directory; return a summary.
+    ``resume=DIR`` continues the run saved in DIR (its last.pt) instead; overrides may then
+    change only fastdqn.run.resume.RESUMABLE settings (e.g. frames)."""
+    if resume is not None:
+        if config is not None:
+            raise TypeError("train: expected either a config or resume=DIR, got both")
+        cfg, ckpt = resume_mod.resume_config(resume, overrides, TrainConfig)
+        trainer = Trainer(cfg, resume=ckpt)
+    else:
+        if config is not None and not isinstance(config, TrainConfig):
+            raise TypeError(f"config: expected a TrainConfig (or None), got {type(config).__name__}")
+        check_fields(overrides, "train")
+        trainer = Trainer(dataclasses.replace(config or TrainConfig(), **overrides))
+    try:
+        return trainer.run()
+    finally:
+        trainer.close()
