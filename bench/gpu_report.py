@@ -45,29 +45,15 @@ def summarise(recs: list[dict], bound: float, wall: float | None, replay_start: 
 def plot(recs: list[dict], path: str, title: str, bound: float) -> str | None:
     if not recs:
         return None
-    x = np.array([r["time"] for r in recs]) / 60.0
-    rew = np.array([r["reward"] for r in recs], float)
-    r100 = np.array([r["reward_100"] for r in recs], float)
-    try:
-        import matplotlib
+    from fastdqn.run.runlog import plot_rewards
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return _plot_cv2(x, rew, r100, path, title, bound)
-    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
-    ax.plot(x, rew, ".", alpha=0.35, label="episode reward")
-    ax.plot(x, r100, "-", label="mean of last 100")
-    ax.axhline(bound, color="grey", ls="--", lw=1, label=f"bound {bound:g}")
-    ax.set_xlabel("wall clock (minutes)")
-    ax.set_ylabel("reward")
-    ax.set_title(title, fontsize=9)
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    minutes = [r["time"] / 60.0 for r in recs]
+    drawn = plot_rewards(recs, path, bound, x=minutes, xlabel="wall clock (minutes)", title=title)
+    if drawn is None:
+        rew = np.array([r["reward"] for r in recs], float)
+        r100 = np.array([r["reward_100"] for r in recs], float)
+        drawn = _plot_cv2(np.array(minutes), rew, r100, path, title, bound)
+    return drawn
 
 
 def _plot_cv2(x, rew, r100, path, title, bound):

@@ -155,3 +155,34 @@ def test_the_editable_install_imports_from_the_checkout_root(tmp_path):
     r = _run(code, ROOT, python)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == str(PACKAGE / "__init__.py")
+
+
+# Writes of another object's private attributes, each with its reason. Anything else is a defect:
+# a stage changes another's state only through its public interface (the Trainer's RunState).
+PRIVATE_WRITES = {
+    ("fastdqn/env/snapshot.py", "w._elapsed_steps"): "gymnasium's TimeLimit has no public setter",
+    ("fastdqn/replay/state.py", "buf._core.rng_state"): "the buffer's own serializer, same package",
+}
+
+
+def private_writes() -> set[tuple[str, str]]:
+    found = set()
+    for path in production_files():
+        for node in ast.walk(ast.parse(path.read_text())):
+            targets = node.targets if isinstance(node, ast.Assign) else \
+                [node.target] if isinstance(node, (ast.AugAssign, ast.AnnAssign)) else []
+            for t in (e for t in targets for e in (t.elts if isinstance(t, ast.Tuple) else [t])):
+                chain, v = [], t  # the attributes from the written one down to the root name
+                while isinstance(v, (ast.Attribute, ast.Subscript)):
+                    if isinstance(v, ast.Attribute):
+                        chain.append(v.attr)
+                    v = v.value
+                private = [a for a in chain if a.startswith("_") and not a.startswith("__")]
+                own = isinstance(v, ast.Name) and v.id in ("self", "cls") and private == chain[-1:]
+                if private and not own:
+                    found.add((str(path.relative_to(ROOT)), ast.unparse(t)))
+    return found
+
+
+def test_no_module_writes_another_objects_private_state():
+    assert private_writes() == set(PRIVATE_WRITES)

@@ -18,24 +18,17 @@ def _groups(text: str) -> tuple[str, ...]:
     return names
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
-
-
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
-    return value
+def _int_at_least(lo: int):
+    """An argparse type: an integer >= lo."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < lo:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {lo}, got {text!r}")
+        return value
+    return parse
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -48,10 +41,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--markdown", metavar="FILE", help="write the tables as Markdown (README format)")
     parser.add_argument("--only", type=_groups, default=GROUPS, metavar="GROUPS",
                         help=f"comma-separated groups to run (default: all of {','.join(GROUPS)})")
-    parser.add_argument("--rounds", type=_positive_int, default=None, help="timed rounds per row")
+    parser.add_argument("--rounds", type=_int_at_least(1), default=None, help="timed rounds per row")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
                         help="device for the loss group (default: cuda when available)")
-    parser.add_argument("--torch-threads", type=_count, default=None, metavar="N",
+    parser.add_argument("--torch-threads", type=_int_at_least(0), default=None, metavar="N",
                         help="torch.set_num_threads(N) for the run (default 1: steady on a shared machine; "
                              "0 keeps torch's default)")
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")

@@ -51,12 +51,14 @@ def td_loss(online, target, obs, action, reward, next_obs, done, *, gamma, loss=
 class Learner:
     """Online and target Nature DQNs with Adam; ``update(batch)`` is one gradient step.
 
-    compile=None compiles on CUDA and stays eager on the CPU (compilation there costs more
-    than it saves for a 1.7M-parameter net at batch 32).
+    compile=None compiles on CUDA and stays eager on the CPU (compilation there costs more than it
+    saves for a 1.7M-parameter net at batch 32); ``compile_mode`` is torch.compile's mode (e.g.
+    "reduce-overhead": CUDA graphs).
     """
 
     def __init__(self, n_actions: int, *, device="auto", lr: float = 1e-4, gamma: float = 0.99,
                  loss: str = "mse", double: bool = False, compile: bool | None = None,
+                 compile_mode: str | None = None,
                  in_channels: int = 4):
         if loss not in LOSSES:
             raise ValueError(f"loss: expected one of {LOSSES}, got {loss!r}")
@@ -76,7 +78,7 @@ class Learner:
         extra = {"fused": True, "capturable": True} if cuda else {}
         self.optimizer = torch.optim.Adam(self.online.parameters(), lr=lr, **extra)
         self.compiled = cuda if compile is None else bool(compile)
-        self._step = torch.compile(self._update) if self.compiled else self._update
+        self._step = torch.compile(self._update, mode=compile_mode) if self.compiled else self._update
         self._pairs = list(zip(self.target.parameters(), self.online.parameters()))
         self.updates = 0
 

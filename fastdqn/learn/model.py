@@ -35,12 +35,3 @@ class NatureDQN(nn.Module):
         if x.dtype == torch.uint8:
             x = x.float() * (1.0 / 255.0)
         return self.fc(self.conv(x))
-
-
-def check_obs(obs: torch.Tensor, model: NatureDQN) -> None:
-    """Raise if obs is not uint8 [B, stack, H, W] for this model."""
-    if not isinstance(obs, torch.Tensor):
-        raise TypeError(f"obs: expected a torch.Tensor, got {type(obs).__name__}")
-    want = (model.in_channels, *model.frame_shape)
-    if obs.dtype != torch.uint8 or obs.dim() != 4 or tuple(obs.shape[1:]) != want:
-        raise ValueError(f"obs: expected uint8 [B, {', '.join(map(str, want))}], got {obs.dtype} {list(obs.shape)}")

@@ -111,24 +111,31 @@ def _records_upto(path: str, frame: int) -> list[dict]:
     return out
 
 
-def plot_rewards(records: list[dict], path: str, bound: float | None = None) -> str | None:
+def plot_rewards(records: list[dict], path: str, bound: float | None = None, *, x: list | None = None,
+                 xlabel: str = "agent steps (frames)", title: str | None = None) -> str | None:
+    """Episode rewards and their mean of 100 against ``x`` (default: the frames); None (and a
+    warning) without records or without matplotlib."""
     if not records:
         return None
     try:
         import matplotlib
     except ImportError:  # GPU boxes installed with --no-deps: keep the run, skip the picture
-        warnings.warn("matplotlib is not installed: reward_curve.png not written", RuntimeWarning, stacklevel=2)
+        warnings.warn("matplotlib is not installed: reward curve not written", RuntimeWarning, stacklevel=2)
         return None
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    frames = [r["frame"] for r in records]
+    x = [r["frame"] for r in records] if x is None else x
     fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
-    ax.plot(frames, [r["reward"] for r in records], ".", alpha=0.35, label="episode reward")
-    ax.plot(frames, [r["reward_100"] for r in records], "-", label="mean of last 100")
-    ax.set_xlabel("agent steps (frames)")
+    ax.plot(x, [r["reward"] for r in records], ".", alpha=0.35, label="episode reward")
+    ax.plot(x, [r["reward_100"] for r in records], "-", label="mean of last 100")
+    if bound is not None:
+        ax.axhline(bound, color="grey", ls="--", lw=1, label=f"bound {bound:g}")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("reward")
+    if title:
+        ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
     fig.tight_layout()

@@ -74,10 +74,7 @@ def _learner(fx, compile_: bool, mode: str | None = None):
     f = fx()
     key = ("learner", compile_, mode)
     if key not in f.__dict__:
-        lrn = learner.Learner(6, device=f.device, compile=compile_)
-        if mode is not None:  # CUDA graphs: recompile the same update with another mode
-            lrn._step = torch.compile(lrn._update, mode=mode)
-        f.__dict__[key] = lrn
+        f.__dict__[key] = learner.Learner(6, device=f.device, compile=compile_, compile_mode=mode)
     return f.__dict__[key]
 
 
