@@ -18,6 +18,7 @@ import pytest
 from fastdqn.bench import groups
 from fastdqn.bench.config import make_config
 from fastdqn.bench.model import Case, TableSpec, ValuesSpec
+from fastdqn.bench.timer import settle_allocator
 
 
 def pytest_addoption(parser):
@@ -32,6 +33,10 @@ def pytest_collect_file(file_path, parent):
     if any(fnmatch.fnmatch(file_path.name, p) for p in patterns):
         return None  # the default collector already takes it
     return pytest.Module.from_parent(parent, path=file_path)
+
+
+def pytest_configure(config):
+    settle_allocator()  # the same malloc state as `fastdqn bench` (see its docstring)
 
 
 def _config(config):

@@ -31,14 +31,19 @@ std::string shape_str(const std::vector<py::ssize_t>& s) {
 }
 
 // A C-contiguous uint8 array of exactly `shape`, else TypeError/ValueError naming both sides.
-void require_u8(const py::array& a, const char* name, const std::vector<py::ssize_t>& shape) {
-    if (!a.dtype().is(py::dtype::of<uint8_t>()))
-        throw py::type_error(std::string(name) + ": expected dtype uint8, got " + std::string(py::str(a.dtype())));
+void require_array(const py::array& a, const char* name, const std::vector<py::ssize_t>& shape, const py::dtype& dtype) {
+    if (!a.dtype().is(dtype))
+        throw py::type_error(std::string(name) + ": expected dtype " + std::string(py::str(dtype)) + ", got " +
+                             std::string(py::str(a.dtype())));
     bool ok = a.ndim() == static_cast<py::ssize_t>(shape.size());
     for (size_t i = 0; ok && i < shape.size(); ++i) ok = a.shape(i) == shape[i];
     if (!ok) throw py::value_error(std::string(name) + ": expected shape " + shape_str(shape) + ", got " + shape_str(a));
     if (!(a.flags() & py::array::c_style))
         throw py::value_error(std::string(name) + ": expected a C-contiguous array (np.ascontiguousarray), got strides that are not");
+}
+
+void require_u8(const py::array& a, const char* name, const std::vector<py::ssize_t>& shape) {
+    require_array(a, name, shape, py::dtype::of<uint8_t>());
 }
 
 void require_writable(const py::array& a, const char* name) {
@@ -99,13 +104,15 @@ void preprocess_batch(py::array frames, py::object prev_obj, py::array out, cons
     });
 }
 
-// ReplayStore plus the frame shape, so errors can name it.
+// ReplayStore plus the frame shape and dtype, so errors can name them. The store itself keeps
+// frames as bytes: uint8 pixels and float32 vectors take the same code path.
 class ReplayCore {
 public:
     ReplayCore(int64_t capacity, int num_envs, std::vector<py::ssize_t> frame_shape, int stack, bool pad_repeat,
-               uint64_t seed, bool store_frames)
-        : frame_shape_(std::move(frame_shape)),
-          store_(capacity, num_envs, frame_elems(frame_shape_), stack, pad_repeat, seed, store_frames) {}
+               uint64_t seed, bool store_frames, const std::string& dtype)
+        : frame_shape_(std::move(frame_shape)), dtype_(frame_dtype(dtype)),
+          store_(capacity, num_envs, frame_bytes(frame_shape_, dtype_.itemsize()), stack, pad_repeat, seed,
+                 store_frames) {}
 
     ReplayStore& store() { return store_; }
 
@@ -188,7 +195,7 @@ public:
             out_arr = py::array::ensure(out_obj);
             auto shape = with_lead(w);
             shape.insert(shape.begin(), batch);
-            require_u8(out_arr, "out", shape);
+            require_array(out_arr, "out", shape, dtype_);
             require_writable(out_arr, "out");
             out = ptr<uint8_t>(out_arr);
         }
@@ -203,6 +210,7 @@ public:
     }
 
     const std::vector<py::ssize_t>& frame_shape() const { return frame_shape_; }
+    const py::dtype& dtype() const { return dtype_; }
 
 private:
     // Frames are required when the store keeps them and must be None when it does not (they live
@@ -215,16 +223,21 @@ private:
         }
         py::array& a = keep;
         a = py::array::ensure(obj);
-        if (!a) throw py::type_error(std::string(name) + ": expected a numpy uint8 array, got " +
-                                     std::string(py::str(py::type::of(obj).attr("__name__"))));
+        if (!a) throw py::type_error(std::string(name) + ": expected a numpy " + std::string(py::str(dtype_)) +
+                                     " array, got " + std::string(py::str(py::type::of(obj).attr("__name__"))));
         lead.insert(lead.end(), frame_shape_.begin(), frame_shape_.end());
-        require_u8(a, name, lead);
+        require_array(a, name, lead, dtype_);
         return static_cast<const uint8_t*>(a.data());
     }
 
-    static int64_t frame_elems(const std::vector<py::ssize_t>& shape) {
+    static py::dtype frame_dtype(const std::string& name) {
+        if (name != "uint8" && name != "float32")
+            throw py::value_error("dtype: expected 'uint8' or 'float32', got '" + name + "'");
+        return py::dtype(name);
+    }
+    static int64_t frame_bytes(const std::vector<py::ssize_t>& shape, int64_t itemsize) {
         if (shape.empty()) throw py::value_error("frame_shape: expected at least one dimension, got ()");
-        int64_t n = 1;
+        int64_t n = itemsize;
         for (auto d : shape) {
             if (d < 1) throw py::value_error("frame_shape: expected positive sizes, got " + shape_str(shape));
             if (n > INT64_MAX / d)  // the product would overflow (UB), not just fail to allocate
@@ -251,6 +264,7 @@ private:
     }
 
     std::vector<py::ssize_t> frame_shape_;
+    py::dtype dtype_;
     ReplayStore store_;
 };
 
@@ -270,9 +284,9 @@ PYBIND11_MODULE(_core, m) {
     m.def("hardware_threads", &hardware_threads);
 
     py::class_<ReplayCore>(m, "ReplayCore")
-        .def(py::init<int64_t, int, std::vector<py::ssize_t>, int, bool, uint64_t, bool>(), py::arg("capacity"),
-             py::arg("num_envs"), py::arg("frame_shape"), py::arg("stack"), py::arg("pad_repeat"), py::arg("seed"),
-             py::arg("store_frames") = true)
+        .def(py::init<int64_t, int, std::vector<py::ssize_t>, int, bool, uint64_t, bool, const std::string&>(),
+             py::arg("capacity"), py::arg("num_envs"), py::arg("frame_shape"), py::arg("stack"), py::arg("pad_repeat"),
+             py::arg("seed"), py::arg("store_frames") = true, py::arg("dtype") = "uint8")
         .def("start", &ReplayCore::start, py::arg("frame"), py::arg("env"))
         .def("add", &ReplayCore::add, py::arg("action"), py::arg("reward"), py::arg("next_frame"), py::arg("terminated"),
              py::arg("truncated"), py::arg("env"))
@@ -287,6 +301,7 @@ PYBIND11_MODULE(_core, m) {
         .def_property_readonly("num_envs", [](ReplayCore& c) { return c.store().num_envs(); })
         .def_property_readonly("stack", [](ReplayCore& c) { return c.store().stack(); })
         .def_property_readonly("frame_shape", [](ReplayCore& c) { return py::tuple(py::cast(c.frame_shape())); })
+        .def_property_readonly("dtype", [](ReplayCore& c) { return c.dtype(); })
         .def_property_readonly("nbytes", [](ReplayCore& c) { return c.store().nbytes(); })
         // Raw state for checkpoints: views into the live storage, valid while the buffer lives.
         .def("arrays", [](py::object self) {
@@ -297,7 +312,7 @@ PYBIND11_MODULE(_core, m) {
             if (s.stores_frames()) {
                 std::vector<py::ssize_t> shape{cap};
                 shape.insert(shape.end(), c.frame_shape().begin(), c.frame_shape().end());
-                d["frames"] = view(self, s.frames_data(), shape);
+                d["frames"] = py::array(c.dtype(), shape, s.frames_data(), self);
             }
             d["actions"] = view(self, s.actions_data(), {cap});
             d["rewards"] = view(self, s.rewards_data(), {cap});

@@ -1,4 +1,5 @@
-"""Play a trained checkpoint and record it as an mp4."""
+"""Play a trained checkpoint: the episode runner ``fastdqn play`` and ``fastdqn eval`` share,
+and the mp4 writer."""
 
 from __future__ import annotations
 
@@ -9,9 +10,9 @@ import torch
 
 from fastdqn.atomic import check_output_path, make_dirs
 from fastdqn.devices import resolve_device
-from fastdqn.env.atari import EnvSpec, make_env_from_spec
-from fastdqn.frames.stack import STACK, FrameStacker
-from fastdqn.learn.model import NatureDQN
+from fastdqn.env.spec import EnvSpec, make_env_from_spec
+from fastdqn.frames.stack import FrameStacker
+from fastdqn.learn.model import make_q_net
 from fastdqn.run.checkpoint import load_checkpoint
 
 
@@ -54,12 +55,8 @@ class Mp4Writer:
             self._io.close()
 
 
-def play(checkpoint: str, *, episodes: int = 3, video: str | None = None, epsilon: float = 0.0,
-         seed: int = 0, device: str = "auto", max_steps: int | None = None, scale: int = 2,
-         echo=print) -> list[float]:
-    """Play `episodes` games with the checkpoint's online net (epsilon-greedy), print and
-    return each game's score; with `video`, write every agent step's screen to an mp4."""
-    # Every argument is checked before the checkpoint is read or an emulator or video file opened.
+def check_play_args(checkpoint, *, episodes, epsilon, seed, max_steps, video=None, scale=1) -> None:
+    """Every argument is checked before the checkpoint is read or an emulator or video file opened."""
     for name, value in (("checkpoint", checkpoint), ("video", video)):
         if not isinstance(value, (str, os.PathLike)) and not (name == "video" and value is None):
             raise TypeError(f"{name}: expected a file path, got {type(value).__name__}")
@@ -79,44 +76,83 @@ def play(checkpoint: str, *, episodes: int = 3, video: str | None = None, epsilo
         if not os.fspath(video).lower().endswith(".mp4"):
             raise ValueError(f"video: expected a path ending in .mp4, got {os.fspath(video)!r}")
         check_output_path(video, "video", directory=False)
-    dev = resolve_device(device)
+
+
+def eval_spec(cfg: dict, sticky_actions: float | None = None) -> EnvSpec:
+    """The env a run's config trained on, played as the field evaluates: whole games (no
+    episodic life) and raw scores (no reward clipping)."""
+    return EnvSpec(cfg.get("env_id", "PongNoFrameskip-v4"), cfg.get("layout", "crop"), 4, cfg.get("noop_max", 0),
+                   cfg.get("fire_reset"), False, False,
+                   sticky_actions=cfg.get("sticky_actions") if sticky_actions is None else sticky_actions,
+                   max_episode_frames=cfg.get("max_episode_frames"),
+                   gym_packages=tuple(cfg.get("gym_packages") or ()))
+
+
+def load_policy(checkpoint, device):
+    """(the checkpoint's online net on ``device`` in eval mode, the checkpoint)."""
     state = load_checkpoint(checkpoint)
-    cfg = state["config"]
-    # Whole games, raw scores: no episodic life, no reward clipping while playing.
-    spec = EnvSpec(cfg.get("env_id", "PongNoFrameskip-v4"), cfg.get("layout", "crop"), 4,
-                   cfg.get("noop_max", 0), cfg.get("fire_reset"), False, False)
-    env = make_env_from_spec(spec)
-    n_actions = int(env.action_space.n)
-    if n_actions != state["n_actions"]:
-        raise ValueError(f"checkpoint: expected {n_actions} actions for {spec.env_id}, got {state['n_actions']}")
-    model = NatureDQN(n_actions).to(dev)
-    model.load_state_dict(state["online"])
-    model.eval()
-    ale = env.unwrapped.ale
-    rng = np.random.default_rng(seed)
-    writer = None
-    if video:
-        h, w = ale.getScreenDims()
-        writer = Mp4Writer(video, fps=15.0, size=(w * scale, h * scale))  # 60 Hz / skip 4
-    scores = []
+    model = make_q_net(state["n_actions"], tuple(state["obs_shape"])).to(device)
     try:
-        for ep in range(episodes):
-            frame, _ = env.reset(seed=seed + ep)
-            stack = FrameStacker(frame[None], STACK, dev)
-            score, steps, done = 0.0, 0, False
-            while not done and (max_steps is None or steps < max_steps):
-                if writer is not None:
-                    writer.write(ale.getScreenRGB())
-                if rng.random() < epsilon:
-                    action = int(rng.integers(n_actions))
-                else:
-                    with torch.no_grad():
-                        action = int(model(stack.obs).argmax(1).item())
-                frame, reward, term, trunc, _ = env.step(action)
-                stack.push(frame[None])
-                score += float(reward)
-                steps += 1
-                done = term or trunc
+        model.load_state_dict(state["online"])
+    except RuntimeError as e:
+        raise ValueError(f"checkpoint: expected weights of a Q-network for observations {state['obs_shape']}, "
+                         f"got ones that do not fit ({str(e).splitlines()[0]})") from None
+    model.eval()
+    return model, state
+
+
+def play_episodes(model, env, *, episodes: int, epsilon: float, seed: int, max_steps: int | None = None,
+                  on_step=None):
+    """Yield (score, length, finished) of each episode played epsilon-greedily with ``model``;
+    ``on_step(env)`` runs before every action (e.g. to record the screen)."""
+    device = next(model.parameters()).device
+    n_actions = int(env.action_space.n)
+    k = model.obs_shape[0] if hasattr(model, "obs_shape") else model.in_channels
+    rng = np.random.default_rng(seed)
+    for ep in range(episodes):
+        frame, _ = env.reset(seed=seed + ep)
+        stack = FrameStacker(np.asarray(frame)[None], k, device)
+        score, steps, done = 0.0, 0, False
+        while not done and (max_steps is None or steps < max_steps):
+            if on_step is not None:
+                on_step(env)
+            if rng.random() < epsilon:
+                action = int(rng.integers(n_actions))
+            else:
+                with torch.no_grad():
+                    action = int(model(stack.obs).argmax(1).item())
+            frame, reward, term, trunc, _ = env.step(action)
+            stack.push(np.asarray(frame)[None])
+            score += float(reward)
+            steps += 1
+            done = term or trunc
+        yield score, steps, done
+
+
+def play(checkpoint: str, *, episodes: int = 3, video: str | None = None, epsilon: float = 0.0,
+         seed: int = 0, device: str = "auto", max_steps: int | None = None, scale: int = 2,
+         echo=print) -> list[float]:
+    """Play `episodes` games with the checkpoint's online net (epsilon-greedy), print and
+    return each game's score; with `video`, write every agent step's screen to an mp4."""
+    check_play_args(checkpoint, episodes=episodes, epsilon=epsilon, seed=seed, max_steps=max_steps, video=video,
+                    scale=scale)
+    dev = resolve_device(device)
+    model, state = load_policy(checkpoint, dev)
+    spec = eval_spec(state["config"])
+    env = make_env_from_spec(spec)
+    writer = None
+    try:
+        if int(env.action_space.n) != state["n_actions"]:
+            raise ValueError(f"checkpoint: expected {int(env.action_space.n)} actions for {spec.env_id}, "
+                             f"got {state['n_actions']}")
+        if video:
+            first = screen(env)
+            writer = Mp4Writer(video, fps=15.0 if spec.atari else 30.0,  # Atari: 60 Hz / skip 4
+                               size=(first.shape[1] * scale, first.shape[0] * scale))
+        record = None if writer is None else (lambda e: writer.write(screen(e)))
+        scores = []
+        for ep, (score, steps, done) in enumerate(play_episodes(model, env, episodes=episodes, epsilon=epsilon,
+                                                                seed=seed, max_steps=max_steps, on_step=record)):
             scores.append(score)
             echo(f"episode {ep + 1}: reward {score:g} ({steps} steps{'' if done else ', cut at --max-steps'})")
     finally:
@@ -126,3 +162,17 @@ def play(checkpoint: str, *, episodes: int = 3, video: str | None = None, epsilo
     if writer is not None:
         echo(f"video: {video} ({writer.frames} frames, {writer.size[0]}x{writer.size[1]})")
     return scores
+
+
+def screen(env) -> np.ndarray:
+    """The env's screen as RGB: ALE's full screen for Atari, the env's own RGB observation
+    (or its rgb_array render) otherwise."""
+    base = env.unwrapped
+    if hasattr(base, "ale"):
+        return base.ale.getScreenRGB()
+    if hasattr(base, "screen_rgb"):
+        return base.screen_rgb()
+    frame = base.render()
+    if frame is None:
+        raise ValueError("video: expected an env that renders RGB frames (render_mode='rgb_array'), got none")
+    return np.asarray(frame)

@@ -6,14 +6,18 @@ import numpy as np
 
 
 class Frames:
-    """Frames whose pixels encode a unique running number, so any frame can be identified."""
+    """Frames whose pixels encode a unique running number, so any frame can be identified:
+    uint8 frames hold its bytes, float32 frames (vector observations) the number plus a fraction."""
 
-    def __init__(self, shape=(2, 3)):
-        self.shape, self.n = shape, 0
+    def __init__(self, shape=(2, 3), dtype="uint8"):
+        self.shape, self.dtype, self.n = shape, np.dtype(dtype), 0
 
     def __call__(self):
         self.n += 1
-        return np.frombuffer(self.n.to_bytes(int(np.prod(self.shape)), "little"), np.uint8).reshape(self.shape).copy()
+        size = int(np.prod(self.shape))
+        if self.dtype == np.float32:  # exact in float32: n < 2^16, fractions in 1/64ths
+            return (self.n + np.arange(size, dtype=np.float32) / 64).reshape(self.shape).astype(np.float32)
+        return np.frombuffer(self.n.to_bytes(size, "little"), np.uint8).reshape(self.shape).copy()
 
 
 def snapshot(buf):
@@ -33,7 +37,7 @@ def assert_same_state(a, b):
 
 def fill(buf, steps, rng, frame=None, end_p=0.1):
     """Run ``steps`` add_many calls with random episode ends (restarting ended streams)."""
-    frame = frame or Frames(buf.frame_shape)
+    frame = frame or Frames(buf.frame_shape, buf.dtype)
     n = buf.num_envs
     if not any(o for _, o in buf._core.streams()):
         buf.start_many(np.stack([frame() for _ in range(n)]))

@@ -202,12 +202,26 @@ CONSTRUCTOR = [
      r"expected a frame of at most 2\^63 - 1 bytes, got \(4294967296, 4294967296\)"),
     (dict(capacity=100, seed=-1), ValueError, "seed: expected an int >= 0, got -1"),
     (dict(capacity=100, seed=1.5), TypeError, "seed: expected an int, got float"),
+    (dict(capacity=100, dtype="int16"), ValueError, r"dtype: expected one of \('uint8', 'float32'\), got 'int16'"),
+    (dict(capacity=100, dtype=None), ValueError, "dtype: expected one of .*, got None"),
     (dict(capacity=100, device="tpu9"), ValueError, "device: expected 'auto', 'cpu' or 'cuda', got 'tpu9'"),
     (dict(capacity=100, device=1.5), TypeError, "device: expected 'auto', 'cpu' or 'cuda', got 1.5"),
 ]
 if not torch.cuda.is_available():
     CONSTRUCTOR += [(dict(capacity=100, device="cuda"), ValueError, "device: expected 'cpu' or 'auto' on this machine, "
                      r"got 'cuda' \(no CUDA device\)")]
+
+
+def test_float32_frames_are_checked_like_uint8_ones():
+    """A vector-observation buffer names its dtype when given pixels, and keeps its state."""
+    buf = ReplayBuffer(16, frame_shape=(4,), stack=1, dtype="float32", seed=0)
+    buf.start(np.zeros(4, np.float32))
+    before = snapshot(buf)
+    with pytest.raises(TypeError, match="next_frame: expected dtype float32, got uint8"):
+        buf.add(0, 1.0, np.zeros(4, np.uint8), False)
+    with pytest.raises(ValueError, match=r"expected shape \(4,\), got \(5,\)"):
+        buf.add(0, 1.0, np.zeros(5, np.float32), False)
+    assert_same_state(before, snapshot(buf))
 
 
 @pytest.mark.parametrize("kwargs, error, match", CONSTRUCTOR, ids=[str(c[0]) for c in CONSTRUCTOR])

@@ -22,7 +22,7 @@ import torch
 
 from fastdqn.run.checkpoint import load_checkpoint, save_checkpoint
 from fastdqn.cli import main
-from fastdqn.env.atari import EnvSpec, make_env, make_env_from_spec
+from fastdqn.env.spec import EnvSpec, make_env, make_env_from_spec
 from fastdqn.learn.learner import Learner
 from fastdqn.play import play
 from fastdqn.run import TrainConfig, preset, train
@@ -43,9 +43,19 @@ ENVS = [
      "env_id: expected a registered Atari id, got 'NoSuchGameNoFrameskip-v4'"),
     ("unknown ALE game", lambda: make_env("ALE/NoSuch-v5"), ValueError, "registered Atari id, got 'ALE/NoSuch-v5'"),
     ("unknown version", lambda: make_env("PongNoFrameskip-v9"), ValueError, "registered Atari id, got 'Pong.*-v9'"),
-    ("not Atari", lambda: make_env("CartPole-v1"), ValueError,
-     "env_id: expected an Atari id like 'PongNoFrameskip-v4', got 'CartPole-v1'"),
-    ("env_id int", lambda: make_env(3), TypeError, "env_id: expected a str, got int"),
+    ("unknown gymnasium id", lambda: make_env("NoSuchEnv-v0"), ValueError,
+     "env_id: expected a registered gymnasium id, got 'NoSuchEnv-v0'"),
+    ("continuous actions", lambda: make_env("MountainCarContinuous-v0"), ValueError,
+     "env_id: expected an env with a Discrete action space"),
+    ("gym package missing", lambda: make_env("CartPole-v1", gym_packages=("no_such_module",)), ValueError,
+     "gym_packages: expected importable modules, got 'no_such_module'"),
+    ("gym packages str", lambda: make_env("CartPole-v1", gym_packages="abc"), TypeError,
+     "gym_packages: expected a tuple of module names, got 'abc'"),
+    ("sticky 2", lambda: make_env(PONG, sticky_actions=2.0), ValueError,
+     r"sticky_actions: expected a probability in \[0, 1\] or None, got 2.0"),
+    ("max frames 0", lambda: make_env(PONG, max_episode_frames=0), ValueError,
+     "max_episode_frames: expected an int >= 1, got 0"),
+    ("env_id int", lambda: make_env(3), TypeError, r"env_id: expected a gymnasium id \(a str\), got 3"),
     ("layout", lambda: make_env(PONG, layout="square"), ValueError, "layout: expected 'crop', 'full' or None, got 'square'"),
     ("layout int", lambda: make_env(PONG, layout=3), ValueError, "layout: expected 'crop', 'full' or None, got 3"),
     ("skip 0", lambda: make_env(PONG, skip=0), ValueError, "skip: expected an int >= 1, got 0"),
@@ -63,7 +73,7 @@ ENVS = [
     ("seed float", lambda: make_env(PONG, seed=1.5), TypeError, "seed: expected an int >= 0 or None, got 1.5"),
     ("spec str", lambda: make_env_from_spec(PONG), TypeError, "spec: expected an EnvSpec, got str"),
     ("EnvSpec skip 0", lambda: EnvSpec(skip=0), ValueError, "skip: expected an int >= 1, got 0"),
-    ("EnvSpec id", lambda: EnvSpec("Nope-v0"), ValueError, "expected an Atari id like .*, got 'Nope-v0'"),
+    ("EnvSpec id", lambda: EnvSpec(""), TypeError, r"env_id: expected a gymnasium id \(a str\), got ''"),
     ("vec num_envs 0", lambda: VectorEnv(EnvSpec(), 0), ValueError, "num_envs: expected >= 1, got 0"),
     ("vec num_envs -1", lambda: VectorEnv(EnvSpec(), -1), ValueError, "num_envs: expected >= 1, got -1"),
     ("vec num_envs float", lambda: VectorEnv(EnvSpec(), 2.0), TypeError, "num_envs: expected an int, got 2.0"),
@@ -176,7 +186,7 @@ CONFIG = [  # (id, fields, error, regex)
     ("device tpu", dict(device="tpu"), ValueError, "device: expected 'auto', 'cpu' or 'cuda', got 'tpu'"),
     ("device None", dict(device=None), TypeError, "device: expected 'auto', 'cpu' or 'cuda', got None"),
     ("env_id int", dict(env_id=3), TypeError, "env_id: expected a str, got 3"),
-    ("env_id not Atari", dict(env_id="CartPole-v1"), ValueError, "env_id: expected an Atari id .*got 'CartPole-v1'"),
+    ("env_id empty", dict(env_id=""), TypeError, r"env_id: expected a gymnasium id \(a str\), got ''"),
     ("out int", dict(out=3), TypeError, "out: expected a directory path or None, got 3"),
     ("double str", dict(double="yes"), TypeError, "double: expected a bool, got 'yes'"),
     ("tensorboard int", dict(tensorboard=0), TypeError, "tensorboard: expected a bool, got 0"),
@@ -199,7 +209,7 @@ def test_train_config_bad_field_raises_and_changes_nothing(fields, error, match)
 
 
 def test_unknown_preset():
-    with pytest.raises(ValueError, match=r"preset: expected one of \['breakout', 'pong'\], got 'nope'"):
+    with pytest.raises(ValueError, match=r"preset: expected one of \['breakout', 'cartpole', 'pong'\], got 'nope'"):
         preset("nope")
     with pytest.raises(TypeError, match=r"preset: expected TrainConfig fields as overrides, got unknown \['nope'\]"):
         preset("pong", nope=1)
@@ -305,7 +315,7 @@ PLAY = [  # (id, play() keyword arguments, error, regex)
     ("checkpoint None", dict(checkpoint=None), TypeError, "checkpoint: expected a file path, got NoneType"),
     ("n_actions vs game", dict(checkpoint="breakout.pt"), ValueError,
      "checkpoint: expected 4 actions for BreakoutNoFrameskip-v4, got 6"),
-    ("config env_id", dict(checkpoint="cartpole.pt"), ValueError, "env_id: expected an Atari id .*got 'CartPole-v1'"),
+    ("config env_id", dict(checkpoint="cartpole.pt"), ValueError, "checkpoint: expected 2 actions for CartPole-v1, got 6"),
     ("config layout", dict(checkpoint="square.pt"), ValueError, "layout: expected .*got 'square'"),
     *[(f"file {r[0]}", dict(checkpoint=r[1]), *r[2:]) for r in FILES],
 ]
@@ -362,7 +372,7 @@ LEARNER = [  # (id, make(good, four) -> state, error, regex)
     ("target 4 actions", lambda s, f: s | {"target": f["target"]}, ValueError,
      r"target: expected fc\.2\.weight of shape \(6, 512\) \(6 actions\), got \(4, 512\)"),
     ("target missing key", lambda s, f: s | {"target": _drop(s["target"], "fc.2.bias")}, ValueError,
-     r"target: expected the keys of NatureDQN's state_dict, got missing \['fc\.2\.bias'\], unexpected \[\]"),
+     r"target: expected the keys of the Q-network's state_dict, got missing \['fc\.2\.bias'\], unexpected \[\]"),
     ("target extra key", lambda s, f: s | {"target": s["target"] | {"extra": torch.zeros(1)}}, ValueError,
      r"got missing \[\], unexpected \['extra'\]"),
     ("target not a dict", lambda s, f: s | {"target": 3}, TypeError, r"target: expected a state_dict \(dict\), got int"),
@@ -421,7 +431,7 @@ TRAIN = [  # (id, flags after `train`, regex for the error line)
     ("checkpoint-every 0", ["--checkpoint-every", "0"], "checkpoint_every: expected an integer >= 1, got 0"),
     ("frames 0", ["--frames", "0"], "frames: expected an integer >= 1 or None, got 0"),
     ("frames abc", ["--frames", "abc"], "argument --frames: invalid int value: 'abc'"),
-    ("env Nope", ["--env", "Nope-v0"], "env_id: expected an Atari id like 'PongNoFrameskip-v4', got 'Nope-v0'"),
+    ("env Nope", ["--env", "Nope-v0"], "env_id: expected a registered gymnasium id, got 'Nope-v0'"),
     ("env unknown", ["--env", "NoSuchGameNoFrameskip-v4"], "expected a registered Atari id, got 'NoSuchGame"),
     ("device tpu", ["--device", "tpu"], "argument --device: invalid choice: 'tpu'"),
     ("loss", ["--loss", "l1"], "argument --loss: invalid choice: 'l1'"),

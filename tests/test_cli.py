@@ -26,7 +26,7 @@ def test_train_help_documents_every_flag(capsys):
 @pytest.mark.parametrize("argv, needle", [
     (["train", "--lr", "-1", "--no-progress"], "lr: expected"),
     (["train", "--batch-size", "0"], "batch_size: expected"),
-    (["train", "--env", "CartPole-v1", "--frames", "10"], "env_id: expected"),
+    (["train", "--env", "NoSuchEnv-v0", "--frames", "10"], "env_id: expected"),
     (["train", "--env", "NoSuchGameNoFrameskip-v4", "--frames", "10"], "NoSuchGame"),
     (["play", "--checkpoint", "/nonexistent/best.pt"], "no such file"),
     (["play", "--checkpoint", "x.pt", "--episodes", "0"], "episodes: expected"),

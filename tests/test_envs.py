@@ -4,7 +4,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from fastdqn.env.atari import EnvSpec, make_env, make_env_from_spec
+from fastdqn.env.spec import EnvSpec, make_env, make_env_from_spec
 from fastdqn.env.wrappers import ClipReward, EpisodicLife, FireReset, FrameStack, MaxAndSkip, NoopReset
 from fastdqn.frames.preprocess import process_frame
 from fastdqn.env.vector import VectorEnv
@@ -121,8 +121,8 @@ def test_make_env_presets_and_validation():
     assert names[:2] == ["FireReset", "MaxAndSkip"]  # the seeds' Pong chain
     b = make_env("BreakoutNoFrameskip-v4", noop_max=30, episodic_life=True, clip_rewards=True)
     assert isinstance(b, ClipReward) and isinstance(b.env, FireReset) and isinstance(b.env.env, EpisodicLife)
-    with pytest.raises(ValueError, match="Atari"):
-        make_env("CartPole-v1")
+    with pytest.raises(ValueError, match="Discrete action space"):
+        make_env("MountainCarContinuous-v0")
     with pytest.raises(ValueError, match="layout"):
         make_env(PONG, layout="square")
 

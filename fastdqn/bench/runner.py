@@ -10,7 +10,7 @@ from . import groups
 from .config import GROUPS, BenchConfig
 from .machine import machine_info
 from .model import Report, Table, TableSpec, ValuesSpec
-from .timer import measure
+from .timer import measure, settle_allocator
 
 
 def run_spec(spec, cfg: BenchConfig, log: Callable[[str], None]) -> Table:
@@ -36,6 +36,7 @@ def run_groups(cfg: BenchConfig, names: Iterable[str] = GROUPS,
         import torch
 
         torch.set_num_threads(cfg.torch_threads)
+    settle_allocator()
     report = Report(machine=machine_info(), config=cfg.to_dict())
     for name in names:
         for spec in groups.specs(name, cfg):

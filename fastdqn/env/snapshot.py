@@ -1,5 +1,11 @@
 """Env snapshots for ``fastdqn train --resume``: everything that decides an env's future, as
-plain bytes, ints and dicts (``torch.load(weights_only=True)`` reads them back)."""
+plain bytes, ints and dicts (``torch.load(weights_only=True)`` reads them back).
+
+An Atari env is its emulator (with its RNG). Any other env is the plain attributes of its
+unwrapped env (numbers, bools, None, numpy arrays: CartPole's ``state``, a pixel game's ball),
+which covers the classic-control envs and fastdqn's test games; an env whose state lives in
+other objects (Box2D bodies) raises when it is saved, so no resume pretends to be exact.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +20,11 @@ def env_state(env: gym.Env) -> dict:
     """Everything that decides an env's future: the emulator with its RNG, the np_random that
     NoopReset draws from, and the wrappers' counters. Plain bytes/ints/dicts (weights_only-safe)."""
     base = env.unwrapped
-    state = {"ale": base.ale.cloneState(include_rng=True).serialize(), "np_random": base.np_random.bit_generator.state}
+    state = {"np_random": base.np_random.bit_generator.state}
+    if hasattr(base, "ale"):
+        state["ale"] = base.ale.cloneState(include_rng=True).serialize()
+    else:
+        state["attrs"] = _plain_attributes(base)
     for w in _wrappers(env):
         if isinstance(w, EpisodicLife):
             state["lives"], state["game_over"] = int(w.lives), bool(w.game_over)
@@ -27,26 +37,51 @@ def env_state(env: gym.Env) -> dict:
 
 def set_env_state(env: gym.Env, state: dict) -> None:
     """Restore ``env_state`` output into an env built from the same EnvSpec (and reset once)."""
-    import ale_py
-
     base = env.unwrapped
-    if not isinstance(state, dict) or not isinstance(state.get("ale"), bytes):
+    key, kind = ("ale", bytes) if hasattr(base, "ale") else ("attrs", dict)
+    if not isinstance(state, dict) or not isinstance(state.get(key), kind):
         got = f"keys {sorted(map(str, state))}" if isinstance(state, dict) else type(state).__name__
-        raise TypeError(f"env state: expected a dict from env_state() with 'ale' bytes, got {got}")
+        raise TypeError(f"env state: expected a dict from env_state() with {key!r} {kind.__name__}, got {got}")
     rng_state = state.get("np_random")
     if not isinstance(rng_state, dict) or rng_state.get("bit_generator") != type(base.np_random.bit_generator).__name__:
         raise ValueError(f"env state: expected a {type(base.np_random.bit_generator).__name__} np_random state, "
                          f"got {rng_state!r:.80}")
-    base.ale.restoreState(ale_py.ALEState(state["ale"]))
+    if key == "ale":
+        import ale_py
+
+        base.ale.restoreState(ale_py.ALEState(state["ale"]))
+    else:
+        for name, value in state["attrs"].items():  # arrays travel as tensors (weights_only loads those)
+            setattr(base, name, value.numpy().copy() if isinstance(value, torch.Tensor) else value)
     base.np_random.bit_generator.state = rng_state
     for w in _wrappers(env):
         if isinstance(w, EpisodicLife):
             w.lives, w.game_over = state["lives"], state["game_over"]
         elif isinstance(w, FrameStack):
-            saved = np.frombuffer(state["stack"], np.uint8).reshape(w.stacker.obs.shape)
+            saved = np.frombuffer(state["stack"], w.stacker.host.dtype).reshape(w.stacker.obs.shape)
             w.stacker.load(torch.from_numpy(saved.copy()))
         elif hasattr(w, "_elapsed_steps"):
             w._elapsed_steps = state["elapsed_steps"]
+
+
+_PLAIN = (bool, int, float, str, type(None), np.ndarray, np.generic)
+
+
+def _plain_attributes(base: gym.Env) -> dict:
+    """The unwrapped env's own state: its public and private attributes that are plain values
+    (spaces, the RNG, render handles and the spec are rebuilt with the env)."""
+    skip = {"np_random", "_np_random", "_np_random_seed", "spec", "render_mode", "metadata", "observation_space",
+            "action_space", "screen", "clock", "window"}
+    out = {}
+    for name, value in vars(base).items():
+        if name in skip or callable(value) or isinstance(value, (gym.Space, np.random.Generator)):
+            continue
+        if not isinstance(value, _PLAIN) or (isinstance(value, np.ndarray) and value.dtype == object):
+            raise ValueError(f"env state: {type(base).__name__}.{name} is a {type(value).__name__}, not a plain "
+                             "value: this env cannot be snapshotted for --resume")
+        out[name] = torch.from_numpy(value.copy()) if isinstance(value, np.ndarray) else \
+            value.item() if isinstance(value, np.generic) else value
+    return out
 
 
 def _wrappers(env: gym.Env):

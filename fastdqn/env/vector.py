@@ -1,8 +1,9 @@
-"""N Atari envs stepped together; their frames land in shared arrays for ReplayBuffer.add_many.
+"""N envs stepped together; their frames land in shared arrays for ReplayBuffer.add_many.
 
 ALE's ``act`` holds the GIL, so threads do not scale: with ``num_workers > 0`` the envs are
-split over worker processes that step, max-pool and preprocess their slice and write uint8
-[84, 84] frames straight into one shared-memory block. The parent only flips a byte per
+split over worker processes that step, max-pool and preprocess their slice and write their
+frames (uint8 [84, 84] pixels, or float32 vector observations) straight into one shared-memory
+block. The parent only flips a byte per
 worker per step. ``num_workers=0`` steps everything in-process (best for one env).
 Episodes auto-reset: where an episode ended, ``frames`` holds its last frame and
 ``reset_frames`` the first frame of the next one.
@@ -18,19 +19,19 @@ from typing import NamedTuple
 
 import numpy as np
 
-from fastdqn.env.atari import EnvSpec, make_env_from_spec
+from fastdqn.env.spec import EnvSpec, make_env_from_spec
 from fastdqn.env.snapshot import env_state
-from fastdqn.env.vector_worker import EnvSlice, block_layout, block_views, worker_main
+from fastdqn.env.vector_worker import EnvSlice, block_fields, block_layout, block_views, worker_main
 
 
 class StepResult(NamedTuple):
     """Views into the shared block: valid until the next step() (copy what you keep)."""
 
-    frames: np.ndarray  # uint8 [N,84,84], frame after the action
+    frames: np.ndarray  # [N, *frame_shape] of frame_dtype, frame after the action
     rewards: np.ndarray  # float32 [N] (clipped when the spec clips)
     terminated: np.ndarray  # bool [N]
     truncated: np.ndarray  # bool [N]
-    reset_frames: np.ndarray  # uint8 [N,84,84], valid where terminated | truncated
+    reset_frames: np.ndarray  # [N, *frame_shape], valid where terminated | truncated
     episode_end: np.ndarray  # bool [N], a real game ended (not just a life)
     episode_return: np.ndarray  # float64 [N], raw game score, valid where episode_end
     episode_length: np.ndarray  # int64 [N], agent steps, valid where episode_end
@@ -41,13 +42,14 @@ class WorkerDied(RuntimeError):
 
 
 class VectorEnv:
-    """``num_envs`` copies of one EnvSpec; actions in, shared uint8 frames out."""
+    """``num_envs`` copies of one EnvSpec; actions in, shared frames out (``frame_shape``,
+    ``frame_dtype``: uint8 [84, 84] for Atari and RGB games, float32 vectors otherwise)."""
 
     def __init__(self, spec: EnvSpec, num_envs: int, *, num_workers: int = 0, seed: int = 0):
         if not isinstance(spec, EnvSpec):
             raise TypeError(f"spec: expected an EnvSpec, got {type(spec).__name__}")
-        if spec.layout not in ("crop", "full") or spec.frame_stack != 0:  # shared block: [N, 84, 84]
-            raise ValueError("spec: expected layout 'crop' or 'full' and frame_stack 0 (single 84x84 frames), "
+        if spec.layout not in ("crop", "full") or spec.frame_stack != 0:  # shared block: single frames
+            raise ValueError("spec: expected layout 'crop' or 'full' and frame_stack 0 (single frames), "
                              f"got layout={spec.layout!r}, frame_stack={spec.frame_stack}")
         for name, value in (("num_envs", num_envs), ("num_workers", num_workers), ("seed", seed)):
             if not isinstance(value, int) or isinstance(value, bool):
@@ -61,17 +63,23 @@ class VectorEnv:
         self.spec, self.num_envs, self.num_workers = spec, num_envs, num_workers
         self._shm, self._procs, self._conns, self._local = None, [], [], None
         probe = make_env_from_spec(spec)
-        self.n_actions = int(probe.action_space.n)
-        self.action_meanings = probe.unwrapped.get_action_meanings()
-        self._state_keys = frozenset(env_state(probe)) | {"return", "length"}  # what set_state needs per env
-        probe.close()
-        _, size = block_layout(num_envs)
+        try:
+            self.n_actions = int(probe.action_space.n)
+            meanings = getattr(probe.unwrapped, "get_action_meanings", None)
+            self.action_meanings = meanings() if meanings else [str(a) for a in range(self.n_actions)]
+            space = probe.observation_space
+            self.frame_shape, self.frame_dtype = tuple(space.shape), np.dtype(space.dtype)
+            self._state_keys = frozenset(env_state(probe)) | {"return", "length"}  # what set_state needs per env
+        finally:
+            probe.close()
+        fields = block_fields(self.frame_shape, self.frame_dtype)
+        _, size = block_layout(num_envs, fields)
         if num_workers == 0:
-            self._v = block_views(bytearray(size), num_envs)
+            self._v = block_views(bytearray(size), num_envs, fields)
             self._local = EnvSlice(spec, 0, num_envs, seed, self._v)
             return
         self._shm = shared_memory.SharedMemory(create=True, size=size)
-        self._v = block_views(self._shm.buf, num_envs)
+        self._v = block_views(self._shm.buf, num_envs, fields)
         ctx = mp.get_context("spawn")  # no fork: the parent holds torch/OpenMP threads
         bounds = np.linspace(0, num_envs, num_workers + 1).astype(int)
         self._slices = list(zip(bounds[:-1].tolist(), bounds[1:].tolist()))  # envs lo..hi per worker
@@ -80,7 +88,7 @@ class VectorEnv:
                 parent, child = ctx.Pipe()
                 p = ctx.Process(
                     target=worker_main,
-                    args=(child, spec, int(lo), int(hi), seed, self._shm.name, num_envs),
+                    args=(child, spec, int(lo), int(hi), seed, self._shm.name, num_envs, fields),
                     daemon=True,
                 )
                 p.start()
@@ -163,9 +171,11 @@ class VectorEnv:
             got = f"{len(states)} states" if isinstance(states, list) else type(states).__name__
             raise ValueError(f"env states: expected a list of {self.num_envs}, got {got}")
         for i, st in enumerate(states):  # checked here, before any env changes (or a worker chokes on it)
-            if not isinstance(st, dict) or not isinstance(st.get("ale"), bytes):
+            key, kind = ("ale", bytes) if self.spec.atari else ("attrs", dict)
+            if not isinstance(st, dict) or not isinstance(st.get(key), kind):
                 got = f"keys {sorted(map(str, st))}" if isinstance(st, dict) else type(st).__name__
-                raise TypeError(f"env states[{i}]: expected a dict from get_state() with 'ale' bytes, got {got}")
+                raise TypeError(f"env states[{i}]: expected a dict from get_state() with {key!r} {kind.__name__}, "
+                                f"got {got}")
             missing = sorted(self._state_keys - st.keys())
             if missing:
                 raise ValueError(f"env states[{i}]: expected the keys get_state() gives for {self.spec.env_id}, "

@@ -12,38 +12,36 @@ from multiprocessing import shared_memory
 
 import numpy as np
 
-from fastdqn.env.atari import EnvSpec, make_env_from_spec
+from fastdqn.env.spec import EnvSpec, make_env_from_spec
 from fastdqn.env.snapshot import env_state, set_env_state
-from fastdqn.frames.geometry import OUT_SHAPE
 
-_FIELDS = (  # name, dtype, per-env shape
-    ("frames", np.uint8, OUT_SHAPE),
-    ("reset_frames", np.uint8, OUT_SHAPE),
-    ("actions", np.int64, ()),
-    ("rewards", np.float32, ()),
-    ("terminated", np.bool_, ()),
-    ("truncated", np.bool_, ()),
-    ("episode_end", np.bool_, ()),
-    ("episode_return", np.float64, ()),
-    ("episode_length", np.int64, ()),
-)
+def block_fields(frame_shape: tuple, frame_dtype) -> tuple:
+    """(name, dtype, per-env shape) of every field in the shared block."""
+    return (
+        ("frames", frame_dtype, frame_shape),
+        ("reset_frames", frame_dtype, frame_shape),
+        ("actions", np.int64, ()),
+        ("rewards", np.float32, ()),
+        ("terminated", np.bool_, ()),
+        ("truncated", np.bool_, ()),
+        ("episode_end", np.bool_, ()),
+        ("episode_return", np.float64, ()),
+        ("episode_length", np.int64, ()),
+    )
 
 
-def block_layout(n: int) -> tuple[dict, int]:
+def block_layout(n: int, fields: tuple) -> tuple[dict, int]:
     offsets, off = {}, 0
-    for name, dtype, shape in _FIELDS:
+    for name, dtype, shape in fields:
         off = (off + 63) // 64 * 64  # cache-line aligned, no false sharing between fields
         offsets[name] = off
         off += n * int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
     return offsets, off
 
 
-def block_views(buf, n: int) -> dict:
-    offsets, _ = block_layout(n)
-    return {
-        name: np.ndarray((n, *shape), dtype, buffer=buf, offset=offsets[name])
-        for name, dtype, shape in _FIELDS
-    }
+def block_views(buf, n: int, fields: tuple) -> dict:
+    offsets, _ = block_layout(n, fields)
+    return {name: np.ndarray((n, *shape), dtype, buffer=buf, offset=offsets[name]) for name, dtype, shape in fields}
 
 
 class EnvSlice:
@@ -96,7 +94,7 @@ class EnvSlice:
             env.close()
 
 
-def worker_main(conn, spec, lo, hi, seed, shm_name, n) -> None:
+def worker_main(conn, spec, lo, hi, seed, shm_name, n, fields) -> None:
     # Ctrl-C reaches the whole process group: the parent decides when workers stop (it saves
     # last.pt first), so workers ignore SIGINT/SIGTERM and end on "q" or a closed pipe.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -104,7 +102,7 @@ def worker_main(conn, spec, lo, hi, seed, shm_name, n) -> None:
     shm = shared_memory.SharedMemory(name=shm_name)
     part = None
     try:
-        part = EnvSlice(spec, lo, hi, seed, block_views(shm.buf, n))
+        part = EnvSlice(spec, lo, hi, seed, block_views(shm.buf, n, fields))
         conn.send_bytes(b"k")
         while True:
             cmd = conn.recv_bytes()

@@ -1,9 +1,11 @@
-"""The DeepMind Atari wrappers as gymnasium wrappers (seeds, baselines).
+"""fastdqn's gymnasium wrappers: the DeepMind Atari ones (seeds, baselines) and the two that
+bring other families to the same shape (ProcessFrame for RGB images, FloatObservation for vectors).
 
-Order, as ``make_env_from_spec`` applies them: NoopReset -> MaxAndSkip -> EpisodicLife ->
+Atari order, as ``make_env_from_spec`` applies them: NoopReset -> MaxAndSkip -> EpisodicLife ->
 FireReset -> ClipReward -> FrameStack. MaxAndSkip max-pools the last two raw RGB frames and
 preprocesses them in the same call (``fastdqn.frames.process_frame(frame, prev)``), so frames
-leave it as uint8 [84, 84] and nothing is ever converted to float.
+leave it as uint8 [84, 84] and nothing is ever converted to float. Every wrapper records its
+constructor arguments (gymnasium's RecordConstructorArgs), so ``env.spec`` can rebuild the env.
 """
 
 from __future__ import annotations
@@ -12,14 +14,17 @@ import gymnasium as gym
 import numpy as np
 
 from fastdqn.frames.geometry import LAYOUTS, OUT_SHAPE
-from fastdqn.frames.preprocess import process_frame
+from fastdqn.frames.preprocess import process_any, process_frame
 from fastdqn.frames.stack import FrameStacker
 
+Record = gym.utils.RecordConstructorArgs
 
-class NoopReset(gym.Wrapper):
+
+class NoopReset(gym.Wrapper, Record):
     """On reset, take a random number (1..noop_max) of NOOP actions."""
 
     def __init__(self, env: gym.Env, noop_max: int = 30):
+        Record.__init__(self, noop_max=noop_max)
         super().__init__(env)
         if noop_max < 1:
             raise ValueError(f"noop_max: expected >= 1, got {noop_max}")
@@ -34,7 +39,7 @@ class NoopReset(gym.Wrapper):
         return obs, info
 
 
-class MaxAndSkip(gym.Wrapper):
+class MaxAndSkip(gym.Wrapper, Record):
     """Repeat the action `skip` times; observe the max of the last two raw RGB frames.
 
     With ``layout`` ("crop" or "full") the max-pooled frame is preprocessed in the same
@@ -44,6 +49,7 @@ class MaxAndSkip(gym.Wrapper):
     """
 
     def __init__(self, env: gym.Env, skip: int = 4, layout: str | None = "crop"):
+        Record.__init__(self, skip=skip, layout=layout)
         super().__init__(env)
         if skip < 1:
             raise ValueError(f"skip: expected >= 1, got {skip}")
@@ -108,10 +114,11 @@ def _is_fast_ale(base) -> bool:
     )
 
 
-class FireReset(gym.Wrapper):
+class FireReset(gym.Wrapper, Record):
     """Press FIRE (1) then action 2 on reset: games that wait for FIRE start playing."""
 
     def __init__(self, env: gym.Env):
+        Record.__init__(self)
         super().__init__(env)
         meanings = env.unwrapped.get_action_meanings()
         if len(meanings) < 3 or meanings[1] != "FIRE":
@@ -126,13 +133,14 @@ class FireReset(gym.Wrapper):
         return obs, info
 
 
-class EpisodicLife(gym.Wrapper):
+class EpisodicLife(gym.Wrapper, Record):
     """A lost life ends the episode for learning; reset restarts only on real game over.
 
     ``info["game_over"]`` tells whether the game really ended (for episode statistics).
     """
 
     def __init__(self, env: gym.Env):
+        Record.__init__(self)
         super().__init__(env)
         self.lives, self.game_over = 0, True
 
@@ -157,8 +165,12 @@ class EpisodicLife(gym.Wrapper):
         return obs, info
 
 
-class ClipReward(gym.RewardWrapper):
+class ClipReward(gym.RewardWrapper, Record):
     """Reward -> sign(reward) in {-1, 0, 1}; the raw reward goes to ``info["raw_reward"]``."""
+
+    def __init__(self, env: gym.Env):
+        Record.__init__(self)
+        super().__init__(env)
 
     def step(self, action):
         obs, reward, terminated, truncated, info = self.env.step(action)
@@ -169,22 +181,53 @@ class ClipReward(gym.RewardWrapper):
         return float(np.sign(reward))
 
 
-class FrameStack(gym.Wrapper):
-    """Stack the last k uint8 frames as [k, 84, 84]; zeros before the episode's first frame."""
+class ProcessFrame(gym.ObservationWrapper, Record):
+    """An RGB image env (H, W, 3) uint8 -> uint8 [84, 84] grey frames: the fused kernel for
+    Atari-sized screens, OpenCV's INTER_AREA for other sizes (fastdqn.frames.process_any)."""
+
+    def __init__(self, env: gym.Env, layout: str = "full"):
+        Record.__init__(self, layout=layout)
+        super().__init__(env)
+        self.layout = layout
+        self.observation_space = gym.spaces.Box(0, 255, OUT_SHAPE, np.uint8)
+
+    def observation(self, obs):
+        return process_any(np.ascontiguousarray(obs), layout=self.layout)
+
+
+class FloatObservation(gym.ObservationWrapper, Record):
+    """A vector-observation env's observations as float32 (what the replay stores)."""
+
+    def __init__(self, env: gym.Env):
+        Record.__init__(self)
+        super().__init__(env)
+        space = env.observation_space
+        self.observation_space = gym.spaces.Box(space.low.astype(np.float32), space.high.astype(np.float32),
+                                                space.shape, np.float32)
+
+    def observation(self, obs):
+        return np.asarray(obs, np.float32)
+
+
+class FrameStack(gym.Wrapper, Record):
+    """Stack the last k frames as [k, *frame]; zeros before the episode's first frame."""
 
     def __init__(self, env: gym.Env, k: int = 4):
+        Record.__init__(self, k=k)
         super().__init__(env)
         self.k = k
-        shape = env.observation_space.shape
-        self.stacker = FrameStacker(np.zeros((1, *shape), np.uint8), k)
-        self.observation_space = gym.spaces.Box(0, 255, (k, *shape), np.uint8)
+        space = env.observation_space
+        self.stacker = FrameStacker(np.zeros((1, *space.shape), space.dtype), k)
+        low = np.broadcast_to(np.minimum(space.low, 0), (k, *space.shape))
+        high = np.broadcast_to(space.high, (k, *space.shape))
+        self.observation_space = gym.spaces.Box(low, high, (k, *space.shape), space.dtype)
 
     def reset(self, **kwargs):
         obs, info = self.env.reset(**kwargs)
         self.stacker.restart([0], obs[None])
-        return self.stacker.obs[0].numpy().copy(), info
+        return self.stacker.host[0].copy(), info
 
     def step(self, action):
         obs, reward, terminated, truncated, info = self.env.step(action)
         self.stacker.push(obs[None])
-        return self.stacker.obs[0].numpy().copy(), reward, terminated, truncated, info
+        return self.stacker.host[0].copy(), reward, terminated, truncated, info

@@ -108,3 +108,17 @@ def seed_process(frame: np.ndarray, layout: str = "crop") -> np.ndarray:
         resized = cv2.resize(luma, (OUT_SIDE, CROP_ROWS), interpolation=cv2.INTER_AREA)
         return resized[CROP_FIRST:CROP_FIRST + OUT_SIDE].astype(np.uint8)
     return cv2.resize(luma, OUT_SHAPE, interpolation=cv2.INTER_AREA).astype(np.uint8)
+
+
+def process_any(frame: np.ndarray, layout: str = "full") -> np.ndarray:
+    """One RGB image of any size (H, W, 3) uint8 -> uint8 [84, 84]: ``process_frame`` when it is
+    an Atari screen, else OpenCV's uint8 luma and INTER_AREA resize (the common fast path)."""
+    if frame.ndim == 3 and frame.shape[0] in RAW_HEIGHTS and frame.shape[1:] == (RAW_WIDTH, 3):
+        return process_frame(frame, layout=layout)
+    import cv2
+
+    if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
+        raise ValueError(f"frame: expected an RGB image (H, W, 3) uint8, got {getattr(frame, 'dtype', type(frame))} "
+                         f"{getattr(frame, 'shape', '')}")
+    grey = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
+    return cv2.resize(grey, OUT_SHAPE, interpolation=cv2.INTER_AREA)

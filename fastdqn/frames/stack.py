@@ -13,24 +13,40 @@ import torch
 STACK = 4  # frames per observation: Nature DQN's input channels
 
 
+def stack_for(frame_shape: tuple) -> int:
+    """Frames per observation: 4 for 2-D frames (motion needs them), 1 for vector observations
+    (a state such as CartPole's already holds its velocities)."""
+    return STACK if len(frame_shape) == 2 else 1
+
+
 class FrameStacker:
-    """``obs``: uint8 [N, k, *frame] on ``device``; ``obs[:, -1]`` is the newest frame."""
+    """``obs``: [N, k, *frame] on ``device``, of the frames' dtype (uint8 pixels, float32
+    vectors); ``obs[:, -1]`` is the newest frame."""
 
     def __init__(self, first: np.ndarray | torch.Tensor, k: int, device: torch.device | str = "cpu"):
         first = torch.as_tensor(first)
-        if first.dtype != torch.uint8 or first.dim() < 2:
-            raise ValueError(f"first: expected uint8 frames [N, *frame], got {first.dtype} {list(first.shape)}")
+        if first.dtype not in (torch.uint8, torch.float32) or first.dim() < 2:
+            raise ValueError(f"first: expected uint8 or float32 frames [N, *frame], got {first.dtype} "
+                             f"{list(first.shape)}")
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise ValueError(f"k: expected an int >= 1, got {k!r}")
         self.device = torch.device(device)
-        self.obs = torch.zeros((first.shape[0], k, *first.shape[1:]), dtype=torch.uint8, device=self.device)
+        self.obs = torch.zeros((first.shape[0], k, *first.shape[1:]), dtype=first.dtype, device=self.device)
         self.obs[:, -1] = first.to(self.device)
+        # On the CPU the stacks shift in place through a numpy view of obs: a push is then two
+        # memcpys, where torch ops would cost more than the copy.
+        self.host = self.obs.numpy() if self.device.type == "cpu" else None
 
     def push(self, frames, done: np.ndarray | None = None, reset_frames=None) -> None:
         """Append each env's new frame; where ``done``, start that env's stack over at its
-        ``reset_frames`` entry (the first frame of its next episode)."""
-        new = torch.as_tensor(frames).to(self.device).unsqueeze(1)
-        self.obs = torch.cat([self.obs[:, 1:], new], 1)
+        ``reset_frames`` entry (the first frame of its next episode). On the CPU ``obs`` changes in
+        place; copy what you keep."""
+        if self.host is not None:
+            self.host[:, :-1] = self.host[:, 1:]  # numpy copies overlapping ranges correctly
+            self.host[:, -1] = frames.numpy() if isinstance(frames, torch.Tensor) else frames
+        else:
+            new = torch.as_tensor(frames).to(self.device).unsqueeze(1)
+            self.obs = torch.cat([self.obs[:, 1:], new], 1)
         if done is not None and done.any():
             idx = np.flatnonzero(done)
             self.restart(idx, torch.as_tensor(reset_frames)[torch.from_numpy(idx)])
@@ -43,7 +59,8 @@ class FrameStacker:
 
     def load(self, obs: torch.Tensor) -> None:
         """Take saved stacks (resume); they must match this stacker's shape and dtype."""
-        if not isinstance(obs, torch.Tensor) or obs.shape != self.obs.shape or obs.dtype != torch.uint8:
+        if not isinstance(obs, torch.Tensor) or obs.shape != self.obs.shape or obs.dtype != self.obs.dtype:
             got = f"{obs.dtype} {list(obs.shape)}" if isinstance(obs, torch.Tensor) else type(obs).__name__
-            raise ValueError(f"acting stacks: expected uint8 {list(self.obs.shape)}, got {got}")
-        self.obs = obs.to(self.device)
+            raise ValueError(f"acting stacks: expected {self.obs.dtype} {list(self.obs.shape)}, got {got}")
+        self.obs = obs.to(self.device, copy=True)
+        self.host = self.obs.numpy() if self.device.type == "cpu" else None

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from fastdqn.devices import resolve_device
-from fastdqn.learn.model import NatureDQN
+from fastdqn.learn.model import make_q_net
 
 LOSSES = ("mse", "huber")
 
@@ -49,7 +49,8 @@ def td_loss(online, target, obs, action, reward, next_obs, done, *, gamma, loss=
 
 
 class Learner:
-    """Online and target Nature DQNs with Adam; ``update(batch)`` is one gradient step.
+    """Online and target Q-networks with Adam (Nature DQN for frame stacks, an MLP for vector
+    observations: ``obs_shape`` = [stack, *frame]); ``update(batch)`` is one gradient step.
 
     compile=None compiles on CUDA and stays eager on the CPU (compilation there costs more than it
     saves for a 1.7M-parameter net at batch 32); ``compile_mode`` is torch.compile's mode (e.g.
@@ -58,8 +59,7 @@ class Learner:
 
     def __init__(self, n_actions: int, *, device="auto", lr: float = 1e-4, gamma: float = 0.99,
                  loss: str = "mse", double: bool = False, compile: bool | None = None,
-                 compile_mode: str | None = None,
-                 in_channels: int = 4):
+                 compile_mode: str | None = None, obs_shape: tuple = (4, 84, 84)):
         if loss not in LOSSES:
             raise ValueError(f"loss: expected one of {LOSSES}, got {loss!r}")
         if not 0.0 <= gamma <= 1.0:
@@ -68,8 +68,9 @@ class Learner:
             raise ValueError(f"lr: expected > 0, got {lr}")
         self.device = resolve_device(device)
         self.gamma, self.loss_kind, self.double = float(gamma), loss, bool(double)
-        self.online = NatureDQN(n_actions, in_channels).to(self.device)
-        self.target = NatureDQN(n_actions, in_channels).to(self.device)
+        self.obs_shape = tuple(obs_shape)
+        self.online = make_q_net(n_actions, self.obs_shape).to(self.device)
+        self.target = make_q_net(n_actions, self.obs_shape).to(self.device)
         self.target.load_state_dict(self.online.state_dict())
         self.target.requires_grad_(False)
         cuda = self.device.type == "cuda"
@@ -109,7 +110,7 @@ class Learner:
 
     @torch.no_grad()
     def act(self, obs: torch.Tensor, epsilon: float, rng: np.random.Generator) -> np.ndarray:
-        """Epsilon-greedy actions for a batch of uint8 stacks [N, stack, 84, 84] on the device.
+        """Epsilon-greedy actions for a batch of observations [N, *obs_shape] on the device.
         The random draws come from rng, so a seeded run repeats its actions."""
         n = obs.shape[0]
         explore = rng.random(n) < epsilon
@@ -145,7 +146,7 @@ class Learner:
                 raise TypeError(f"{name}: expected a state_dict (dict), got {type(sd).__name__}")
             missing, extra = sorted(ref.keys() - sd.keys()), sorted(map(str, sd.keys() - ref.keys()))
             if missing or extra:
-                raise ValueError(f"{name}: expected the keys of NatureDQN's state_dict, got "
+                raise ValueError(f"{name}: expected the keys of the Q-network's state_dict, got "
                                  f"missing {missing}, unexpected {extra}")
             for key, want in ref.items():
                 v = sd[key]
@@ -195,15 +196,17 @@ class Learner:
 
 def to_device(batch, device: torch.device):
     """(obs, action, reward, next_obs, done) on device. obs/next_obs usually are two views of one
-    pinned [B, stack+1, H, W] window: then the window crosses once and is split on the device."""
+    pinned [B, stack+1, *frame] window: then the window crosses once and is split on the device."""
     obs, action, reward, next_obs, done = batch
     if obs.device == device:
         return obs, action, reward, next_obs, done
     nb = obs.is_pinned()
-    b, s, h, w = obs.shape
-    if (next_obs.data_ptr() == obs.data_ptr() + h * w and obs.stride() == next_obs.stride()
-            and obs.stride() == ((s + 1) * h * w, h * w, w, 1)):
-        window = obs.as_strided((b, s + 1, h, w), obs.stride()).to(device, non_blocking=nb)
+    b, s = obs.shape[:2]
+    frame = obs[0, 0].numel()
+    window_strides = ((s + 1) * frame, frame, *obs.stride()[2:])
+    if (next_obs.data_ptr() == obs.data_ptr() + frame * obs.element_size() and obs.stride() == next_obs.stride()
+            and obs.stride() == window_strides and obs[0, 0].is_contiguous()):
+        window = obs.as_strided((b, s + 1, *obs.shape[2:]), obs.stride()).to(device, non_blocking=nb)
         obs_d, next_d = window[:, :s], window[:, 1:]
     else:
         obs_d, next_d = obs.to(device, non_blocking=nb), next_obs.to(device, non_blocking=nb)

@@ -1,4 +1,4 @@
-"""Nature DQN (Mnih et al. 2015), as the seeds build it."""
+"""Q-networks: Nature DQN (Mnih et al. 2015) for stacked frames, an MLP for vector observations."""
 
 from __future__ import annotations
 
@@ -35,3 +35,31 @@ class NatureDQN(nn.Module):
         if x.dtype == torch.uint8:
             x = x.float() * (1.0 / 255.0)
         return self.fc(self.conv(x))
+
+
+class MLPQNet(nn.Module):
+    """Two hidden layers of ``hidden`` ReLU units for vector observations [B, stack, *shape]
+    (flattened), as CleanRL's dqn.py builds it for CartPole (120, 84 there; 256, 256 here)."""
+
+    def __init__(self, n_actions: int, obs_shape: tuple, hidden: int = 256):
+        super().__init__()
+        if n_actions < 1:
+            raise ValueError(f"n_actions: expected >= 1, got {n_actions}")
+        self.n_actions, self.obs_shape = n_actions, tuple(obs_shape)
+        n_in = 1
+        for d in self.obs_shape:
+            n_in *= int(d)
+        self.fc = nn.Sequential(nn.Flatten(), nn.Linear(n_in, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
+                                nn.Linear(hidden, n_actions))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x.float())
+
+
+def make_q_net(n_actions: int, obs_shape: tuple = (4, 84, 84)) -> nn.Module:
+    """The Q-network for observations of ``obs_shape`` ([stack, *frame]): Nature DQN for stacks
+    of 2-D frames, the MLP for anything else."""
+    obs_shape = tuple(int(d) for d in obs_shape)
+    if len(obs_shape) == 3:
+        return NatureDQN(n_actions, obs_shape[0], obs_shape[1:])
+    return MLPQNet(n_actions, obs_shape)

@@ -20,15 +20,16 @@ from fastdqn.frames import cuda as frames_cuda
 from fastdqn.replay import gather, state as replay_state
 
 PADS = ("zeros", "repeat")
+DTYPES = {"uint8": torch.uint8, "float32": torch.float32}  # frame dtypes: pixels, vector observations
 
 
 class Batch(NamedTuple):
-    """A sampled batch. ``obs`` and ``next_obs`` are two views of one [B, stack+1, H, W] window."""
+    """A sampled batch. ``obs`` and ``next_obs`` are two views of one [B, stack+1, *frame] window."""
 
-    obs: torch.Tensor       # uint8 [B, stack, H, W]
+    obs: torch.Tensor       # [B, stack, *frame] of the buffer's dtype (uint8 pixels, float32 vectors)
     action: torch.Tensor    # int64 [B]
     reward: torch.Tensor    # float32 [B]
-    next_obs: torch.Tensor  # uint8 [B, stack, H, W]
+    next_obs: torch.Tensor  # [B, stack, *frame]
     done: torch.Tensor      # float32 [B], 1.0 only for terminated transitions
 
 
@@ -54,7 +55,8 @@ class ReplayBuffer:
         capacity: transitions kept over all streams (each stream gets ``capacity // num_envs``,
             the remainder spread over the first streams).
         num_envs: independent episode streams (one per vector env).
-        frame_shape: shape of one preprocessed frame.
+        frame_shape: shape of one preprocessed frame (84x84 pixels, or a vector observation's shape).
+        dtype: of the frames, ``"uint8"`` (pixels) or ``"float32"`` (vector observations, with stack 1).
         stack: frames per observation.
         pad: how a stack that reaches before its episode's first frame is filled: ``"zeros"``
             (the seeds' convention) or ``"repeat"`` (the first frame repeated).
@@ -64,7 +66,8 @@ class ReplayBuffer:
     """
 
     def __init__(self, capacity: int, *, num_envs: int = 1, frame_shape: Sequence[int] = (84, 84), stack: int = 4,
-                 pad: str = "zeros", seed: int | None = None, device: str | torch.device | None = None):
+                 pad: str = "zeros", seed: int | None = None, device: str | torch.device | None = None,
+                 dtype: str = "uint8"):
         core = _native.core()  # NativeModuleMissing (an ImportError) says where fastdqn came from
         capacity = _positive_int(capacity, "capacity")
         num_envs = _positive_int(num_envs, "num_envs")
@@ -74,19 +77,23 @@ class ReplayBuffer:
         frame_shape = tuple(_positive_int(d, "frame_shape") for d in frame_shape)
         if pad not in PADS:
             raise ValueError(f"pad: expected one of {PADS}, got {pad!r}")
+        dtype = str(np.dtype(dtype)) if isinstance(dtype, (type, np.dtype)) else dtype
+        if dtype not in DTYPES:
+            raise ValueError(f"dtype: expected one of {tuple(DTYPES)}, got {dtype!r}")
         if seed is None:
             seed = int(np.random.SeedSequence().entropy) & (2**64 - 1)
         seed = _positive_int(seed, "seed", minimum=0) & (2**64 - 1)
-        self.pad = pad
+        self.pad, self.dtype = pad, np.dtype(dtype)
+        self._torch_dtype = DTYPES[dtype]
         self.device = None if device is None else resolve_device(device)
         self._core = core.ReplayCore(capacity, num_envs, list(frame_shape), stack, pad == "repeat", seed,
-                                      store_frames=self.device is None)
+                                      store_frames=self.device is None, dtype=dtype)
         self._frames = None
         # Device store: the C++ bookkeeping publishes a slot before Python writes its frame, so a
         # sampler on another thread must not run between the two (the host store copies under its mutex).
         self._device_lock = threading.Lock()
         if self.device is not None:
-            self._frames = torch.zeros((capacity, *frame_shape), dtype=torch.uint8, device=self.device)
+            self._frames = torch.zeros((capacity, *frame_shape), dtype=self._torch_dtype, device=self.device)
         self._pin = self.device is None and torch.cuda.is_available()
 
     # -- size -------------------------------------------------------------------------------
@@ -107,7 +114,7 @@ class ReplayBuffer:
     def __repr__(self) -> str:
         where = "host" if self.device is None else str(self.device)
         return (f"ReplayBuffer(len={len(self)}, capacity={self.capacity}, num_envs={self.num_envs}, "
-                f"frame_shape={self.frame_shape}, stack={self.stack}, frames on {where})")
+                f"frame_shape={self.frame_shape}, dtype={self.dtype}, stack={self.stack}, frames on {where})")
 
     # -- writing ----------------------------------------------------------------------------
     def start(self, frame, env: int = 0) -> None:
@@ -174,7 +181,7 @@ class ReplayBuffer:
         reward = torch.empty(batch_size, dtype=torch.float32, pin_memory=pin)
         done = torch.empty(batch_size, dtype=torch.float32, pin_memory=pin)
         if self._frames is None:
-            window = torch.empty((batch_size, width, *self.frame_shape), dtype=torch.uint8, pin_memory=pin)
+            window = torch.empty((batch_size, width, *self.frame_shape), dtype=self._torch_dtype, pin_memory=pin)
             self._core.sample_into(batch_size, slots, action.numpy(), reward.numpy(), done.numpy(), window.numpy())
         else:
             with self._device_lock:
@@ -208,8 +215,10 @@ class ReplayBuffer:
         """A new buffer with the config and contents saved at ``path``."""
         state = replay_state.load_file(path)
         cfg = replay_state.config_of(state)
+        frames = state["frames"]
+        dtype = str(frames.dtype) if isinstance(frames, np.ndarray) and str(frames.dtype) in DTYPES else "uint8"
         buf = cls(cfg["capacity"], num_envs=cfg["num_envs"], frame_shape=cfg["frame_shape"], stack=cfg["stack"],
-                  pad=cfg["pad"], seed=0, device=device)
+                  pad=cfg["pad"], seed=0, device=device, dtype=dtype)
         buf.load_state_dict(state)
         return buf
 
@@ -225,16 +234,19 @@ class ReplayBuffer:
         if isinstance(frames, np.ndarray):
             frames = torch.from_numpy(frames)
         if not isinstance(frames, torch.Tensor):
-            raise TypeError(f"{name}: expected a uint8 array or tensor of shape {shape}, got {type(frames).__name__}")
-        if frames.dtype != torch.uint8:
-            raise TypeError(f"{name}: expected dtype uint8, got {frames.dtype}")
+            raise TypeError(f"{name}: expected a {self.dtype} array or tensor of shape {shape}, "
+                            f"got {type(frames).__name__}")
+        if frames.dtype != self._torch_dtype:
+            raise TypeError(f"{name}: expected dtype {self.dtype}, got {frames.dtype}")
         if tuple(frames.shape) != shape:
             raise ValueError(f"{name}: expected shape {shape}, got {tuple(frames.shape)}")
         return frames.to(self.device, non_blocking=True)
 
     def _gather_on_device(self, slots: torch.Tensor) -> torch.Tensor:
         slots = slots.to(self.device, non_blocking=True)
-        if self.device.type == "cuda" and frames_cuda.available():
+        if self.device.type == "cuda" and frames_cuda.available() and self._torch_dtype == torch.uint8 \
+                and self.frame_shape == (84, 84):
             return gather.gather_windows(self._frames, slots, check=False)  # one kernel, slots come from C++
         window = self._frames[slots.clamp(min=0)]
-        return window.masked_fill_((slots < 0)[..., None, None], 0)
+        pad = (slots < 0).reshape(*slots.shape, *([1] * len(self.frame_shape)))
+        return window.masked_fill_(pad, 0)

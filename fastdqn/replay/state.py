@@ -86,7 +86,7 @@ def check_state(buf, d: Mapping) -> dict:
             raise ValueError(f"replay state[{key!r}]: expected {mine!r} (this buffer's), got {cfg[key]!r}")
     cap, n = buf.capacity, buf.num_envs
     a = {
-        "frames": _array(d, "frames", np.uint8, (cap, *buf.frame_shape)),
+        "frames": _array(d, "frames", buf.dtype, (cap, *buf.frame_shape)),
         "actions": _array(d, "actions", np.int32, (cap,)), "rewards": _array(d, "rewards", np.float32, (cap,)),
         "flags": _array(d, "flags", np.uint8, (cap,)), "epos": _array(d, "epos", np.uint8, (cap,)),
         "written": _array(d, "written", np.int64, (n,)), "open": _array(d, "open", np.bool_, (n,)),

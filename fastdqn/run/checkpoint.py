@@ -21,7 +21,8 @@ def save_checkpoint(path: str | os.PathLike, learner, *, config: dict, trainer: 
     """Write the online/target nets, the optimizer, the run config (plain dict), stats (frame,
     episode, reward_100, ...) and, for resumable checkpoints, the trainer state to path,
     atomically: a crash or SIGKILL mid-save leaves the previous file intact."""
-    state = {"format": FORMAT, "n_actions": learner.n_actions, "config": dict(config), "stats": stats}
+    state = {"format": FORMAT, "n_actions": learner.n_actions, "obs_shape": list(learner.obs_shape),
+             "config": dict(config), "stats": stats}
     state.update(learner.state_dict())
     if trainer is not None:
         state["trainer"] = trainer
@@ -53,14 +54,17 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
     if not isinstance(config, dict) or not isinstance(n, int) or isinstance(n, bool) or not isinstance(online, dict):
         raise ValueError(f"checkpoint: expected a config dict, an int n_actions and an online state dict in {path!r}, "
                          f"got {type(config).__name__}, {type(n).__name__}, {type(online).__name__}")
-    head = online.get(_HEAD)
+    weights = [k for k in online if isinstance(k, str) and k.endswith(".weight")]
+    head_key = weights[-1] if weights else "the output layer's weight"
+    head = online.get(head_key)  # the Q-network's output layer: [n_actions, hidden]
     if not isinstance(head, torch.Tensor) or head.ndim != 2 or head.shape[0] != n:
         shape = tuple(head.shape) if isinstance(head, torch.Tensor) else type(head).__name__
-        raise ValueError(f"checkpoint: expected an online net with {n} actions, got {_HEAD} of shape {shape} in {path!r}")
+        raise ValueError(f"checkpoint: expected an online net with {n} actions, got {head_key} of shape {shape} "
+                         f"in {path!r}")
+    obs_shape = state.setdefault("obs_shape", [4, 84, 84])  # checkpoints before vector envs: Nature DQN
+    if not isinstance(obs_shape, (list, tuple)) or not all(isinstance(d, int) and d > 0 for d in obs_shape):
+        raise ValueError(f"checkpoint: expected obs_shape as a list of positive ints in {path!r}, got {obs_shape!r}")
     return state
-
-
-_HEAD = "fc.2.weight"  # NatureDQN's output layer: [n_actions, 512]
 
 
 def _reason(e: Exception) -> str:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 
 from fastdqn.devices import resolve_device
-from fastdqn.env.atari import EnvSpec
+from fastdqn.env.spec import EnvSpec
 from fastdqn.learn.learner import LOSSES
 
 
@@ -45,6 +45,9 @@ class TrainConfig:
     fire_reset: bool | None = None  # None: when the game has FIRE
     episodic_life: bool = False
     clip_rewards: bool = False
+    sticky_actions: float | None = None  # Atari: None keeps the id's protocol (v5: 0.25, v4: 0)
+    max_episode_frames: int | None = None  # Atari: emulator frames per episode (None: v5 108,000)
+    gym_packages: tuple = ()  # modules that register envs, imported here and in every env worker
     checkpoint_every: int = 100_000  # frames between last.pt saves
     save_replay: bool = False  # also save the replay buffer with last.pt (exact --resume)
     torch_threads: int | None = None  # torch intra-op threads (None: torch's default)
@@ -52,8 +55,11 @@ class TrainConfig:
     progress: bool = True
 
     def env_spec(self) -> EnvSpec:
-        return EnvSpec(self.env_id, self.layout, 4, self.noop_max, self.fire_reset,
-                       self.episodic_life, self.clip_rewards)
+        if not isinstance(self.gym_packages, (tuple, list)):
+            raise TypeError(f"gym_packages: expected a list of module names, got {self.gym_packages!r}")
+        return EnvSpec(self.env_id, self.layout, 4, self.noop_max, self.fire_reset, self.episodic_life,
+                       self.clip_rewards, sticky_actions=self.sticky_actions,
+                       max_episode_frames=self.max_episode_frames, gym_packages=tuple(self.gym_packages))
 
     def validate(self) -> None:
         """Raise TypeError (wrong type) or ValueError (bad value) naming the field, what it expects
@@ -108,13 +114,20 @@ class TrainConfig:
             raise ValueError(f"num_envs: expected <= replay_size/8={self.replay_size // 8}, got {self.num_envs}")
         if self.num_workers is not None and self.num_workers > self.num_envs:
             raise ValueError(f"num_workers: expected 0..num_envs={self.num_envs}, got {self.num_workers}")
-        self.env_spec()  # EnvSpec checks the env id's form (a typo in the game name fails at env creation)
+        self.env_spec()  # EnvSpec checks its fields (a typo in the env id fails at env creation)
         resolve_device(self.device)
 
 
 PRESETS = {
     # seeds 000 (book chapter "DQN on Pong")
     "pong": dict(env_id="PongNoFrameskip-v4"),
+    # seed 002's environment, vector observations and an MLP; rl-baselines3-zoo's tuned DQN
+    # hyperparameters for CartPole-v1 (lr 2.3e-3, batch 64, target sync every 10 steps, epsilon
+    # to 0.04 over 16% of 50k steps, Huber loss, 0.5 updates per step), stopping at gymnasium's
+    # reward threshold (475) for CartPole-v1 or after 50k agent steps.
+    "cartpole": dict(env_id="CartPole-v1", frames=50_000, lr=2.3e-3, batch_size=64, replay_size=100_000,
+                     replay_start=1_000, sync_target=10, eps_final=0.04, eps_decay_frames=8_000,
+                     loss="huber", replay_ratio=0.5, reward_bound=475.0, checkpoint_every=10_000),
     # seeds 001/002: FIRE reset, episodic life, clipped rewards, Huber, larger replay
     "breakout": dict(env_id="BreakoutNoFrameskip-v4", noop_max=30, episodic_life=True, clip_rewards=True,
                      loss="huber", batch_size=64, replay_size=65_536, replay_start=16_384,

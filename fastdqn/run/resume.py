@@ -61,7 +61,7 @@ def resume_config(run_dir: str, overrides: dict, config_type):
 def trainer_state(t, replay_saved: bool) -> dict:
     """The Trainer's part of last.pt (tensors and plain values only: weights_only loads it)."""
     return t.state.to_dict() | {
-        "rng": t.rng.bit_generator.state, "torch_rng": torch.get_rng_state(), "obs": t.stack.obs.cpu(),
+        "rng": t.rng.bit_generator.state, "torch_rng": torch.get_rng_state(), "obs": t.stack.obs.to("cpu", copy=True),
         "envs": t.envs.get_state(), "replay_written": t.buf.frames_written() if replay_saved else None,
     }
 

@@ -19,7 +19,7 @@ import torch
 from fastdqn.atomic import check_output_path
 from fastdqn.devices import resolve_device
 from fastdqn.env.vector import VectorEnv, WorkerDied
-from fastdqn.frames.stack import STACK, FrameStacker
+from fastdqn.frames.stack import FrameStacker, stack_for
 from fastdqn.learn.learner import Learner, epsilon_at
 from fastdqn.replay.buffer import ReplayBuffer
 from fastdqn.run import resume as resume_mod
@@ -81,16 +81,21 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         self.rng = np.random.default_rng(cfg.seed)  # epsilon-greedy draws
         self.config_dict = dataclasses.asdict(cfg) | {"out": self.out, "device_resolved": str(device),
-                                                      "num_workers": workers}
+                                                      "num_workers": workers,
+                                                      "env_protocol": cfg.env_spec().protocol()}
         self.log = self.prog = None
         self.envs = VectorEnv(cfg.env_spec(), cfg.num_envs, num_workers=workers, seed=cfg.seed)
         try:
+            frame_shape, dtype = self.envs.frame_shape, self.envs.frame_dtype
+            stack = stack_for(frame_shape)
             self.learner = Learner(self.envs.n_actions, device=device, lr=cfg.lr, gamma=cfg.gamma,
-                                   loss=cfg.loss, double=cfg.double, compile=cfg.compile)
-            self.buf = ReplayBuffer(cfg.replay_size, num_envs=cfg.num_envs, stack=STACK, seed=cfg.seed)
+                                   loss=cfg.loss, double=cfg.double, compile=cfg.compile,
+                                   obs_shape=(stack, *frame_shape))
+            self.buf = ReplayBuffer(cfg.replay_size, num_envs=cfg.num_envs, frame_shape=frame_shape, stack=stack,
+                                    dtype=str(dtype), seed=cfg.seed)
             self.prog = Progress(cfg.frames, cfg.progress and log)
             first = self.envs.reset()
-            self.stack = FrameStacker(first, STACK, self.learner.device)
+            self.stack = FrameStacker(first, stack, self.learner.device)
             self.state = RunState(loss_sum=torch.zeros((), device=self.learner.device))
             self.epsilon = cfg.eps_start
             self.solved = False

@@ -12,7 +12,7 @@ import os
 
 import numpy as np
 
-from fastdqn.env.atari import EnvSpec, make_env
+from fastdqn.env.spec import EnvSpec, make_env
 from fastdqn.env.vector import VectorEnv
 from fastdqn.replay.buffer import ReplayBuffer
 

@@ -39,9 +39,9 @@ def fill_numpy(n: int, seed: int = 0) -> bl.NumpyStackedBuffer:
     for t in range(n):
         if stacker is None:
             stacker = FrameStacker(frames[t][None], 4)
-        obs = stacker.obs[0].numpy()  # push() makes a new tensor: this view stays the old stack
+        obs = stacker.host[0].copy()  # push() shifts the stack in place
         stacker.push(frames[t + 1][None])
-        buf.add(obs, actions[t], rewards[t], stacker.obs[0].numpy(), dones[t])
+        buf.add(obs, actions[t], rewards[t], stacker.host[0], dones[t])
         if dones[t]:
             stacker = None
     return buf
