@@ -184,21 +184,8 @@ public:
     // Fills caller-allocated (pinned) outputs; window_slots [B, stack+1] int64 is returned for inspection.
     void sample_into(int64_t batch, py::array window_slots, py::array action, py::array reward, py::array done,
                      py::object out_obj, int threads) {
-        const py::ssize_t w = store_.stack() + 1;
-        require_dtype<int64_t>(window_slots, "window_slots", {batch, w});
-        require_dtype<int64_t>(action, "action", {batch});
-        require_dtype<float>(reward, "reward", {batch});
-        require_dtype<float>(done, "done", {batch});
-        uint8_t* out = nullptr;
-        py::array out_arr;
-        if (!out_obj.is_none()) {
-            out_arr = py::array::ensure(out_obj);
-            auto shape = with_lead(w);
-            shape.insert(shape.begin(), batch);
-            require_array(out_arr, "out", shape, dtype_);
-            require_writable(out_arr, "out");
-            out = ptr<uint8_t>(out_arr);
-        }
+        py::array keep;
+        auto* out = outputs(batch, window_slots, action, reward, done, out_obj, keep);
         if (threads <= 0) threads = hardware_threads();
         auto* ws = ptr<int64_t>(window_slots);
         auto* a = ptr<int64_t>(action);
@@ -209,10 +196,38 @@ public:
         else store_.draw(batch, ws, a, r, d);
     }
 
+    // One transition (stream env, absolute frame t) into outputs of batch 1, as sample_into fills them.
+    void transition_into(int env, int64_t t, py::array window_slots, py::array action, py::array reward,
+                         py::array done, py::object out_obj) {
+        py::array keep;
+        auto* out = outputs(1, window_slots, action, reward, done, out_obj, keep);
+        store_.transition_at(env, t, ptr<int64_t>(window_slots), ptr<int64_t>(action), ptr<float>(reward),
+                             ptr<float>(done), out);
+    }
+
     const std::vector<py::ssize_t>& frame_shape() const { return frame_shape_; }
     const py::dtype& dtype() const { return dtype_; }
 
 private:
+    // Checks a batch's output arrays (window_slots [B, stack+1], action, reward, done [B], frames
+    // out [B, stack+1, *frame] or None) and returns the frames' pointer (null for None); `keep`
+    // holds the frames' array alive while the pointer is in use.
+    uint8_t* outputs(int64_t batch, py::array& window_slots, py::array& action, py::array& reward, py::array& done,
+                     py::object& out_obj, py::array& keep) {
+        const py::ssize_t w = store_.stack() + 1;
+        require_dtype<int64_t>(window_slots, "window_slots", {batch, w});
+        require_dtype<int64_t>(action, "action", {batch});
+        require_dtype<float>(reward, "reward", {batch});
+        require_dtype<float>(done, "done", {batch});
+        if (out_obj.is_none()) return nullptr;
+        keep = py::array::ensure(out_obj);
+        auto shape = with_lead(w);
+        shape.insert(shape.begin(), batch);
+        require_array(keep, "out", shape, dtype_);
+        require_writable(keep, "out");
+        return ptr<uint8_t>(keep);
+    }
+
     // Frames are required when the store keeps them and must be None when it does not (they live
     // elsewhere, e.g. on a GPU, and the caller writes them to the returned slots).
     // `keep` holds the array alive while the returned pointer is in use.
@@ -295,6 +310,8 @@ PYBIND11_MODULE(_core, m) {
              py::arg("terminated"), py::arg("truncated"))
         .def("sample_into", &ReplayCore::sample_into, py::arg("batch"), py::arg("window_slots"), py::arg("action"),
              py::arg("reward"), py::arg("done"), py::arg("out"), py::arg("threads") = 0)
+        .def("transition_into", &ReplayCore::transition_into, py::arg("env"), py::arg("t"), py::arg("window_slots"),
+             py::arg("action"), py::arg("reward"), py::arg("done"), py::arg("out"))
         .def("check_batch", [](ReplayCore& c, int64_t batch) { c.store().check_batch(batch); }, py::arg("batch"))
         .def("__len__", [](ReplayCore& c) { return c.store().size(); })
         .def_property_readonly("capacity", [](ReplayCore& c) { return c.store().capacity(); })

@@ -238,6 +238,27 @@ public:
         });
     }
 
+    // Transition t (an absolute frame index of stream env) as draw() would return it, with its
+    // frames copied into out [stack+1, frame_bytes] when the store keeps them (out may be null).
+    // It must be sampleable now: lets a caller check what it stored against what sampling rebuilds.
+    void transition_at(int env, int64_t t, int64_t* window_slots, int64_t* action, float* reward, float* done,
+                       uint8_t* out) {
+        check_env(env);
+        std::lock_guard<std::mutex> g(mutex_);
+        const EnvStream& s = envs_[env];
+        if (!valid(s, t, s.oldest()))
+            throw std::invalid_argument("t: expected a transition stream " + std::to_string(env) +
+                                        " can sample now, got " + std::to_string(t) + " (frames " +
+                                        std::to_string(s.oldest()) + ".." + std::to_string(s.written - 1) + " kept)");
+        fill_row(s, t, window_slots, action, reward, done);
+        if (!out || !store_frames_) return;
+        for (int j = 0; j <= stack_; ++j) {
+            uint8_t* dst = out + j * frame_bytes_;
+            if (window_slots[j] < 0) std::memset(dst, 0, frame_bytes_);
+            else std::memcpy(dst, frames_.data() + window_slots[j] * frame_bytes_, frame_bytes_);
+        }
+    }
+
     // Raw storage for checkpointing (caller holds no lock: used only when no one else touches the store).
     uint8_t* frames_data() { return frames_.data(); }
     int32_t* actions_data() { return actions_.data(); }
@@ -313,17 +334,21 @@ private:
                 }
                 t = s->oldest() + u;
             } while (!valid(*s, t, s->oldest()));
-            const int64_t sl = s->slot(t);
-            const int64_t first = t - std::min<int64_t>(epos_[sl], stack_ - 1);  // first frame of this stack's episode part
-            int64_t* row = window_slots + b * width;
-            for (int j = 0; j < width; ++j) {
-                const int64_t abs_t = t - (stack_ - 1) + j;
-                row[j] = abs_t >= first ? s->slot(abs_t) : (pad_repeat_ ? s->slot(first) : -1);
-            }
-            action[b] = actions_[sl];
-            reward[b] = rewards_[sl];
-            done[b] = (flags_[sl] & kTerminated) ? 1.f : 0.f;
+            fill_row(*s, t, window_slots + b * width, action + b, reward + b, done + b);
         }
+    }
+
+    // Transition t of stream s as a window of stack+1 slots (-1: a zero pad frame) and its fields.
+    void fill_row(const EnvStream& s, int64_t t, int64_t* row, int64_t* action, float* reward, float* done) const {
+        const int64_t sl = s.slot(t);
+        const int64_t first = t - std::min<int64_t>(epos_[sl], stack_ - 1);  // first frame of this stack's episode part
+        for (int j = 0; j <= stack_; ++j) {
+            const int64_t abs_t = t - (stack_ - 1) + j;
+            row[j] = abs_t >= first ? s.slot(abs_t) : (pad_repeat_ ? s.slot(first) : -1);
+        }
+        *action = actions_[sl];
+        *reward = rewards_[sl];
+        *done = (flags_[sl] & kTerminated) ? 1.f : 0.f;
     }
 
     int64_t capacity_;

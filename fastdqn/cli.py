@@ -1,4 +1,4 @@
-"""`fastdqn train | play | info | bench`."""
+"""`fastdqn train | eval | play | info | bench`."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ _D = TrainConfig()  # the pong preset, for the defaults shown in --help
 
 # (flag, config field, type, help); every default is None so the preset decides.
 _TRAIN_FLAGS = [
-    ("--env", "env_id", str, f"gymnasium Atari id (default: {_D.env_id})"),
+    ("--env", "env_id", str, "any registered gymnasium id with discrete actions: Atari (v4 NoFrameskip, ALE/...-v5), "
+     f"vector observations (CartPole-v1) or RGB images (default: {_D.env_id})"),
     ("--device", "device", str, "auto | cpu | cuda (default: auto = cuda when available)"),
     ("--seed", "seed", int, f"seed for the net, the envs, epsilon and replay sampling (default: {_D.seed})"),
     ("--frames", "frames", int, "stop after N agent steps (default: run until reward_100 > --reward-bound)"),
@@ -38,6 +39,17 @@ _TRAIN_FLAGS = [
     ("--replay-ratio", "replay_ratio", float, f"gradient steps per agent step (default: {_D.replay_ratio:g})"),
     ("--layout", "layout", str, "frame layout: crop (seeds, 84x110 cropped) | full (84x84) (default: crop)"),
     ("--noop-max", "noop_max", int, "random NOOPs (1..N) after reset, 0 = off (default: 0; breakout: 30)"),
+    ("--sticky-actions", "sticky_actions", float,
+     "Atari: probability of repeating the previous action (default: the id's protocol, v5 0.25, v4 0)"),
+    ("--max-episode-frames", "max_episode_frames", int,
+     "Atari: emulator frames per episode before truncation (default: v5 108,000; v4 gymnasium's)"),
+    ("--eval-every", "eval_every", int,
+     "agent steps between greedy evaluations in a separate env (whole games, raw scores); best.pt follows them"),
+    ("--eval-episodes", "eval_episodes", int, f"episodes per evaluation (default: {_D.eval_episodes})"),
+    ("--capture-video", "capture_video", int, "record every N-th game of env 0 to <out>/videos/*.mp4 (H.264)"),
+    ("--wandb-project", "wandb_project", str, f"W&B project with --track (default: {_D.wandb_project})"),
+    ("--wandb-entity", "wandb_entity", str, "W&B entity (team or user) with --track (default: yours)"),
+    ("--wandb-name", "wandb_name", str, "W&B run name with --track (default: the run directory's name)"),
     ("--threads", "torch_threads", int,
      "torch CPU threads (default: torch's choice; 1 is steadier on a busy shared machine)"),
     ("--checkpoint-every", "checkpoint_every", int,
@@ -52,6 +64,8 @@ _TRAIN_SWITCHES = [  # (flag, field, value, help)
     ("--no-fire-reset", "fire_reset", False, "do not press FIRE on reset (default: when the game has FIRE)"),
     ("--no-tensorboard", "tensorboard", False, "do not write TensorBoard events"),
     ("--no-progress", "progress", False, "no live progress line"),
+    ("--track", "track", True, "log the scalars (and --capture-video videos) to Weights & Biases, as CleanRL's "
+     "--track does (pip install \"fastdqn[wandb]\"; WANDB_MODE=offline keeps it local)"),
     ("--save-replay", "save_replay", True,
      "save the replay buffer (replay.npz) with every last.pt, so --resume continues exactly"),
 ]
@@ -63,15 +77,15 @@ class UserError(Exception):
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="fastdqn", description="DQN on Atari at the speed the hardware allows.")
-    sub = p.add_subparsers(dest="command", metavar="{train,play,info,bench}")
+    sub = p.add_subparsers(dest="command", metavar="{train,eval,play,info,bench}")
     sub.required = True
 
     t = sub.add_parser("train", help="train DQN (seeds' Pong preset by default)",
                        description="Train DQN on an Atari game. Defaults are the seeds' Pong preset; "
                        "every hyperparameter has a flag. Writes config.json, metrics.jsonl, TensorBoard "
                        "events, best.pt, last.pt and reward_curve.png to the run directory. Ctrl-C or "
-                       "SIGTERM saves last.pt and exits; --resume DIR continues from it.",
-                       epilog="exit status: 0 done, 2 bad arguments, 130/143 stopped by SIGINT/SIGTERM "
+                       "SIGTERM or SIGHUP saves last.pt and exits; --resume DIR continues from it.",
+                       epilog="exit status: 0 done, 1 the run failed, 2 bad arguments, 129/130/143 stopped by SIGHUP/SIGINT/SIGTERM "
                        "(last.pt saved)")
     t.add_argument("--preset", choices=sorted(PRESETS), default=None,
                    help="hyperparameter and wrapper preset (default: pong)")
@@ -79,6 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="continue the run saved in DIR (its last.pt; Ctrl-C and SIGTERM save one); only "
                    "--frames, --reward-bound, --checkpoint-every, --device, --num-workers, --threads, "
                    "--save-replay and the output switches may change")
+    t.add_argument("--gym-packages", dest="gym_packages", nargs="+", metavar="MOD", default=None,
+                   help="modules to import before making the env (they register it), in the trainer and "
+                   "in every env worker")
     for flag, dest, typ, hlp in _TRAIN_FLAGS:
         kw = {"choices": ["mse", "huber"]} if dest == "loss" else {}
         kw = {"choices": ["crop", "full"]} if dest == "layout" else kw
@@ -98,6 +115,22 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--max-steps", type=int, default=None, help="cut each game after N agent steps")
     pl.add_argument("--scale", type=int, default=2, help="video upscaling factor (default: 2)")
 
+    ev = sub.add_parser("eval", help="evaluate a checkpoint as the field reports it (mean, std, min, max, "
+                        "human-normalised)", description="Play a checkpoint at an evaluation epsilon (Nature DQN "
+                        "0.05, Dopamine 0.001): whole games, raw scores. Prints mean, std, min and max, and for "
+                        "Atari games the human-normalised score of the mean.")
+    ev.add_argument("--checkpoint", required=True, help="a best.pt or last.pt written by fastdqn train")
+    ev.add_argument("--episodes", type=int, default=30, help="episodes to play (default: 30)")
+    ev.add_argument("--epsilon", type=float, default=0.05, help="random-action probability (default: 0.05)")
+    ev.add_argument("--sticky-actions", type=float, default=None,
+                    help="Atari: sticky-action probability (default: the one the run trained with)")
+    ev.add_argument("--seed", type=int, default=0, help="env seed of the first episode (default: 0)")
+    ev.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="(default: auto)")
+    ev.add_argument("--max-steps", type=int, default=None, help="cut each episode after N agent steps")
+    ev.add_argument("--json", default=None, metavar="OUT", help="write the summary and every episode's return and "
+                    "length to this file")
+    ev.add_argument("--video", default=None, metavar="OUT.mp4", help="record the first episode to this mp4")
+
     sub.add_parser("info", help="versions, preprocessing backends, CUDA device and kernels",
                    description="Print versions, preprocessing backends, the CUDA device and whether the "
                    "CUDA kernel module is built.")
@@ -110,9 +143,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _train(args) -> int:
     from fastdqn.run.config import preset
+    from fastdqn.run.estimate import cpu_notice
     from fastdqn.run.trainer import train
 
-    fields = {dest for _, dest, _, _ in _TRAIN_FLAGS} | {dest for _, dest, _, _ in _TRAIN_SWITCHES}
+    fields = {dest for _, dest, _, _ in _TRAIN_FLAGS} | {dest for _, dest, _, _ in _TRAIN_SWITCHES} | {"gym_packages"}
     overrides = {k: getattr(args, k) for k in fields if getattr(args, k) is not None}
     if args.resume is not None:
         if args.preset is not None:
@@ -122,6 +156,9 @@ def _train(args) -> int:
     else:
         cfg = preset(args.preset or "pong", **overrides)
         cfg.validate()
+        notice = cpu_notice(cfg)
+        if notice:
+            print(notice, flush=True)
         result = train(cfg)
     if result.interrupted:
         return 128 + int(getattr(signal, result.interrupted))
@@ -133,6 +170,14 @@ def _play(args) -> int:
 
     play(args.checkpoint, episodes=args.episodes, video=args.video, epsilon=args.epsilon, seed=args.seed,
          device=args.device, max_steps=args.max_steps, scale=args.scale)
+    return 0
+
+
+def _eval(args) -> int:
+    from fastdqn.evaluate import evaluate
+
+    evaluate(args.checkpoint, episodes=args.episodes, epsilon=args.epsilon, sticky_actions=args.sticky_actions,
+             seed=args.seed, device=args.device, max_steps=args.max_steps, json_out=args.json, video=args.video)
     return 0
 
 
@@ -158,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
 
             print_info()
             return 0
-        return {"train": _train, "play": _play}[args.command](args)
+        return {"train": _train, "eval": _eval, "play": _play}[args.command](args)
     except KeyboardInterrupt:
         print("fastdqn: interrupted", file=sys.stderr)
         return 130

@@ -63,15 +63,19 @@ class ReplayModel:
                 out.append(np.zeros_like(s.frames[t].pixels))
         return np.stack(out)
 
+    def transition(self, env, t):
+        """Transition t of stream env as (obs, action, reward, next_obs, done), None if not sampleable."""
+        s = self.streams[env]
+        oldest = max(0, len(s.frames) - s.cap)
+        if not oldest <= t < len(s.frames) - 1:
+            return None
+        f = s.frames[t]
+        if f.transition is None or max(f.first, t - self.stack + 1) < oldest:
+            return None
+        action, reward, terminated, _ = f.transition
+        return self._stack(s, t), action, reward, self._stack(s, t + 1), float(terminated)
+
     def transitions(self):
         """Every sampleable transition as (obs, action, reward, next_obs, done)."""
-        out = []
-        for s in self.streams:
-            oldest = max(0, len(s.frames) - s.cap)
-            for t in range(oldest, len(s.frames) - 1):
-                f = s.frames[t]
-                if f.transition is None or max(f.first, t - self.stack + 1) < oldest:
-                    continue
-                action, reward, terminated, _ = f.transition
-                out.append((self._stack(s, t), action, reward, self._stack(s, t + 1), float(terminated)))
-        return out
+        return [x for e, s in enumerate(self.streams) for t in range(len(s.frames))
+                if (x := self.transition(e, t)) is not None]

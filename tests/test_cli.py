@@ -1,16 +1,20 @@
-"""`fastdqn train | play | info | bench`: help, one-line user errors, a real run through the CLI."""
+"""`fastdqn train | eval | play | info | bench`: help, one-line user errors, real runs through the CLI."""
 
+import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
+import torch
 
 from fastdqn.cli import main
 
 TRAIN_FLAGS = ["--env", "--device", "--seed", "--frames", "--num-envs", "--out", "--batch-size", "--replay-size",
                "--replay-start", "--lr", "--gamma", "--sync-target", "--eps-start", "--eps-final",
                "--eps-decay-frames", "--reward-bound", "--loss", "--double", "--preset", "--compile", "--resume",
-               "--save-replay", "--checkpoint-every"]
+               "--save-replay", "--checkpoint-every", "--sticky-actions", "--max-episode-frames", "--gym-packages",
+               "--eval-every", "--eval-episodes"]
 
 
 def test_train_help_documents_every_flag(capsys):
@@ -70,9 +74,54 @@ def test_train_then_play_through_the_cli(tmp_path, capsys):
                "--replay-ratio", "0.1", "--seed", "3", "--out", str(out), "--no-progress", "--no-tensorboard",
                "--threads", "1"])
     assert rc == 0
-    assert "stopped after 300 frames" in capsys.readouterr().out
+    said = capsys.readouterr().out
+    assert "stopped after 300 frames" in said
+    if not torch.cuda.is_available():  # said once, before the run, with the rate measured here
+        notice = said.splitlines()[0]
+        assert notice.startswith("note: no CUDA device; on this CPU one update of batch 4 takes ")
+        assert "300 agent steps will take about" in notice and "fastdqn train --preset cartpole" in notice
     video = tmp_path / "v.mp4"
     assert main(["play", "--checkpoint", str(out / "last.pt"), "--episodes", "1", "--max-steps", "10",
                  "--video", str(video), "--epsilon", "0.05"]) == 0
     assert "episode 1: reward" in capsys.readouterr().out
     assert video.stat().st_size > 1000
+    import imageio_ffmpeg
+
+    reader = imageio_ffmpeg.read_frames(str(video))
+    meta = next(reader)  # H.264 in yuv420p: what browsers and W&B play
+    assert meta["codec"] == "h264" and meta["pix_fmt"].startswith("yuv420p") and meta["size"] == (320, 420)
+    assert sum(1 for _ in reader) == 10
+
+    # the field's protocol: epsilon 0.05, mean/std/min/max, the Nature paper's human-normalised score
+    report = tmp_path / "eval.json"
+    assert main(["eval", "--checkpoint", str(out / "last.pt"), "--episodes", "2", "--max-steps", "20",
+                 "--json", str(report)]) == 0
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert line.startswith("PongNoFrameskip-v4: 2 episodes at epsilon 0.05: mean ") and "human-normalised" in line
+    got = json.loads(report.read_text())
+    assert len(got["returns"]) == 2 and got["lengths"] == [20, 20] and got["epsilon"] == 0.05
+    assert got["mean"] == pytest.approx(np.mean(got["returns"]))
+    assert got["human_normalized"] == pytest.approx((got["mean"] + 20.7) / (9.3 + 20.7))
+    assert got["protocol"] == {"frameskip": 4, "sticky_actions": 0.0, "max_episode_frames": None}
+
+
+def test_eval_on_a_cartpole_checkpoint(tmp_path, capsys):
+    out = tmp_path / "cartpole"
+    assert main(["train", "--preset", "cartpole", "--frames", "3000", "--eval-every", "1500", "--seed", "0",
+                 "--out", str(out), "--no-progress", "--no-tensorboard", "--threads", "1"]) == 0
+    said = capsys.readouterr().out
+    assert "eval at frame 1,500: mean" in said and "eval at frame 3,000: mean" in said
+    evals = [json.loads(x) for x in (out / "eval.jsonl").read_text().splitlines()]
+    assert [e["frame"] for e in evals] == [1500, 3000] and all(len(e["returns"]) == 5 for e in evals)
+    report = tmp_path / "eval.json"
+    assert main(["eval", "--checkpoint", str(out / "best.pt"), "--episodes", "4", "--epsilon", "0",
+                 "--json", str(report)]) == 0
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert line.startswith("CartPole-v1: 4 episodes at epsilon 0: mean ") and "human" not in line
+    got = json.loads(report.read_text())
+    assert got["env_id"] == "CartPole-v1" and len(got["returns"]) == 4 and got["human_normalized"] is None
+    # best.pt is the evaluation's best: its greedy mean is what the best evaluation measured
+    best = max(evals, key=lambda e: e["mean"])
+    assert main(["eval", "--checkpoint", str(out / "best.pt"), "--episodes", "5", "--epsilon", "0",
+                 "--seed", "1000003"]) == 0
+    assert f"mean {best['mean']:.2f}" in capsys.readouterr().out

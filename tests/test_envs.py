@@ -3,6 +3,7 @@
 import gymnasium as gym
 import numpy as np
 import pytest
+import torch
 
 from fastdqn.env.spec import EnvSpec, make_env, make_env_from_spec
 from fastdqn.env.wrappers import ClipReward, EpisodicLife, FireReset, FrameStack, MaxAndSkip, NoopReset
@@ -203,3 +204,80 @@ def test_single_env_matches_vector_env():
         res = venv.step(np.array([a]))
         np.testing.assert_array_equal(res.frames[0], obs)
     venv.close()
+
+
+# -- any gymnasium env: families, the ALE v5 protocol, gymnasium's conventions -------------------
+FAMILIES = [  # (env id, make_env kwargs, observation shape, dtype)
+    ("PongNoFrameskip-v4", {}, (84, 84), np.uint8),
+    ("ALE/Pong-v5", {}, (84, 84), np.uint8),
+    ("BreakoutNoFrameskip-v4", dict(noop_max=30, episodic_life=True, clip_rewards=True, frame_stack=4), (4, 84, 84),
+     np.uint8),
+    ("CartPole-v1", {}, (4,), np.float32),
+    ("Acrobot-v1", {}, (6,), np.float32),
+    ("PixelCatch-v0", dict(gym_packages=("pixel_catch",)), (84, 84), np.uint8),
+]
+
+
+@pytest.mark.parametrize("env_id, kw, shape, dtype", FAMILIES, ids=[f[0] for f in FAMILIES])
+def test_every_env_family_passes_gymnasiums_env_checker(env_id, kw, shape, dtype):
+    from gymnasium.utils.env_checker import check_env
+
+    env = make_env(env_id, **kw)
+    assert env.observation_space.shape == shape and env.observation_space.dtype == dtype
+    check_env(env, skip_render_check=True)  # includes: env.spec rebuilds it, seeded resets repeat
+    again = gym.make(env.spec)  # the wrappers recorded their arguments
+    assert [type(w).__name__ for w in _chain(again)] == [type(w).__name__ for w in _chain(env)]
+    env.close()
+
+
+def _chain(env):
+    while isinstance(env, gym.Wrapper):
+        yield env
+        env = env.env
+
+
+@pytest.mark.parametrize("env_id, kw, sticky, frames", [
+    ("ALE/Pong-v5", {}, 0.25, 108_000),  # v5 keeps its protocol
+    ("PongNoFrameskip-v4", {}, 0.0, None),  # v4: no sticky actions (frames: ale-py's default)
+    ("ALE/Pong-v5", dict(sticky_actions=0.0, max_episode_frames=5000), 0.0, 5000),
+    ("PongNoFrameskip-v4", dict(sticky_actions=0.25, max_episode_frames=20_000), 0.25, 20_000),
+])
+def test_ale_protocol_is_kept_unless_changed(env_id, kw, sticky, frames):
+    from fastdqn.env.spec import EnvSpec, played_protocol
+
+    env = make_env(env_id, **kw)
+    played = played_protocol(env, EnvSpec(env_id, **kw))
+    assert played["sticky_actions"] == sticky and played["frameskip"] == 4
+    if frames is not None:
+        assert played["max_episode_frames"] == frames
+    assert env.unwrapped._frameskip == 1  # the 4 skipped frames are MaxAndSkip's (and max-pooled)
+    env.close()
+
+
+def test_vector_env_of_a_vector_observation_env_feeds_a_float32_replay():
+    from fastdqn import ReplayBuffer
+
+    with VectorEnv(EnvSpec("CartPole-v1"), 3, num_workers=1, seed=0) as venv:
+        assert venv.frame_shape == (4,) and venv.frame_dtype == np.float32 and venv.protocol == {}
+        buf = ReplayBuffer(300, num_envs=3, frame_shape=venv.frame_shape, stack=1, dtype="float32", seed=0)
+        buf.start_many(venv.reset())
+        ends = 0
+        for _ in range(60):
+            a = np.random.default_rng(0).integers(0, 2, 3)
+            r = venv.step(a)
+            buf.add_many(a, r.rewards, r.frames, r.terminated, r.truncated)
+            done = r.terminated | r.truncated
+            if done.any():
+                buf.start_many(r.reset_frames[done], envs=np.flatnonzero(done))
+            ends += int(done.sum())
+        assert ends > 0 and len(buf) > 0
+        b = buf.sample(16)
+        assert b.obs.dtype == torch.float32 and b.obs.shape == (16, 1, 4)
+
+
+def test_gym_packages_register_envs_in_every_worker():
+    """pixel_catch registers PixelCatch-v0 on import: the spec imports it in each worker process."""
+    with VectorEnv(EnvSpec("PixelCatch-v0", gym_packages=("pixel_catch",)), 2, num_workers=2, seed=0) as venv:
+        frames = venv.reset()
+        assert frames.shape == (2, 84, 84) and frames.any()
+        venv.step(np.array([1, 2]))

@@ -22,7 +22,7 @@ LAYERS = [
     ["fastdqn.frames"],
     ["fastdqn.env", "fastdqn.replay", "fastdqn.learn"],
     ["fastdqn.run"],
-    ["fastdqn", "fastdqn.__main__", "fastdqn.cli", "fastdqn.info", "fastdqn.play"],
+    ["fastdqn", "fastdqn.__main__", "fastdqn.cli", "fastdqn.evaluate", "fastdqn.info", "fastdqn.play"],
     ["fastdqn.bench"],
 ]
 TOP = len(LAYERS) - 2

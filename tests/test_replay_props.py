@@ -107,6 +107,21 @@ def check(buf, model):
     assert seen == expected.keys(), "some valid transitions are never drawn"
 
 
+def check_indexed(buf, model):
+    """transition(env, t) is the model's transition t of that stream, and refuses the others."""
+    for env, stream in enumerate(model.streams):
+        for t in range(len(stream.frames) + 1):
+            want = model.transition(env, t)
+            if want is None:
+                with pytest.raises(ValueError, match="t: expected a transition stream"):
+                    buf.transition(env, t)
+                continue
+            got = buf.transition(env, t)
+            np.testing.assert_array_equal(got.obs[0].cpu().numpy(), want[0])
+            np.testing.assert_array_equal(got.next_obs[0].cpu().numpy(), want[3])
+            assert (got.action.item(), got.reward.item(), got.done.item()) == (want[1], want[2], want[4])
+
+
 def check_restore(buf, sc):
     """Every reachable state passes load_state_dict's validation and restores exactly."""
     copy = ReplayBuffer(buf.capacity, num_envs=buf.num_envs, frame_shape=SHAPE, stack=buf.stack, pad=buf.pad, seed=1,
@@ -129,6 +144,7 @@ def test_matches_model(sc):
     for name in sorted(features(model)):
         event(name)
     check(buf, model)
+    check_indexed(buf, model)
     check_restore(buf, sc)
 
 

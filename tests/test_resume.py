@@ -67,6 +67,21 @@ def test_resumed_run_matches_uninterrupted(tmp_path, envs, total, split, resumed
     assert (tmp_path / "whole" / "replay.npz").read_bytes() == (tmp_path / "split" / "replay.npz").read_bytes()
 
 
+@pytest.mark.parametrize("env", [dict(env_id="CartPole-v1"), dict(env_id="PixelCatch-v0", gym_packages=("pixel_catch",))],
+                         ids=["vector-obs", "rgb-game"])
+def test_a_non_atari_run_resumes_exactly(tmp_path, env):
+    """Vector and RGB families snapshot their envs' plain state: split runs equal whole ones."""
+    cfg = dict(SMALL, save_replay=True, num_envs=2, num_workers=1, **env)
+    whole = train(TrainConfig(out=str(tmp_path / "whole"), frames=900, **cfg))
+    train(TrainConfig(out=str(tmp_path / "split"), frames=410, **cfg))
+    rest = train(resume=str(tmp_path / "split"), frames=900)
+    assert rest.rewards == whole.rewards and whole.rewards
+    a, b = load_checkpoint(tmp_path / "whole" / "last.pt"), load_checkpoint(tmp_path / "split" / "last.pt")
+    _assert_same_learner(a, b)
+    assert torch.equal(a["trainer"]["obs"], b["trainer"]["obs"])
+    assert _metrics(tmp_path / "whole") == _metrics(tmp_path / "split")
+
+
 def test_resume_without_saved_replay_refills_before_learning(tmp_path, capsys):
     out = tmp_path / "run"
     train(TrainConfig(out=str(out), frames=500, **(SMALL | dict(replay_ratio=1.0))))
@@ -151,10 +166,12 @@ def test_a_failing_checkpoint_save_keeps_the_run_going(tmp_path, capsys):
 def _cli_train(out, *extra):
     args = [sys.executable, "-m", "fastdqn", "train", "--out", str(out), "--replay-size", "1000",
             "--replay-start", "200", "--batch-size", "8", "--threads", "1", "--no-progress", *extra]
-    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # Its own session and process group, as a shell's job is: a signal can then go to the whole
+    # group (the trainer and its env workers), as a terminal's Ctrl-C or hangup does.
+    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=["SIGINT", "SIGTERM", "SIGHUP"])
 def test_signal_saves_last_pt_and_exits_cleanly(tmp_path, sig):
     out = tmp_path / "run"
     proc = _cli_train(out, "--frames", "1000000", "--num-envs", "2", "--num-workers", "1", "--save-replay",
@@ -163,7 +180,7 @@ def test_signal_saves_last_pt_and_exits_cleanly(tmp_path, sig):
     while not (out / "last.pt").exists() and time.monotonic() < deadline:  # the loop is past frame 100
         time.sleep(0.1)
     time.sleep(0.5)
-    proc.send_signal(sig)
+    os.killpg(proc.pid, sig)  # to the group: the workers get it too, and must leave the stop to the trainer
     stdout, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 128 + sig, stderr
     assert "Traceback" not in stderr

@@ -4,8 +4,8 @@ workers rebuild it, importing the spec's ``gym_packages`` first).
 Families, told apart by the id and the observation space:
 - ``atari``: the seeds' v4 ``NoFrameskip`` ids and ``ALE/...-v5`` ids, through the DeepMind wrappers
   (fastdqn.env.wrappers) and the fused kernel. Each id family keeps its protocol unless the spec
-  says otherwise: v5 plays with sticky actions 0.25 and a 108,000-frame episode cap, v4 with
-  neither (gymnasium's own 400,000-frame limit). The frame skip (4) is MaxAndSkip's, which also
+  says otherwise: v5 plays with sticky actions 0.25 and a 108,000-frame episode cap, v4 without
+  sticky actions (and ale-py's default cap). The frame skip (4) is MaxAndSkip's, which also
   max-pools the last two frames; ALE itself steps one frame per call.
 - ``vector``: a Box of floats (CartPole, Acrobot, LunarLander): float32 observations as they come.
 - ``rgb``: an RGB image (H, W, 3) uint8: preprocessed to 84x84 grey (the ``full`` layout; the
@@ -89,13 +89,23 @@ class EnvSpec:
         return is_atari_id(self.env_id)
 
     def protocol(self) -> dict:
-        """What an Atari env is played with (recorded in config.json); {} for other families."""
+        """What an Atari env is asked to play with; {} for other families. ``played_protocol(env)``
+        reads back what the built emulator uses (config.json records that)."""
         if not self.atari:
             return {}
         v5 = self.env_id.startswith("ALE/")
         sticky = (V5_STICKY if v5 else 0.0) if self.sticky_actions is None else float(self.sticky_actions)
         frames = (V5_MAX_FRAMES if v5 else None) if self.max_episode_frames is None else self.max_episode_frames
         return {"frameskip": self.skip, "sticky_actions": sticky, "max_episode_frames": frames}
+
+
+def played_protocol(env: gym.Env, spec: EnvSpec) -> dict:
+    """The Atari protocol the emulator of ``env`` really plays ({} for other families)."""
+    ale = getattr(env.unwrapped, "ale", None)
+    if ale is None:
+        return {}
+    return {"frameskip": spec.skip, "sticky_actions": round(float(ale.getFloat("repeat_action_probability")), 6),
+            "max_episode_frames": int(ale.getInt("max_num_frames_per_episode")) or None}
 
 
 def import_gym_packages(modules) -> None:

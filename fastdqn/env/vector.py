@@ -12,6 +12,7 @@ Episodes auto-reset: where an episode ended, ``frames`` holds its last frame and
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import signal
 import time
 from multiprocessing import shared_memory
@@ -19,7 +20,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from fastdqn.env.spec import EnvSpec, make_env_from_spec
+from fastdqn.env.spec import EnvSpec, make_env_from_spec, played_protocol
 from fastdqn.env.snapshot import env_state
 from fastdqn.env.vector_worker import EnvSlice, block_fields, block_layout, block_views, worker_main
 
@@ -37,6 +38,13 @@ class StepResult(NamedTuple):
     episode_length: np.ndarray  # int64 [N], agent steps, valid where episode_end
 
 
+def default_workers(num_envs: int) -> int:
+    """Env worker processes: none for one env or on <= 2 cores (measured: in-process stepping
+    beats worker processes there), else one per env up to cores - 1 (a core for the learner)."""
+    cores = os.cpu_count() or 1
+    return 0 if num_envs == 1 or cores <= 2 else min(num_envs, cores - 1)
+
+
 class WorkerDied(RuntimeError):
     """A worker process of a VectorEnv ended (crashed, or was killed) while the env was in use."""
 
@@ -45,7 +53,9 @@ class VectorEnv:
     """``num_envs`` copies of one EnvSpec; actions in, shared frames out (``frame_shape``,
     ``frame_dtype``: uint8 [84, 84] for Atari and RGB games, float32 vectors otherwise)."""
 
-    def __init__(self, spec: EnvSpec, num_envs: int, *, num_workers: int = 0, seed: int = 0):
+    def __init__(self, spec: EnvSpec, num_envs: int, *, num_workers: int = 0, seed: int = 0,
+                 video: tuple | None = None):
+        """``video=(folder, every)`` records every ``every``-th game of env 0 (RecordEpisodes)."""
         if not isinstance(spec, EnvSpec):
             raise TypeError(f"spec: expected an EnvSpec, got {type(spec).__name__}")
         if spec.layout not in ("crop", "full") or spec.frame_stack != 0:  # shared block: single frames
@@ -69,6 +79,7 @@ class VectorEnv:
             self.action_meanings = meanings() if meanings else [str(a) for a in range(self.n_actions)]
             space = probe.observation_space
             self.frame_shape, self.frame_dtype = tuple(space.shape), np.dtype(space.dtype)
+            self.protocol = played_protocol(probe, spec)  # Atari: sticky actions and episode cap in effect
             self._state_keys = frozenset(env_state(probe)) | {"return", "length"}  # what set_state needs per env
         finally:
             probe.close()
@@ -76,7 +87,7 @@ class VectorEnv:
         _, size = block_layout(num_envs, fields)
         if num_workers == 0:
             self._v = block_views(bytearray(size), num_envs, fields)
-            self._local = EnvSlice(spec, 0, num_envs, seed, self._v)
+            self._local = EnvSlice(spec, 0, num_envs, seed, self._v, video)
             return
         self._shm = shared_memory.SharedMemory(create=True, size=size)
         self._v = block_views(self._shm.buf, num_envs, fields)
@@ -88,7 +99,7 @@ class VectorEnv:
                 parent, child = ctx.Pipe()
                 p = ctx.Process(
                     target=worker_main,
-                    args=(child, spec, int(lo), int(hi), seed, self._shm.name, num_envs, fields),
+                    args=(child, spec, int(lo), int(hi), seed, self._shm.name, num_envs, fields, video),
                     daemon=True,
                 )
                 p.start()

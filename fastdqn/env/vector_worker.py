@@ -14,6 +14,7 @@ import numpy as np
 
 from fastdqn.env.spec import EnvSpec, make_env_from_spec
 from fastdqn.env.snapshot import env_state, set_env_state
+from fastdqn.env.wrappers import RecordEpisodes
 
 def block_fields(frame_shape: tuple, frame_dtype) -> tuple:
     """(name, dtype, per-env shape) of every field in the shared block."""
@@ -47,8 +48,10 @@ def block_views(buf, n: int, fields: tuple) -> dict:
 class EnvSlice:
     """Envs lo..hi of the vector, stepped in the calling process."""
 
-    def __init__(self, spec: EnvSpec, lo: int, hi: int, seed: int, views: dict):
+    def __init__(self, spec: EnvSpec, lo: int, hi: int, seed: int, views: dict, video: tuple | None = None):
         self.envs = [make_env_from_spec(spec) for _ in range(lo, hi)]
+        if video is not None and lo == 0:  # --capture-video: env 0's games, (folder, every)
+            self.envs[0] = RecordEpisodes(self.envs[0], *video, fps=15.0 if spec.atari else 30.0)
         self.lo, self.hi, self.seed, self.v = lo, hi, seed, views
         self.ret = np.zeros(hi - lo)
         self.len = np.zeros(hi - lo, np.int64)
@@ -94,15 +97,16 @@ class EnvSlice:
             env.close()
 
 
-def worker_main(conn, spec, lo, hi, seed, shm_name, n, fields) -> None:
+def worker_main(conn, spec, lo, hi, seed, shm_name, n, fields, video) -> None:
     # Ctrl-C reaches the whole process group: the parent decides when workers stop (it saves
-    # last.pt first), so workers ignore SIGINT/SIGTERM and end on "q" or a closed pipe.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    # last.pt first), so workers ignore SIGINT/SIGTERM/SIGHUP and end on "q" or a closed pipe.
+    for name in ("SIGINT", "SIGTERM", "SIGHUP"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), signal.SIG_IGN)
     shm = shared_memory.SharedMemory(name=shm_name)
     part = None
     try:
-        part = EnvSlice(spec, lo, hi, seed, block_views(shm.buf, n, fields))
+        part = EnvSlice(spec, lo, hi, seed, block_views(shm.buf, n, fields), video)
         conn.send_bytes(b"k")
         while True:
             cmd = conn.recv_bytes()

@@ -10,12 +10,16 @@ constructor arguments (gymnasium's RecordConstructorArgs), so ``env.spec`` can r
 
 from __future__ import annotations
 
+import os
+import time
+
 import gymnasium as gym
 import numpy as np
 
 from fastdqn.frames.geometry import LAYOUTS, OUT_SHAPE
 from fastdqn.frames.preprocess import process_any, process_frame
 from fastdqn.frames.stack import FrameStacker
+from fastdqn.frames.video import Mp4Writer
 
 Record = gym.utils.RecordConstructorArgs
 
@@ -155,7 +159,7 @@ class EpisodicLife(gym.Wrapper, Record):
         return obs, reward, terminated, truncated, info
 
     def reset(self, **kwargs):
-        if self.game_over:
+        if self.game_over or kwargs.get("seed") is not None:  # a seeded reset always starts a new game
             obs, info = self.env.reset(**kwargs)
         else:  # a no-op step moves on from the lost-life state
             obs, _, terminated, truncated, info = self.env.step(0)
@@ -231,3 +235,66 @@ class FrameStack(gym.Wrapper, Record):
         obs, reward, terminated, truncated, info = self.env.step(action)
         self.stacker.push(obs[None])
         return self.stacker.host[0].copy(), reward, terminated, truncated, info
+
+
+def rgb_screen(env) -> np.ndarray:
+    """The env's screen as RGB: ALE's full screen for Atari, the env's own RGB observation
+    (or its rgb_array render) otherwise."""
+    base = env.unwrapped
+    if hasattr(base, "ale"):
+        return base.ale.getScreenRGB()
+    if hasattr(base, "screen_rgb"):
+        return base.screen_rgb()
+    frame = base.render()
+    if frame is None:
+        raise ValueError("video: expected an env that renders RGB frames (render_mode='rgb_array'), got none")
+    return np.asarray(frame)
+
+
+class RecordEpisodes(gym.Wrapper, Record):
+    """Record every ``every``-th game of this env (from the first) to ``folder``/game-<n>-<time>.mp4,
+    one frame per agent step (--capture-video). A game is a real one: lives lost under EpisodicLife
+    do not cut it. A game is written to a ``.part`` file and renamed when it ends, so every .mp4 in
+    the folder is complete (and a resumed run's files never overwrite earlier ones)."""
+
+    def __init__(self, env: gym.Env, folder: str, every: int, fps: float = 15.0):
+        Record.__init__(self, folder=folder, every=every, fps=fps)
+        super().__init__(env)
+        self.folder, self.every, self.fps = folder, every, fps
+        self.games, self._writer, self._game_over = 0, None, True
+
+    def path(self, game: int) -> str:
+        return os.path.join(self.folder, f"game-{game:06d}-{time.strftime('%Y%m%d-%H%M%S')}.mp4")
+
+    def reset(self, **kwargs):
+        obs, info = self.env.reset(**kwargs)
+        if self._game_over:  # a new game (not a life lost)
+            self.games += 1
+            self._game_over = False
+            if (self.games - 1) % self.every == 0:
+                shot = rgb_screen(self.env)
+                self._final = self.path(self.games)
+                self._writer = Mp4Writer(self._final + ".part", self.fps, (shot.shape[1], shot.shape[0]),
+                                         format="mp4")
+        if self._writer is not None:
+            self._writer.write(rgb_screen(self.env))
+        return obs, info
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        if self._writer is not None:
+            self._writer.write(rgb_screen(self.env))
+        if (terminated or truncated) and info.get("game_over", True):
+            self._game_over = True
+            if self._writer is not None:
+                self._writer.close()
+                self._writer = None
+                os.replace(self._final + ".part", self._final)
+        return obs, reward, terminated, truncated, info
+
+    def close(self):
+        if self._writer is not None:  # the game in progress when the run ends, cut there
+            self._writer.close()
+            self._writer = None
+            os.replace(self._final + ".part", self._final)
+        super().close()

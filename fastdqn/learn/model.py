@@ -18,6 +18,7 @@ class NatureDQN(nn.Module):
         if n_actions < 1:
             raise ValueError(f"n_actions: expected >= 1, got {n_actions}")
         self.n_actions, self.in_channels, self.frame_shape = n_actions, in_channels, tuple(frame_shape)
+        self.obs_shape = (in_channels, *self.frame_shape)
         self.conv = nn.Sequential(
             nn.Conv2d(in_channels, 32, kernel_size=8, stride=4),
             nn.ReLU(),

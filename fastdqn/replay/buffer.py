@@ -190,6 +190,26 @@ class ReplayBuffer:
             action, reward, done = (t.to(self.device, non_blocking=True) for t in (action, reward, done))
         return Batch(window[:, :-1], action, reward, window[:, 1:], done)
 
+    def transition(self, env: int, t: int) -> Batch:
+        """Transition ``t`` (the stream's absolute frame index: the first frame of its first
+        episode is 0) of stream ``env``, exactly as ``sample`` would rebuild it, as a Batch of 1.
+        It must be sampleable now (ValueError otherwise). For checking what was stored, e.g. that
+        the observation an agent acted on is the one the buffer returns for that transition."""
+        env = self._env(env)
+        t = _positive_int(t, "t", minimum=0)
+        slots = np.empty((1, self.stack + 1), np.int64)
+        action, reward, done = np.empty(1, np.int64), np.empty(1, np.float32), np.empty(1, np.float32)
+        if self._frames is None:
+            window = np.empty((1, self.stack + 1, *self.frame_shape), self.dtype)
+            self._core.transition_into(env, t, slots, action, reward, done, window)
+            window = torch.from_numpy(window)
+        else:
+            with self._device_lock:
+                self._core.transition_into(env, t, slots, action, reward, done, None)
+                window = self._gather_on_device(torch.from_numpy(slots))
+        action, reward, done = (torch.from_numpy(a) for a in (action, reward, done))
+        return Batch(window[:, :-1], action, reward, window[:, 1:], done)
+
     def frames_written(self) -> list[int]:
         """Frames written to each stream so far (a save and the checkpoint beside it must agree)."""
         return [int(w) for w, _ in self._core.streams()]

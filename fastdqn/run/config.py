@@ -48,6 +48,13 @@ class TrainConfig:
     sticky_actions: float | None = None  # Atari: None keeps the id's protocol (v5: 0.25, v4: 0)
     max_episode_frames: int | None = None  # Atari: emulator frames per episode (None: v5 108,000)
     gym_packages: tuple = ()  # modules that register envs, imported here and in every env worker
+    capture_video: int | None = None  # record every N-th game of env 0 to <out>/videos (None: off)
+    track: bool = False  # log to Weights & Biases (the wandb extra)
+    wandb_project: str = "fastdqn"
+    wandb_entity: str | None = None
+    wandb_name: str | None = None  # None: the run directory's name
+    eval_every: int | None = None  # agent steps between greedy evaluations (None: none; best.pt follows reward_100)
+    eval_episodes: int = 10
     checkpoint_every: int = 100_000  # frames between last.pt saves
     save_replay: bool = False  # also save the replay buffer with last.pt (exact --resume)
     torch_threads: int | None = None  # torch intra-op threads (None: torch's default)
@@ -73,9 +80,11 @@ class TrainConfig:
                 bad(f.name, "a bool" + ("" if f.type == "bool" else " or None"), v, TypeError)
         ints = (("num_envs", 1), ("batch_size", 1), ("replay_size", 1), ("replay_start", 1), ("sync_target", 1),
                 ("checkpoint_every", 1), ("frames", 1), ("eps_decay_frames", 0), ("noop_max", 0),
-                ("num_workers", 0), ("torch_threads", 1), ("seed", 0))
+                ("num_workers", 0), ("torch_threads", 1), ("seed", 0), ("eval_every", 1), ("eval_episodes", 1),
+                ("max_episode_frames", 1), ("capture_video", 1))
         for name, lo in ints:
-            v, none_ok = getattr(self, name), name in ("frames", "num_workers", "torch_threads")
+            v, none_ok = getattr(self, name), name in ("frames", "num_workers", "torch_threads", "eval_every",
+                                                       "max_episode_frames", "capture_video")
             hi = 2**63 if name == "seed" else None  # torch.manual_seed takes 64 bits at most
             want = f"an integer in [{lo}, 2**63)" if hi else f"an integer >= {lo}" + (" or None" if none_ok else "")
             if v is None and none_ok:
@@ -88,18 +97,22 @@ class TrainConfig:
                  ("eps_start", "a number in [0, 1]", lambda v: 0 <= v <= 1),
                  ("eps_final", "a number in [0, 1]", lambda v: 0 <= v <= 1),
                  ("replay_ratio", "a finite number > 0", lambda v: v > 0),
-                 ("reward_bound", "a finite number or None", lambda v: True))
+                 ("reward_bound", "a finite number or None", lambda v: True),
+                 ("sticky_actions", "a number in [0, 1] or None", lambda v: 0 <= v <= 1))
         for name, want, ok in reals:
             v = getattr(self, name)
-            if v is None and name == "reward_bound":
+            if v is None and name in ("reward_bound", "sticky_actions"):
                 continue
             if not isinstance(v, (int, float)) or isinstance(v, bool):
                 bad(name, want, v, TypeError)
             if (isinstance(v, float) and not math.isfinite(v)) or not ok(v):  # NaN and inf are never meant
                 bad(name, want, v)
-        for name in ("env_id", "loss", "layout"):
+        for name in ("env_id", "loss", "layout", "wandb_project"):
             if not isinstance(getattr(self, name), str):
                 bad(name, "a str", getattr(self, name), TypeError)
+        for name in ("wandb_entity", "wandb_name"):
+            if getattr(self, name) is not None and not isinstance(getattr(self, name), str):
+                bad(name, "a str or None", getattr(self, name), TypeError)
         if self.loss not in LOSSES:
             bad("loss", f"one of {LOSSES}", self.loss)
         if self.layout not in ("crop", "full"):
@@ -121,13 +134,15 @@ class TrainConfig:
 PRESETS = {
     # seeds 000 (book chapter "DQN on Pong")
     "pong": dict(env_id="PongNoFrameskip-v4"),
-    # seed 002's environment, vector observations and an MLP; rl-baselines3-zoo's tuned DQN
-    # hyperparameters for CartPole-v1 (lr 2.3e-3, batch 64, target sync every 10 steps, epsilon
-    # to 0.04 over 16% of 50k steps, Huber loss, 0.5 updates per step), stopping at gymnasium's
-    # reward threshold (475) for CartPole-v1 or after 50k agent steps.
+    # seed 002's environment, vector observations and an MLP: rl-baselines3-zoo's tuned DQN for
+    # CartPole-v1 (lr 2.3e-3, batch 64, replay 100k from 1k, epsilon to 0.04 over 16% of 50k steps,
+    # Huber loss, 128 updates per 256 steps with the target copied between those bursts), as a
+    # per-step schedule: 0.5 updates per agent step and a target sync every 256. Greedy
+    # evaluations every 5k steps pick best.pt; a run stops at 50k steps.
     "cartpole": dict(env_id="CartPole-v1", frames=50_000, lr=2.3e-3, batch_size=64, replay_size=100_000,
-                     replay_start=1_000, sync_target=10, eps_final=0.04, eps_decay_frames=8_000,
-                     loss="huber", replay_ratio=0.5, reward_bound=475.0, checkpoint_every=10_000),
+                     replay_start=1_000, sync_target=256, eps_final=0.04, eps_decay_frames=8_000,
+                     loss="huber", replay_ratio=0.5, reward_bound=None, eval_every=5_000, eval_episodes=5,
+                     checkpoint_every=10_000),
     # seeds 001/002: FIRE reset, episodic life, clipped rewards, Huber, larger replay
     "breakout": dict(env_id="BreakoutNoFrameskip-v4", noop_max=30, episodic_life=True, clip_rewards=True,
                      loss="huber", batch_size=64, replay_size=65_536, replay_start=16_384,

@@ -23,7 +23,8 @@ from fastdqn.run.state import RunState
 
 # Settings a resumed run may change; the others define the run and must stay as saved.
 RESUMABLE = ("frames", "reward_bound", "checkpoint_every", "device", "num_workers", "torch_threads",
-             "tensorboard", "progress", "save_replay", "compile")
+             "tensorboard", "progress", "save_replay", "compile", "eval_every", "eval_episodes",
+             "capture_video", "track", "wandb_project", "wandb_entity", "wandb_name")
 REPLAY_FILE = "replay.npz"
 _STATE_KEYS = frozenset(RunState.KEYS + ("rng", "torch_rng", "obs", "envs", "replay_written"))
 

@@ -8,7 +8,21 @@ import os
 import time
 import warnings
 
-from fastdqn.atomic import atomic_write, make_dirs
+from fastdqn.atomic import atomic_write, check_output_path, make_dirs
+
+
+def default_out_dir(env_id: str) -> str:
+    return os.path.join("runs", f"{env_id}-{time.strftime('%Y%m%d-%H%M%S')}")
+
+
+def check_new_run_dir(out: str) -> None:
+    """Before any env starts: ``out`` can become a run directory, and a new run must not overwrite
+    another run's checkpoints or mix into its metrics."""
+    check_output_path(out, "out", directory=True)
+    found = [f for f in ("last.pt", "best.pt", "metrics.jsonl") if os.path.exists(os.path.join(out, f))]
+    if found:
+        raise ValueError(f"out: expected a new or empty run directory, got {out!r} holding a run ({', '.join(found)}); "
+                         f"continue it with --resume {out} or choose another --out")
 
 
 class RunLog:
@@ -18,7 +32,8 @@ class RunLog:
     (charts/episodic_return, charts/SPS, losses/td_loss, charts/epsilon).
     """
 
-    def __init__(self, out_dir: str, config: dict, *, tensorboard: bool = True, resume_frame: int | None = None):
+    def __init__(self, out_dir: str, config: dict, *, tensorboard: bool = True, resume_frame: int | None = None,
+                 tracker=None):
         """``resume_frame``: continue a run whose last.pt is at that frame; episodes logged after
         it (by a run that was killed before its next checkpoint) are dropped, as they will be
         played again: from metrics.jsonl, and hidden in TensorBoard by ``purge_step``."""
@@ -35,6 +50,13 @@ class RunLog:
             atomic_write(jsonl, lambda f: f.writelines((json.dumps(r) + "\n").encode() for r in self.records),
                          what="metrics")
         self._jsonl = open(jsonl, "a", buffering=1)
+        evals = os.path.join(out_dir, "eval.jsonl")
+        if resume_frame is not None:  # evaluations after last.pt run again too
+            kept = _records_upto(evals, resume_frame)
+            atomic_write(evals, lambda f: f.writelines((json.dumps(r) + "\n").encode() for r in kept), what="metrics")
+        self._evals_path = evals
+        self._evals = None
+        self.tracker = tracker  # --track: the same scalars to W&B (fastdqn.run.tracking)
         self._tb = None
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
@@ -45,28 +67,39 @@ class RunLog:
     def episode(self, rec: dict) -> None:
         self.records.append(rec)
         self._jsonl.write(json.dumps(rec) + "\n")
-        tb, step = self._tb, rec["frame"]
-        if tb is None:
-            return
-        tb.add_scalar("reward", rec["reward"], step)
-        tb.add_scalar("reward_100", rec["reward_100"], step)
-        tb.add_scalar("epsilon", rec["epsilon"], step)
-        tb.add_scalar("speed", rec["fps"], step)
-        tb.add_scalar("charts/episodic_return", rec["reward"], step)
-        tb.add_scalar("charts/episodic_length", rec["length"], step)
-        tb.add_scalar("charts/epsilon", rec["epsilon"], step)
-        tb.add_scalar("charts/SPS", rec["fps"], step)
+        scalars = {"reward": rec["reward"], "reward_100": rec["reward_100"], "epsilon": rec["epsilon"],
+                   "speed": rec["fps"], "charts/episodic_return": rec["reward"],
+                   "charts/episodic_length": rec["length"], "charts/epsilon": rec["epsilon"], "charts/SPS": rec["fps"]}
         if rec["loss"] is not None:
-            tb.add_scalar("losses/td_loss", rec["loss"], step)
+            scalars["losses/td_loss"] = rec["loss"]
+        self._scalars(scalars, rec["frame"])
+
+    def _scalars(self, scalars: dict, step: int) -> None:
+        if self._tb is not None:
+            for key, value in scalars.items():
+                self._tb.add_scalar(key, value, step)
+        if self.tracker is not None:
+            self.tracker.log(scalars, step)
+
+    def evaluation(self, rec: dict) -> None:
+        """One --eval-every evaluation -> one eval.jsonl line + eval/episodic_return (its mean)."""
+        if self._evals is None:
+            self._evals = open(self._evals_path, "a", buffering=1)
+        self._evals.write(json.dumps(rec) + "\n")
+        self._scalars({"eval/episodic_return": rec["mean"], "eval/episodic_length": rec["mean_length"]}, rec["frame"])
 
     def close(self) -> str | None:
         """Flush everything; write reward_curve.png (returns its path, None without episodes)."""
         self._jsonl.close()
+        if self._evals is not None:
+            self._evals.close()
         if self._tb is not None:
             self._tb.close()
         try:
             return plot_rewards(self.records, os.path.join(self.out_dir, "reward_curve.png"))
         finally:
+            if self.tracker is not None:
+                self.tracker.finish()
             self._lock.close()  # releases the flock
 
 

@@ -29,9 +29,12 @@ class RunState:
     loss_sum: torch.Tensor = field(default_factory=lambda: torch.zeros(()))  # on the device: no sync per update
     loss_n: int = 0
     t0: float = field(default_factory=time.perf_counter)  # wall clock of frame 0 (elapsed carries over)
+    best_eval: float | None = None  # best mean greedy return of the evaluations (--eval-every)
+    last_eval: int = 0  # frame of the last evaluation
 
     KEYS = ("frame", "episodes", "returns", "all_rewards", "best", "credit", "due", "last_ckpt",
             "replay_frames", "loss_sum", "loss_n", "elapsed")
+    OPTIONAL = {"best_eval": None, "last_eval": 0}  # absent from last.pt files older than --eval-every
 
     def owe_updates(self, agent_steps: int, replay_ratio: float) -> None:
         """Earn ``agent_steps * replay_ratio`` gradient steps; the whole ones become due."""
@@ -59,7 +62,8 @@ class RunState:
         return {"frame": self.frame, "episodes": self.episodes, "returns": list(self.returns),
                 "all_rewards": list(self.all_rewards), "best": self.best, "credit": self.credit, "due": self.due,
                 "last_ckpt": self.last_ckpt, "replay_frames": self.replay_frames, "loss_sum": float(self.loss_sum),
-                "loss_n": self.loss_n, "elapsed": time.perf_counter() - self.t0}
+                "loss_n": self.loss_n, "elapsed": time.perf_counter() - self.t0, "best_eval": self.best_eval,
+                "last_eval": self.last_eval}
 
     def load_dict(self, s: dict) -> None:
         self.frame, self.episodes, self.best = int(s["frame"]), int(s["episodes"]), s["best"]
@@ -71,3 +75,5 @@ class RunState:
         self.loss_sum.fill_(float(s["loss_sum"]))
         self.loss_n = int(s["loss_n"])
         self.t0 = time.perf_counter() - float(s["elapsed"])
+        self.best_eval = s.get("best_eval", self.OPTIONAL["best_eval"])
+        self.last_eval = int(s.get("last_eval", self.OPTIONAL["last_eval"]))

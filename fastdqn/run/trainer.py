@@ -16,16 +16,17 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from fastdqn.atomic import check_output_path
 from fastdqn.devices import resolve_device
-from fastdqn.env.vector import VectorEnv, WorkerDied
+from fastdqn.env.spec import make_env_from_spec
+from fastdqn.env.vector import VectorEnv, WorkerDied, default_workers
 from fastdqn.frames.stack import FrameStacker, stack_for
 from fastdqn.learn.learner import Learner, epsilon_at
 from fastdqn.replay.buffer import ReplayBuffer
 from fastdqn.run import resume as resume_mod
 from fastdqn.run.checkpoint import save_checkpoint
 from fastdqn.run.config import TrainConfig, check_fields
-from fastdqn.run.runlog import Progress, RunLog
+from fastdqn.run.evaluation import eval_spec, evaluate_policy
+from fastdqn.run.runlog import Progress, RunLog, check_new_run_dir, default_out_dir
 from fastdqn.run.signals import StopSignals
 from fastdqn.run.state import RunState
 
@@ -40,27 +41,6 @@ class TrainResult:
     best_reward_100: float | None
     rewards: list = field(default_factory=list)
     interrupted: str | None = None  # "SIGINT"/"SIGTERM" when a signal stopped the run (last.pt saved)
-
-
-def default_workers(num_envs: int) -> int:
-    """Env worker processes: none for one env or on <= 2 cores (measured: in-process stepping
-    beats worker processes there), else one per env up to cores - 1 (a core for the learner)."""
-    cores = os.cpu_count() or 1
-    return 0 if num_envs == 1 or cores <= 2 else min(num_envs, cores - 1)
-
-
-def default_out_dir(env_id: str) -> str:
-    return os.path.join("runs", f"{env_id}-{time.strftime('%Y%m%d-%H%M%S')}")
-
-
-def check_new_run_dir(out: str) -> None:
-    """Before any env starts: ``out`` can become a run directory, and a new run must not overwrite
-    another run's checkpoints or mix into its metrics."""
-    check_output_path(out, "out", directory=True)
-    found = [f for f in ("last.pt", "best.pt", "metrics.jsonl") if os.path.exists(os.path.join(out, f))]
-    if found:
-        raise ValueError(f"out: expected a new or empty run directory, got {out!r} holding a run ({', '.join(found)}); "
-                         f"continue it with --resume {out} or choose another --out")
 
 
 class Trainer:
@@ -81,10 +61,13 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         self.rng = np.random.default_rng(cfg.seed)  # epsilon-greedy draws
         self.config_dict = dataclasses.asdict(cfg) | {"out": self.out, "device_resolved": str(device),
-                                                      "num_workers": workers,
-                                                      "env_protocol": cfg.env_spec().protocol()}
-        self.log = self.prog = None
-        self.envs = VectorEnv(cfg.env_spec(), cfg.num_envs, num_workers=workers, seed=cfg.seed)
+                                                      "num_workers": workers}
+        self.log = self.prog = self._eval_env = None
+        self.video_dir = os.path.join(self.out, "videos")
+        video = (self.video_dir, cfg.capture_video) if cfg.capture_video and log else None
+        self.envs = VectorEnv(cfg.env_spec(), cfg.num_envs, num_workers=workers, seed=cfg.seed, video=video)
+        self._videos_logged: set = set()
+        self.config_dict["env_protocol"] = self.envs.protocol  # what the emulators really play
         try:
             frame_shape, dtype = self.envs.frame_shape, self.envs.frame_dtype
             stack = stack_for(frame_shape)
@@ -105,8 +88,15 @@ class Trainer:
                 self.buf.start_many(first)
             self._t_win, self._f_win = time.perf_counter(), self.state.frame  # the f/s of the log lines
             if log:  # opened last: a rejected resume leaves the run directory untouched
+                tracker = None
+                if cfg.track:
+                    from fastdqn.run.tracking import Tracker  # the optional wandb extra
+
+                    tracker = Tracker(project=cfg.wandb_project, entity=cfg.wandb_entity,
+                                      name=cfg.wandb_name or os.path.basename(os.path.abspath(self.out)),
+                                      config=self.config_dict, out_dir=self.out, resume=resume is not None)
                 self.log = RunLog(self.out, self.config_dict, tensorboard=cfg.tensorboard,
-                                  resume_frame=self.state.frame if resume is not None else None)
+                                  resume_frame=self.state.frame if resume is not None else None, tracker=tracker)
         except BaseException:
             self.close()
             raise
@@ -170,11 +160,41 @@ class Trainer:
                               "length": int(res.episode_length[i]), "time": now - s.t0})
         if s.best is None or r100 > s.best:
             s.best = r100
-            self._checkpoint_during_run("best.pt")
+            if not self.cfg.eval_every:  # with evaluations, best.pt follows them instead
+                self._checkpoint_during_run("best.pt")
+        if i == 0 and self.cfg.capture_video:
+            self._log_new_videos()
         if self.cfg.reward_bound is not None and r100 > self.cfg.reward_bound:
             self.solved = True
         self.prog.update(s.frame, f"ep {s.episodes}  r100 {r100:6.2f}  eps {self.epsilon:.3f}  "
                          f"{fps:7.1f} f/s", force=True)
+
+    def _log_new_videos(self) -> None:
+        """Videos env 0 finished (complete files only: RecordEpisodes renames them when done)."""
+        if self.log is None or self.log.tracker is None or not os.path.isdir(self.video_dir):
+            return
+        for name in sorted(set(os.listdir(self.video_dir)) - self._videos_logged):
+            if name.endswith(".mp4"):
+                self.log.tracker.video(os.path.join(self.video_dir, name), self.state.frame)
+                self._videos_logged.add(name)
+
+    def evaluate(self) -> dict:
+        """Greedy episodes of the online net in a separate env, played as the field evaluates
+        (whole games, raw scores; the same seeds every time, so evaluations compare). Logged to
+        eval.jsonl and TensorBoard; best.pt follows the best mean."""
+        cfg, s = self.cfg, self.state
+        if self._eval_env is None:
+            self._eval_env = make_env_from_spec(eval_spec(self.config_dict))
+        rec = {"frame": s.frame, **evaluate_policy(self.learner.online, self._eval_env, episodes=cfg.eval_episodes,
+                                                  seed=cfg.seed + 1_000_003)}
+        if self.log is not None:
+            self.log.evaluation(rec)
+        if s.best_eval is None or rec["mean"] > s.best_eval:
+            s.best_eval = rec["mean"]
+            self._checkpoint_during_run("best.pt")
+        self.prog.print(f"eval at frame {s.frame:,}: mean {rec['mean']:.2f} over {cfg.eval_episodes} episodes "
+                        f"(best {s.best_eval:.2f})")
+        return rec
 
     def checkpoint(self, name: str) -> None:
         """best.pt: the nets. last.pt: the nets plus everything --resume needs (and, with
@@ -192,7 +212,8 @@ class Trainer:
         s = self.state
         save_checkpoint(os.path.join(self.out, name), self.learner, config=self.config_dict, trainer=trainer,
                         frame=s.frame, episode=s.episodes,
-                        reward_100=float(np.mean(s.returns)) if s.returns else None, best_reward_100=s.best)
+                        reward_100=float(np.mean(s.returns)) if s.returns else None, best_reward_100=s.best,
+                        best_eval=s.best_eval)
 
     def _saved_last_pt(self) -> str | None:
         last = os.path.join(self.out, "last.pt")
@@ -224,6 +245,9 @@ class Trainer:
                         self._episode(res, i)
                     if self.solved:
                         break
+                    if cfg.eval_every and s.frame - s.last_eval >= cfg.eval_every:
+                        s.last_eval = s.frame
+                        self.evaluate()
                     if s.frame - s.last_ckpt >= cfg.checkpoint_every:
                         s.last_ckpt = s.frame
                         self._checkpoint_during_run("last.pt")
@@ -258,6 +282,10 @@ class Trainer:
         if self.prog is not None:
             self.prog.close()
         self.envs.close()
+        if self._eval_env is not None:
+            self._eval_env.close()
+        if self.cfg.capture_video:
+            self._log_new_videos()  # the last game, cut when the envs closed
         if self.log is not None:
             png = self.log.close()
             self.log = None

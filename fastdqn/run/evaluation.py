@@ -1,0 +1,61 @@
+"""Playing a policy as the field evaluates it: the env a run trained on with whole games (no
+episodic life) and raw scores (no reward clipping), and the episode loop that ``fastdqn eval``,
+``fastdqn play`` and ``train --eval-every`` share."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from fastdqn.env.spec import EnvSpec
+from fastdqn.frames.stack import FrameStacker
+
+
+def eval_spec(cfg: dict, sticky_actions: float | None = None) -> EnvSpec:
+    """The env a run's config trained on, played as the field evaluates: whole games (no
+    episodic life) and raw scores (no reward clipping)."""
+    return EnvSpec(cfg.get("env_id", "PongNoFrameskip-v4"), cfg.get("layout", "crop"), 4, cfg.get("noop_max", 0),
+                   cfg.get("fire_reset"), False, False,
+                   sticky_actions=cfg.get("sticky_actions") if sticky_actions is None else sticky_actions,
+                   max_episode_frames=cfg.get("max_episode_frames"),
+                   gym_packages=tuple(cfg.get("gym_packages") or ()))
+
+
+def play_episodes(model, env, *, episodes: int, epsilon: float, seed: int, max_steps: int | None = None,
+                  on_step=None):
+    """Yield (score, length, finished) of each episode played epsilon-greedily with ``model``;
+    ``on_step(env)`` runs before every action (e.g. to record the screen)."""
+    device = next(model.parameters()).device
+    n_actions = int(env.action_space.n)
+    k = model.obs_shape[0]  # frames per observation
+    rng = np.random.default_rng(seed)
+    for ep in range(episodes):
+        frame, _ = env.reset(seed=seed + ep)
+        stack = FrameStacker(np.asarray(frame)[None], k, device)
+        score, steps, done = 0.0, 0, False
+        while not done and (max_steps is None or steps < max_steps):
+            if on_step is not None:
+                on_step(env)
+            if rng.random() < epsilon:
+                action = int(rng.integers(n_actions))
+            else:
+                with torch.no_grad():
+                    action = int(model(stack.obs).argmax(1).item())
+            frame, reward, term, trunc, _ = env.step(action)
+            stack.push(np.asarray(frame)[None])
+            score += float(reward)
+            steps += 1
+            done = term or trunc
+        yield score, steps, done
+
+
+
+
+def evaluate_policy(model, env, *, episodes: int, seed: int) -> dict:
+    """Greedy episodes (epsilon 0) of ``model``: mean, std, min, max of the returns, their mean
+    length and the returns themselves."""
+    played = list(play_episodes(model, env, episodes=episodes, epsilon=0.0, seed=seed))
+    returns = [score for score, _, _ in played]
+    return {"mean": float(np.mean(returns)), "std": float(np.std(returns)), "min": float(np.min(returns)),
+            "max": float(np.max(returns)), "mean_length": float(np.mean([n for _, n, _ in played])),
+            "returns": returns}

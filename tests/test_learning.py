@@ -1,0 +1,139 @@
+"""fastdqn learns: fixed seeds, frame budgets, greedy evaluations far above a random policy.
+
+- CartPole-v1 (vector observations, the MLP): ``fastdqn train --preset cartpole``.
+- PixelCatch-v0 (tests/pixel_catch.py): Atari-sized RGB frames through the fused kernel, the
+  frame-deduplicating replay and Nature DQN, as Pong; one frame cannot show where the ball
+  drifts, so the frame stack is needed; games end by termination (a miss) and truncation.
+
+Planted bugs (``PLANTS``) must make the learning tests fail: each is run against a test and the
+learned policy must then stay near random. README "What learns" lists which bug fails which test.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from fastdqn.cli import main
+from fastdqn.env.spec import make_env
+from fastdqn.evaluate import evaluate
+from fastdqn.learn import learner as learner_mod
+from fastdqn.run import TrainConfig, Trainer
+
+CARTPOLE = ["train", "--preset", "cartpole", "--seed", "0", "--threads", "1", "--no-progress", "--no-tensorboard"]
+CATCH = ["train", "--env", "PixelCatch-v0", "--gym-packages", "pixel_catch", "--seed", "0", "--threads", "2",
+         "--num-envs", "4", "--num-workers", "0", "--replay-size", "20000", "--replay-start", "2000", "--lr", "5e-4",
+         "--sync-target", "1000", "--eps-decay-frames", "10000", "--eps-final", "0.05", "--replay-ratio", "0.25",
+         "--loss", "huber", "--frames", "16000", "--eval-every", "4000", "--eval-episodes", "5", "--no-progress",
+         "--no-tensorboard"]
+# (test, argv, the greedy mean it must reach over 20 episodes, a random policy's mean)
+GAMES = {"cartpole": (CARTPOLE, 450.0, 22.0), "catch": (CATCH, 20.0, -0.64)}
+
+
+def random_mean(env_id: str, episodes: int = 100, **kw) -> float:
+    env = make_env(env_id, **kw)
+    env.action_space.seed(0)
+    out = []
+    for ep in range(episodes):
+        env.reset(seed=ep)
+        total, done = 0.0, False
+        while not done:
+            _, r, term, trunc, _ = env.step(env.action_space.sample())
+            total, done = total + r, term or trunc
+        out.append(total)
+    return float(np.mean(out))
+
+
+def train_and_evaluate(game: str, tmp_path) -> dict:
+    argv, _, _ = GAMES[game]
+    out = tmp_path / game
+    assert main([*argv, "--out", str(out)]) == 0
+    return evaluate(str(out / "best.pt"), episodes=20, epsilon=0.0, device="cpu", echo=lambda s: None)
+
+
+def test_the_random_baselines_are_what_the_margins_assume():
+    assert random_mean("CartPole-v1") == pytest.approx(GAMES["cartpole"][2], abs=3)
+    assert random_mean("PixelCatch-v0", gym_packages=("pixel_catch",)) == pytest.approx(GAMES["catch"][2], abs=0.25)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("game", sorted(GAMES))
+def test_learns_far_above_random(game, tmp_path):
+    _, want, random = GAMES[game]
+    summary = train_and_evaluate(game, tmp_path)
+    assert summary["mean"] >= want, f"{game}: greedy mean {summary['mean']:.2f}, random {random}"
+
+
+def _no_target_sync(monkeypatch):
+    monkeypatch.setattr(learner_mod.Learner, "sync_target", lambda self: None)
+
+
+def _td_target_with(change):
+    original = learner_mod.td_target
+
+    def planted(reward, done, next_q_target, gamma, next_q_online=None):
+        reward, done = change(reward, done)
+        return original(reward, done, next_q_target, gamma, next_q_online)
+    return planted
+
+
+def _reward_sign_flipped(monkeypatch):
+    monkeypatch.setattr(learner_mod, "td_target", _td_target_with(lambda r, d: (-r, d)))
+
+
+def _done_mask_ignored(monkeypatch):
+    monkeypatch.setattr(learner_mod, "td_target", _td_target_with(lambda r, d: (r, torch.zeros_like(d))))
+
+
+def _stack_off_by_one(monkeypatch):
+    """The learner's obs is one frame late: the stack ends at the frame after the action."""
+    from fastdqn.replay.buffer import ReplayBuffer
+
+    original = ReplayBuffer.sample
+
+    def planted(self, batch_size):
+        b = original(self, batch_size)
+        return b._replace(obs=b.next_obs)
+    monkeypatch.setattr(ReplayBuffer, "sample", planted)
+
+
+# (bug, the learning test it must fail)
+PLANTS = [(_no_target_sync, "cartpole"), (_reward_sign_flipped, "cartpole"), (_done_mask_ignored, "cartpole"),
+          (_stack_off_by_one, "catch")]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("plant, game", PLANTS, ids=[f"{p.__name__[1:]}-{g}" for p, g in PLANTS])
+def test_a_planted_bug_fails_the_learning_test(plant, game, monkeypatch, tmp_path):
+    plant(monkeypatch)
+    _, want, random = GAMES[game]
+    summary = train_and_evaluate(game, tmp_path)
+    assert summary["mean"] < want, f"{plant.__name__} still reaches {summary['mean']:.2f} on {game}"
+
+
+def test_the_acting_stack_is_the_replay_stack(tmp_path):
+    """For every transition the trainer stored, the observation the agent acted on is the one
+    the buffer rebuilds for it, and the next observation is the acting stack after the step."""
+    cfg = TrainConfig(env_id="PixelCatch-v0", gym_packages=("pixel_catch",), num_envs=2, num_workers=0, seed=3,
+                      replay_size=2000, replay_start=10_000, frames=400, device="cpu", progress=False,
+                      tensorboard=False)
+    tr = Trainer(cfg, log=False)
+    try:
+        ends = 0
+        for _ in range(200):
+            acted = tr.stack.obs.clone()
+            res = tr.step()
+            written = tr.buf.frames_written()
+            for e in range(cfg.num_envs):
+                done = bool(res.terminated[e] or res.truncated[e])
+                t = written[e] - (3 if done else 2)  # an ended episode's stream has begun the next one
+                b = tr.buf.transition(e, t)
+                assert torch.equal(b.obs[0], acted[e])
+                assert b.done.item() == float(res.terminated[e])
+                if not done:
+                    assert torch.equal(b.next_obs[0], tr.stack.obs[e])
+                ends += done
+        assert ends >= 2  # episode ends were crossed, both streams stayed aligned across them
+    finally:
+        tr.close()
