@@ -110,3 +110,19 @@ def test_backends_lists_the_built_ones():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert P.default_backend() == P.backends()[0]
+
+
+def test_process_any_takes_atari_screens_to_the_kernel_and_other_sizes_to_opencv(atari_frames):
+    """RGB image envs of any size: Atari-sized screens get the fused kernel, others OpenCV's
+    uint8 luma + INTER_AREA (the common fast path), both uint8 [84, 84]."""
+    import cv2
+
+    frame = atari_frames["PongNoFrameskip-v4"][5]
+    np.testing.assert_array_equal(P.process_any(frame), P.process_frame(frame, layout="full"))
+    small = np.ascontiguousarray(np.random.default_rng(0).integers(0, 256, (64, 96, 3), dtype=np.uint8))
+    want = cv2.resize(cv2.cvtColor(small, cv2.COLOR_RGB2GRAY), (84, 84), interpolation=cv2.INTER_AREA)
+    got = P.process_any(small)
+    assert got.shape == (84, 84) and got.dtype == np.uint8
+    np.testing.assert_array_equal(got, want)
+    with pytest.raises(ValueError, match=r"frame: expected an RGB image \(H, W, 3\) uint8"):
+        P.process_any(np.zeros((10, 10), np.uint8))

@@ -15,7 +15,8 @@ import multiprocessing as mp
 import os
 import signal
 import time
-from multiprocessing import shared_memory
+import threading
+from multiprocessing import resource_tracker, shared_memory
 from typing import NamedTuple
 
 import numpy as np
@@ -43,6 +44,20 @@ def default_workers(num_envs: int) -> int:
     beats worker processes there), else one per env up to cores - 1 (a core for the learner)."""
     cores = os.cpu_count() or 1
     return 0 if num_envs == 1 or cores <= 2 else min(num_envs, cores - 1)
+
+
+def _start_resource_tracker() -> None:
+    """Start multiprocessing's resource tracker (it unlinks the shared block if we die) with
+    SIGHUP ignored, a disposition it inherits: it ignores SIGINT and SIGTERM itself but not
+    SIGHUP, so a dropped SSH session would kill it along with the process group."""
+    if not hasattr(signal, "SIGHUP") or threading.current_thread() is not threading.main_thread():
+        resource_tracker.ensure_running()
+        return
+    old = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        resource_tracker.ensure_running()
+    finally:
+        signal.signal(signal.SIGHUP, old)
 
 
 class WorkerDied(RuntimeError):
@@ -89,6 +104,7 @@ class VectorEnv:
             self._v = block_views(bytearray(size), num_envs, fields)
             self._local = EnvSlice(spec, 0, num_envs, seed, self._v, video)
             return
+        _start_resource_tracker()
         self._shm = shared_memory.SharedMemory(create=True, size=size)
         self._v = block_views(self._shm.buf, num_envs, fields)
         ctx = mp.get_context("spawn")  # no fork: the parent holds torch/OpenMP threads
