@@ -201,11 +201,14 @@ def to_device(batch, device: torch.device):
     if obs.device == device:
         return obs, action, reward, next_obs, done
     nb = obs.is_pinned()
-    b, s = obs.shape[:2]
-    frame = obs[0, 0].numel()
-    window_strides = ((s + 1) * frame, frame, *obs.stride()[2:])
-    if (next_obs.data_ptr() == obs.data_ptr() + frame * obs.element_size() and obs.stride() == next_obs.stride()
-            and obs.stride() == window_strides and obs[0, 0].is_contiguous()):
+    b, s, *frame_shape = obs.shape
+    frame_strides, step = [], 1  # a C-contiguous frame's strides, innermost first
+    for d in reversed(frame_shape):
+        frame_strides.insert(0, step)
+        step *= d
+    window_strides = ((s + 1) * step, step, *frame_strides)
+    if (next_obs.data_ptr() == obs.data_ptr() + step * obs.element_size() and obs.stride() == next_obs.stride()
+            and obs.stride() == window_strides):
         window = obs.as_strided((b, s + 1, *obs.shape[2:]), obs.stride()).to(device, non_blocking=nb)
         obs_d, next_d = window[:, :s], window[:, 1:]
     else:
