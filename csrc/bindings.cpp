@@ -30,7 +30,7 @@ std::string shape_str(const std::vector<py::ssize_t>& s) {
     return os.str();
 }
 
-// A C-contiguous uint8 array of exactly `shape`, else TypeError/ValueError naming both sides.
+// A C-contiguous array of `dtype` and exactly `shape`, else TypeError/ValueError naming both sides.
 void require_array(const py::array& a, const char* name, const std::vector<py::ssize_t>& shape, const py::dtype& dtype) {
     if (!a.dtype().is(dtype))
         throw py::type_error(std::string(name) + ": expected dtype " + std::string(py::str(dtype)) + ", got " +

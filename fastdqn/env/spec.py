@@ -144,6 +144,8 @@ def make_env_from_spec(spec: EnvSpec, seed: int | None = None) -> gym.Env:
 def _gym_make(env_id: str, what: str, **kw) -> gym.Env:
     try:
         return gym.make(env_id, **kw)
+    except gym.error.DependencyNotInstalled as e:  # e.g. LunarLander without box2d
+        raise ValueError(f"env_id: {env_id!r} needs a package that is not installed ({e})") from None
     except gym.error.Error as e:  # a typo in the id (or a package not imported): one ValueError
         raise ValueError(f"env_id: expected a registered {what} id, got {env_id!r} ({e})") from None
 

@@ -40,7 +40,7 @@ class TrainResult:
     solved: bool
     best_reward_100: float | None
     rewards: list = field(default_factory=list)
-    interrupted: str | None = None  # "SIGINT"/"SIGTERM" when a signal stopped the run (last.pt saved)
+    interrupted: str | None = None  # "SIGINT"/"SIGTERM"/"SIGHUP" when a signal stopped the run (last.pt saved)
 
 
 class Trainer:
