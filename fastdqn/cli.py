@@ -42,7 +42,7 @@ _TRAIN_FLAGS = [
     ("--sticky-actions", "sticky_actions", float,
      "Atari: probability of repeating the previous action (default: the id's protocol, v5 0.25, v4 0)"),
     ("--max-episode-frames", "max_episode_frames", int,
-     "Atari: emulator frames per episode before truncation (default: v5 108,000; v4 gymnasium's)"),
+     "Atari: emulator frames per episode before truncation (default: v5 108,000; v4 ale-py's default)"),
     ("--eval-every", "eval_every", int,
      "agent steps between greedy evaluations in a separate env (whole games, raw scores); best.pt follows them"),
     ("--eval-episodes", "eval_episodes", int, f"episodes per evaluation (default: {_D.eval_episodes})"),

@@ -7,6 +7,9 @@ fields, a Learner keeps its online/target/optimizer tensors (a bad target or opt
 not leave a half-loaded learner), a rejected `fastdqn train` writes no file, a rejected `play`
 writes no video, and a malicious pickle never runs. CLI mistakes exit non-zero with one error
 line on stderr and no traceback.
+
+Long by design: the tables are the point (one row per rejected input, read top to bottom), and
+splitting them would scatter the one place that says what fastdqn refuses.
 """
 
 import copy

@@ -125,3 +125,13 @@ def test_eval_on_a_cartpole_checkpoint(tmp_path, capsys):
     assert main(["eval", "--checkpoint", str(out / "best.pt"), "--episodes", "5", "--epsilon", "0",
                  "--seed", "1000003"]) == 0
     assert f"mean {best['mean']:.2f}" in capsys.readouterr().out
+
+
+def test_the_cpu_notice_estimates_a_solve_in_hours_and_stays_quiet_elsewhere():
+    from fastdqn.run import TrainConfig
+    from fastdqn.run.estimate import cpu_notice
+
+    notice = cpu_notice(TrainConfig(device="cpu", torch_threads=1))  # the pong preset: until solved
+    assert notice.startswith("note: no CUDA device; on this CPU one update of batch 32 takes ")
+    assert "solving (about 1,000,000 agent steps) will take about " in notice and " hours here" in notice
+    assert cpu_notice(TrainConfig(env_id="CartPole-v1", device="cpu")) is None  # not Atari: no notice

@@ -57,7 +57,7 @@ class EnvSpec:
     clip_rewards: bool = False
     frame_stack: int = 0  # 0: single frames (the trainer stacks in the replay buffer)
     sticky_actions: float | None = None  # None: the id's protocol (v5: 0.25, v4: 0)
-    max_episode_frames: int | None = None  # emulator frames per episode (None: v5 108,000; v4 gymnasium's)
+    max_episode_frames: int | None = None  # emulator frames per episode (None: v5 108,000; v4 ale-py's default)
     gym_packages: tuple = ()  # modules to import first: they register the env id
 
     def __post_init__(self):

@@ -37,6 +37,8 @@ def cpu_notice(cfg: TrainConfig) -> str | None:
     frames = cfg.frames or SOLVE_FRAMES
     seconds = max(0, frames - cfg.replay_start) * cfg.replay_ratio * per_update + frames / ENV_STEPS_PER_S
     budget = f"{frames:,} agent steps" if cfg.frames else f"solving (about {SOLVE_FRAMES:,} agent steps)"
+    took = (f"{seconds / 3600:.1f} hours" if seconds >= 3600 else f"{seconds / 60:.0f} minutes" if seconds >= 60
+            else f"{seconds:.0f} seconds")
     return (f"note: no CUDA device; on this CPU one update of batch {b} takes {per_update * 1000:.0f} ms, so "
-            f"{budget} will take about {seconds / 3600:.1f} hours here. For a quick check that fastdqn learns, "
+            f"{budget} will take about {took} here. For a quick check that fastdqn learns, "
             "try: fastdqn train --preset cartpole (about a minute)")
