@@ -281,3 +281,13 @@ def test_gym_packages_register_envs_in_every_worker():
         frames = venv.reset()
         assert frames.shape == (2, 84, 84) and frames.any()
         venv.step(np.array([1, 2]))
+
+
+def test_an_env_needing_a_missing_package_says_so():
+    try:
+        import Box2D  # noqa: F401
+        pytest.skip("Box2D is installed here")
+    except ImportError:
+        pass
+    with pytest.raises(ValueError, match=r"env_id: 'LunarLander-v3' needs a package that is not installed \(Box2D"):
+        make_env("LunarLander-v3")
