@@ -501,3 +501,15 @@ def test_cli_unusable_out_is_one_line_error(tmp_path, monkeypatch, capsys, out, 
     err = capsys.readouterr().err.strip()
     assert code == 2 and re.fullmatch("fastdqn train: error: " + match, err), err
     assert [p.name for p in tmp_path.rglob("*")] == ["afile"] and (tmp_path / "afile").read_bytes() == b"keep"
+
+
+def test_capture_video_of_an_env_without_a_screen_is_refused_before_it_starts(tmp_path, capsys):
+    from fastdqn.cli import main
+
+    out = tmp_path / "run"
+    assert main(["train", "--env", "CartPole-v1", "--capture-video", "5", "--frames", "100", "--out", str(out),
+                 "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == ("fastdqn train: error: video: expected an env with a screen (Atari, or an RGB env), got "
+                   "CartPoleEnv, which renders none here")
+    assert not (out / "videos").exists() and not (out / "last.pt").exists()

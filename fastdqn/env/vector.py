@@ -23,6 +23,7 @@ import numpy as np
 
 from fastdqn.env.spec import EnvSpec, make_env_from_spec, played_protocol
 from fastdqn.env.snapshot import env_state
+from fastdqn.env.wrappers import rgb_screen
 from fastdqn.env.vector_worker import EnvSlice, block_fields, block_layout, block_views, worker_main
 
 
@@ -95,6 +96,8 @@ class VectorEnv:
             space = probe.observation_space
             self.frame_shape, self.frame_dtype = tuple(space.shape), np.dtype(space.dtype)
             self.protocol = played_protocol(probe, spec)  # Atari: sticky actions and episode cap in effect
+            if video is not None:
+                rgb_screen(probe)  # an env with no screen to record fails here, before any worker starts
             self._state_keys = frozenset(env_state(probe)) | {"return", "length"}  # what set_state needs per env
         finally:
             probe.close()

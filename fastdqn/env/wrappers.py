@@ -245,9 +245,10 @@ def rgb_screen(env) -> np.ndarray:
         return base.ale.getScreenRGB()
     if hasattr(base, "screen_rgb"):
         return base.screen_rgb()
-    frame = base.render()
+    frame = base.render() if getattr(base, "render_mode", None) == "rgb_array" else None
     if frame is None:
-        raise ValueError("video: expected an env that renders RGB frames (render_mode='rgb_array'), got none")
+        raise ValueError(f"video: expected an env with a screen (Atari, or an RGB env), got "
+                         f"{type(base).__name__}, which renders none here")
     return np.asarray(frame)
 
 
