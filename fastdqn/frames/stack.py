@@ -1,4 +1,4 @@
-"""Frame stacking for acting: the last ``k`` frames of each of N envs as one uint8 tensor.
+"""Frame stacking for acting: the last ``k`` frames of each of N envs as one tensor.
 
 The one stacker the trainer, ``fastdqn play`` and the ``FrameStack`` gym wrapper share. Before an
 episode's first frame the stack holds zeros, as the replay buffer pads (``pad="zeros"``), so the

@@ -1,4 +1,4 @@
-"""Frame-deduplicating replay buffer: each 84x84 frame is stored once, stacks are rebuilt at sample time.
+"""Frame-deduplicating replay buffer: each frame is stored once, stacks are rebuilt at sample time.
 
 The storage, the sampling and the rules of a valid transition live in C++ (``fastdqn._core``);
 this module checks argument types, owns the output tensors and, with ``device=``, keeps the
@@ -56,7 +56,7 @@ class ReplayBuffer:
             the remainder spread over the first streams).
         num_envs: independent episode streams (one per vector env).
         frame_shape: shape of one preprocessed frame (84x84 pixels, or a vector observation's shape).
-        dtype: of the frames, ``"uint8"`` (pixels) or ``"float32"`` (vector observations, with stack 1).
+        dtype: of the frames, ``"uint8"`` (pixels) or ``"float32"`` (vector observations, the trainer stacks 1).
         stack: frames per observation.
         pad: how a stack that reaches before its episode's first frame is filled: ``"zeros"``
             (the seeds' convention) or ``"repeat"`` (the first frame repeated).
