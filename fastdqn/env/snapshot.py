@@ -35,13 +35,20 @@ def env_state(env: gym.Env) -> dict:
     return state
 
 
+def check_state_form(state, atari: bool, where: str = "env state", source: str = "env_state()") -> str:
+    """The key of an env_state() dict's emulator part ('ale' bytes, or 'attrs' for other envs);
+    TypeError naming ``where`` when ``state`` is not such a dict."""
+    key, kind = ("ale", bytes) if atari else ("attrs", dict)
+    if not isinstance(state, dict) or not isinstance(state.get(key), kind):
+        got = f"keys {sorted(map(str, state))}" if isinstance(state, dict) else type(state).__name__
+        raise TypeError(f"{where}: expected a dict from {source} with {key!r} {kind.__name__}, got {got}")
+    return key
+
+
 def set_env_state(env: gym.Env, state: dict) -> None:
     """Restore ``env_state`` output into an env built from the same EnvSpec (and reset once)."""
     base = env.unwrapped
-    key, kind = ("ale", bytes) if hasattr(base, "ale") else ("attrs", dict)
-    if not isinstance(state, dict) or not isinstance(state.get(key), kind):
-        got = f"keys {sorted(map(str, state))}" if isinstance(state, dict) else type(state).__name__
-        raise TypeError(f"env state: expected a dict from env_state() with {key!r} {kind.__name__}, got {got}")
+    key = check_state_form(state, hasattr(base, "ale"))
     rng_state = state.get("np_random")
     if not isinstance(rng_state, dict) or rng_state.get("bit_generator") != type(base.np_random.bit_generator).__name__:
         raise ValueError(f"env state: expected a {type(base.np_random.bit_generator).__name__} np_random state, "

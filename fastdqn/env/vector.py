@@ -3,8 +3,8 @@
 ALE's ``act`` holds the GIL, so threads do not scale: with ``num_workers > 0`` the envs are
 split over worker processes that step, max-pool and preprocess their slice and write their
 frames (uint8 [84, 84] pixels, or float32 vector observations) straight into one shared-memory
-block. The parent only flips a byte per
-worker per step. ``num_workers=0`` steps everything in-process (best for one env).
+block. The parent only flips a byte per worker per step. ``num_workers=0`` steps everything
+in-process (best for one env).
 Episodes auto-reset: where an episode ended, ``frames`` holds its last frame and
 ``reset_frames`` the first frame of the next one.
 """
@@ -22,7 +22,7 @@ from typing import NamedTuple
 import numpy as np
 
 from fastdqn.env.spec import EnvSpec, make_env_from_spec, played_protocol
-from fastdqn.env.snapshot import env_state
+from fastdqn.env.snapshot import check_state_form, env_state
 from fastdqn.env.wrappers import rgb_screen
 from fastdqn.env.vector_worker import EnvSlice, block_fields, block_layout, block_views, worker_main
 
@@ -201,11 +201,7 @@ class VectorEnv:
             got = f"{len(states)} states" if isinstance(states, list) else type(states).__name__
             raise ValueError(f"env states: expected a list of {self.num_envs}, got {got}")
         for i, st in enumerate(states):  # checked here, before any env changes (or a worker chokes on it)
-            key, kind = ("ale", bytes) if self.spec.atari else ("attrs", dict)
-            if not isinstance(st, dict) or not isinstance(st.get(key), kind):
-                got = f"keys {sorted(map(str, st))}" if isinstance(st, dict) else type(st).__name__
-                raise TypeError(f"env states[{i}]: expected a dict from get_state() with {key!r} {kind.__name__}, "
-                                f"got {got}")
+            check_state_form(st, self.spec.atari, f"env states[{i}]", "get_state()")
             missing = sorted(self._state_keys - st.keys())
             if missing:
                 raise ValueError(f"env states[{i}]: expected the keys get_state() gives for {self.spec.env_id}, "

@@ -287,15 +287,15 @@ class RecordEpisodes(gym.Wrapper, Record):
             self._writer.write(rgb_screen(self.env))
         if (terminated or truncated) and info.get("game_over", True):
             self._game_over = True
-            if self._writer is not None:
-                self._writer.close()
-                self._writer = None
-                os.replace(self._final + ".part", self._final)
+            self._finish()
         return obs, reward, terminated, truncated, info
 
-    def close(self):
-        if self._writer is not None:  # the game in progress when the run ends, cut there
+    def _finish(self) -> None:
+        if self._writer is not None:
             self._writer.close()
             self._writer = None
             os.replace(self._final + ".part", self._final)
+
+    def close(self):
+        self._finish()  # the game in progress when the run ends, cut there
         super().close()

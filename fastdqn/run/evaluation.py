@@ -4,21 +4,23 @@ episodic life) and raw scores (no reward clipping), and the episode loop that ``
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import torch
 
 from fastdqn.env.spec import EnvSpec
 from fastdqn.frames.stack import FrameStacker
+from fastdqn.run.config import TrainConfig
 
 
 def eval_spec(cfg: dict, sticky_actions: float | None = None) -> EnvSpec:
-    """The env a run's config trained on, played as the field evaluates: whole games (no
-    episodic life) and raw scores (no reward clipping)."""
-    return EnvSpec(cfg.get("env_id", "PongNoFrameskip-v4"), cfg.get("layout", "crop"), 4, cfg.get("noop_max", 0),
-                   cfg.get("fire_reset"), False, False,
-                   sticky_actions=cfg.get("sticky_actions") if sticky_actions is None else sticky_actions,
-                   max_episode_frames=cfg.get("max_episode_frames"),
-                   gym_packages=tuple(cfg.get("gym_packages") or ()))
+    """The env a run's config trained on (TrainConfig.env_spec), played as the field evaluates:
+    whole games (no episodic life) and raw scores (no reward clipping)."""
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    spec = TrainConfig(**{k: v for k, v in cfg.items() if k in fields}).env_spec()
+    changes = {} if sticky_actions is None else {"sticky_actions": sticky_actions}
+    return dataclasses.replace(spec, episodic_life=False, clip_rewards=False, **changes)
 
 
 def play_episodes(model, env, *, episodes: int, epsilon: float, seed: int, max_steps: int | None = None,
@@ -47,8 +49,6 @@ def play_episodes(model, env, *, episodes: int, epsilon: float, seed: int, max_s
             steps += 1
             done = term or trunc
         yield score, steps, done
-
-
 
 
 def evaluate_policy(model, env, *, episodes: int, seed: int) -> dict:

@@ -80,8 +80,9 @@ def vector_spec(cfg: BenchConfig, live: list) -> TableSpec:
             buf.start_many(venv.reset())
 
             def step(a):
-                r = venv.step(np.atleast_1d(a))
-                feed(np.atleast_1d(a), r.rewards, r.frames, r.terminated, r.truncated, r.reset_frames)
+                a = np.atleast_1d(a)  # _stepper hands one env an int
+                r = venv.step(a)
+                feed(a, r.rewards, r.frames, r.terminated, r.truncated, r.reset_frames)
             return _stepper(step, 6, num_envs, cfg.seed)
         return setup
 
