@@ -44,16 +44,12 @@ class RunLog:
             json.dump(config, f, indent=2, sort_keys=True)
             f.write("\n")
         jsonl = os.path.join(out_dir, "metrics.jsonl")
-        self.records: list[dict] = []
-        if resume_frame is not None:
-            self.records = _records_upto(jsonl, resume_frame)
-            atomic_write(jsonl, lambda f: f.writelines((json.dumps(r) + "\n").encode() for r in self.records),
-                         what="metrics")
-        self._jsonl = open(jsonl, "a", buffering=1)
         evals = os.path.join(out_dir, "eval.jsonl")
-        if resume_frame is not None:  # evaluations after last.pt run again too
-            kept = _records_upto(evals, resume_frame)
-            atomic_write(evals, lambda f: f.writelines((json.dumps(r) + "\n").encode() for r in kept), what="metrics")
+        self.records: list[dict] = []
+        if resume_frame is not None:  # episodes and evaluations after last.pt are played again
+            self.records = _keep_upto(jsonl, resume_frame)
+            _keep_upto(evals, resume_frame)
+        self._jsonl = open(jsonl, "a", buffering=1)
         self._evals_path = evals
         self._evals = None
         self.tracker = tracker  # --track: the same scalars to W&B (fastdqn.run.tracking)
@@ -127,6 +123,13 @@ def _lock_run_dir(out_dir: str):
     f.write(f"{os.getpid()}\n")
     f.flush()
     return f
+
+
+def _keep_upto(path: str, frame: int) -> list[dict]:
+    """Rewrite a JSON-lines log to the records at or before ``frame`` (crash-safe); return them."""
+    kept = _records_upto(path, frame)
+    atomic_write(path, lambda f: f.writelines((json.dumps(r) + "\n").encode() for r in kept), what="metrics")
+    return kept
 
 
 def _records_upto(path: str, frame: int) -> list[dict]:
