@@ -204,7 +204,20 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default="gpu_micro.json")
     ap.add_argument("--quick", action="store_true", help="fewer sizes and iterations")
     ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile modes (slow to build)")
+    ap.add_argument("--dry-run", action="store_true",
+                    help="without CUDA: import every module the sections use and write the JSON (gpu_pong.sh DRY_RUN=1)")
     args = ap.parse_args(argv)
+    if args.dry_run and not torch.cuda.is_available():
+        from fastdqn import ReplayBuffer  # noqa: F401  (the sections' imports, so a rename fails here)
+        from fastdqn.bench.inputs import pong_frames  # noqa: F401
+        from fastdqn.frames import cuda, preprocess  # noqa: F401
+        from fastdqn.learn.graphed import make_graphed_update  # noqa: F401
+        from fastdqn.learn.learner import Learner, to_device  # noqa: F401
+        from fastdqn.replay.gather import gather_windows  # noqa: F401
+
+        with open(args.out, "w") as fh:
+            json.dump({"dry_run": True, "sections": ["preprocess", "replay_sample", "update_step"]}, fh)
+        return 0
     if not torch.cuda.is_available():
         print("gpu_micro: no CUDA device", file=sys.stderr)
         return 2

@@ -7,18 +7,32 @@
 # From the project root, after ../shared/gpu/stage.sh (copies the ale-py/gymnasium wheels into
 # .whl/), as one device call carrying .whl:
 #     bash bench/gpu_pong.sh
-# Knobs (environment): STAGES (default install,test,micro,train), TRAIN_SECONDS (300),
+# Knobs (environment): STAGES (default install,test,micro,bench,train), TRAIN_SECONDS (300),
 # TRAIN_ARGS (extra `fastdqn train` flags, default "--num-envs 8"), CUDA_ARCHS (90),
-# MICRO_ARGS (e.g. "--quick --no-compile" to save ~1-2 minutes).
+# MICRO_ARGS (e.g. "--quick --no-compile" to save ~1-2 minutes), BENCH_ARGS ("--quick").
+#
+# DRY_RUN=1 runs every stage on a CPU machine at tiny sizes, a few seconds each (the test suite
+# does, tests/test_gpu_script.py, so the script cannot rot before a GPU is lent): install checks
+# the installed package instead of building, micro only imports its modules, bench runs --tiny,
+# train runs a few hundred CPU frames.
 set -uo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 OUT=${OUT:-$REPO/gpu-out}
-STAGES=${STAGES:-install,test,micro,train}
-TRAIN_SECONDS=${TRAIN_SECONDS:-300}
-TRAIN_ARGS=${TRAIN_ARGS:---num-envs 8}
+DRY_RUN=${DRY_RUN:-0}
+STAGES=${STAGES:-install,test,micro,bench,train}
+if [[ $DRY_RUN == 1 ]]; then
+  TRAIN_SECONDS=${TRAIN_SECONDS:-60}
+  TRAIN_ARGS=${TRAIN_ARGS:---device cpu --num-envs 2 --frames 400 --replay-start 200 --replay-size 1000 --replay-ratio 0.25}
+  MICRO_ARGS=${MICRO_ARGS:---dry-run}
+  BENCH_ARGS=${BENCH_ARGS:---tiny --rounds 1}
+else
+  TRAIN_SECONDS=${TRAIN_SECONDS:-300}
+  TRAIN_ARGS=${TRAIN_ARGS:---device cuda --num-envs 8}
+  MICRO_ARGS=${MICRO_ARGS:-}
+  BENCH_ARGS=${BENCH_ARGS:---quick}
+fi
 CUDA_ARCHS=${CUDA_ARCHS:-90}
-MICRO_ARGS=${MICRO_ARGS:-}
 PY=${PYTHON:-python3}
 mkdir -p "$OUT/logs"
 T_START=$(date +%s)
@@ -53,10 +67,14 @@ fi
 nvidia-smi >"$OUT/nvidia-smi.txt" 2>&1
 
 if has install; then
-  cd "$REPO" || exit 1
-  FASTDQN_CUDA=ON CMAKE_BUILD_PARALLEL_LEVEL=$(nproc) stage install 240 \
-    "$PY" -m pip install -v --no-build-isolation --no-deps \
-    -C cmake.define.FASTDQN_CUDA_ARCHS="$CUDA_ARCHS" "$REPO"
+  if [[ $DRY_RUN == 1 ]]; then  # no build: the package the suite installed must import with its core
+    (cd /tmp && stage install 60 "$PY" -c "import fastdqn._native as n; n.core(); print('installed', n.__file__)")
+  else
+    cd "$REPO" || exit 1
+    FASTDQN_CUDA=ON CMAKE_BUILD_PARALLEL_LEVEL=$(nproc) stage install 240 \
+      "$PY" -m pip install -v --no-build-isolation --no-deps \
+      -C cmake.define.FASTDQN_CUDA_ARCHS="$CUDA_ARCHS" "$REPO"
+  fi
 fi
 # Run everything else outside the source tree so `import fastdqn` finds the installed copy
 # (with its compiled modules), not the bare sources.
@@ -79,6 +97,13 @@ if has micro; then
   stage micro 200 "$PY" "$REPO/bench/gpu_micro.py" --out "$OUT/micro.json" $MICRO_ARGS
 fi
 
+if has bench; then
+  # The env path (emulators -> replay) and fastdqn train's loop overlapped vs not, as ratio tables.
+  # shellcheck disable=SC2086
+  stage bench 150 "$PY" -m fastdqn.cli bench --only env,train $BENCH_ARGS --json "$OUT/bench.json" \
+    --markdown "$OUT/bench.md" --quiet
+fi
+
 if has train; then
   # Whatever is left of the 10-minute device limit, minus ~80 s for shutdown, report, transfers.
   left=$(( 520 - $(elapsed) ))
@@ -90,7 +115,7 @@ if has train; then
     # line-buffered, so the curve survives even a hard kill.
     # shellcheck disable=SC2086
     stage train $(( TRAIN_SECONDS + 30 )) timeout -s INT -k 20 "$TRAIN_SECONDS" "$PY" -m fastdqn.cli train \
-      --device cuda --out "$OUT/train" --no-tensorboard --no-progress $TRAIN_ARGS
+      --out "$OUT/train" --no-tensorboard --no-progress $TRAIN_ARGS
     stage report 60 "$PY" "$REPO/bench/gpu_report.py" "$OUT/train" --wall "${SECS[train]}" \
       --title "fastdqn Pong: $(nvidia-smi --query-gpu=name --format=csv,noheader | sed -n 1p); $TRAIN_ARGS" \
       --out "$OUT/train_summary.json" --png "$OUT/reward_curve.png"
@@ -101,13 +126,13 @@ fi
 {
   echo "{"
   for k in "${!RC[@]}"; do echo "\"rc_$k\": ${RC[$k]}, \"seconds_$k\": ${SECS[$k]},"; done
-  echo "\"total_seconds\": $(elapsed), \"train_args\": \"$TRAIN_ARGS\", \"cuda_archs\": \"$CUDA_ARCHS\"}"
+  echo "\"total_seconds\": $(elapsed), \"train_args\": \"$TRAIN_ARGS\", \"cuda_archs\": \"$CUDA_ARCHS\", \"dry_run\": $DRY_RUN}"
 } >"$OUT/stages.json"
 "$PY" - "$OUT" <<'EOF'
 import json, os, sys
 out = sys.argv[1]
 res = {"stages": json.load(open(os.path.join(out, "stages.json")))}
-for name in ("micro", "train_summary"):
+for name in ("micro", "train_summary", "bench"):
     p = os.path.join(out, name + ".json")
     if os.path.exists(p):
         res[name] = json.load(open(p))

@@ -8,7 +8,7 @@ import signal
 import sys
 
 from fastdqn.env.vector import WorkerDied
-from fastdqn.run.config import PRESETS, TrainConfig
+from fastdqn.run.config import ENV_BACKENDS, PRESETS, TrainConfig
 
 _D = TrainConfig()  # the pong preset, for the defaults shown in --help
 
@@ -21,7 +21,15 @@ _TRAIN_FLAGS = [
     ("--frames", "frames", int, "stop after N agent steps (default: run until reward_100 > --reward-bound)"),
     ("--num-envs", "num_envs", int, f"environments stepped together (default: {_D.num_envs})"),
     ("--num-workers", "num_workers", int,
-     "env worker processes (default: 0 for one env or <= 2 cores, else min(envs, cores - 1))"),
+     "emulator threads (ale backend) or env worker processes (process backend) (default: per core, "
+     "leaving one for the learner)"),
+    ("--env-backend", "env_backend", str,
+     "auto | ale (ale-py's C++ threads, stepped while the learner learns) | process (any gymnasium env, "
+     "snapshots for an exact --resume, videos) (default: auto = ale for Atari where it can)"),
+    ("--replay-device", "replay_device", str,
+     "auto | cpu | cuda: where the replay's frames live (default: auto = on the GPU when the learner is)"),
+    ("--update-scale", "update_scale", int,
+     "k: batches k times larger at a replay ratio k times smaller, lr * sqrt(k) (default: 1)"),
     ("--out", "out", str, "run directory (default: runs/<env>-<time>)"),
     ("--batch-size", "batch_size", int, f"transitions per gradient step (default: {_D.batch_size})"),
     ("--replay-size", "replay_size", int, f"replay buffer capacity in transitions (default: {_D.replay_size:,})"),
@@ -57,8 +65,10 @@ _TRAIN_FLAGS = [
 ]
 _TRAIN_SWITCHES = [  # (flag, field, value, help)
     ("--double", "double", True, "Double DQN target (argmax by the online net)"),
-    ("--compile", "compile", True, "torch.compile the update step (default: on CUDA only)"),
+    ("--compile", "compile", True, "torch.compile the update step (with --no-graph; default: on CUDA)"),
     ("--no-compile", "compile", False, "never compile the update step"),
+    ("--no-graph", "graph", False, "CUDA: run the update eagerly or compiled, not as one CUDA-graph replay"),
+    ("--no-overlap", "overlap", False, "step the envs after the learner's updates, not while they run"),
     ("--episodic-life", "episodic_life", True, "a lost life ends the episode for learning (breakout preset)"),
     ("--clip-rewards", "clip_rewards", True, "clip rewards to -1, 0, 1 (breakout preset)"),
     ("--no-fire-reset", "fire_reset", False, "do not press FIRE on reset (default: when the game has FIRE)"),
@@ -92,14 +102,16 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", metavar="DIR", default=None,
                    help="continue the run saved in DIR (its last.pt; Ctrl-C and SIGTERM save one); only "
                    "--frames, --reward-bound, --checkpoint-every, --device, --num-workers, --threads, "
-                   "--save-replay and the output switches may change")
+                   "--save-replay, --env-backend, --replay-device, --no-graph, --no-overlap and the output "
+                   "switches may change")
     t.add_argument("--gym-packages", dest="gym_packages", nargs="+", metavar="MOD", default=None,
                    help="modules to import before making the env (they register it), in the trainer and "
                    "in every env worker")
     for flag, dest, typ, hlp in _TRAIN_FLAGS:
         kw = {"choices": ["mse", "huber"]} if dest == "loss" else {}
         kw = {"choices": ["crop", "full"]} if dest == "layout" else kw
-        kw = {"choices": ["auto", "cpu", "cuda"]} if dest == "device" else kw
+        kw = {"choices": ["auto", "cpu", "cuda"]} if dest in ("device", "replay_device") else kw
+        kw = {"choices": list(ENV_BACKENDS)} if dest == "env_backend" else kw
         t.add_argument(flag, dest=dest, type=typ, default=None, help=hlp, **kw)
     for flag, dest, value, hlp in _TRAIN_SWITCHES:
         t.add_argument(flag, dest=dest, action="store_const", const=value, default=None, help=hlp)

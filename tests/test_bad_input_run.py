@@ -198,8 +198,26 @@ CONFIG = [  # (id, fields, error, regex)
     ("compile int", dict(compile=1), TypeError, "compile: expected a bool or None, got 1"),
     ("fire_reset str", dict(fire_reset="no"), TypeError, "fire_reset: expected a bool or None, got 'no'"),
 ]
+CONFIG += [
+    ("env_backend", dict(env_backend="threads"), ValueError,
+     r"env_backend: expected one of \('auto', 'ale', 'process'\), got 'threads'"),
+    ("env_backend int", dict(env_backend=1), TypeError, "env_backend: expected a str, got 1"),
+    ("replay_device", dict(replay_device="gpu"), ValueError,
+     r"replay_device: expected one of \('auto', 'cpu', 'cuda'\), got 'gpu'"),
+    ("update_scale 0", dict(update_scale=0), ValueError, "update_scale: expected an integer >= 1, got 0"),
+    ("update_scale past replay", dict(update_scale=400), ValueError,
+     r"update_scale: expected batch_size \* update_scale <= replay_size=10000, got 32 \* 400"),
+    ("overlap None", dict(overlap=None), TypeError, "overlap: expected a bool, got None"),
+    ("graph str", dict(graph="yes"), TypeError, "graph: expected a bool or None, got 'yes'"),
+]
 if not torch.cuda.is_available():
-    CONFIG.append(("device cuda, none here", dict(device="cuda"), ValueError, "expected 'cpu' or 'auto' .*got 'cuda'"))
+    CONFIG += [
+        ("device cuda, none here", dict(device="cuda"), ValueError, "expected 'cpu' or 'auto' .*got 'cuda'"),
+        ("graph on the CPU", dict(graph=True), ValueError,
+         r"graph: expected False or None on cpu \(CUDA graphs need a CUDA device\), got True"),
+        ("replay on CUDA, learner on the CPU", dict(replay_device="cuda"), ValueError,
+         r"replay_device: expected 'auto' or 'cpu' with the learner on cpu"),
+    ]
 
 
 @pytest.mark.parametrize("fields, error, match", rows(CONFIG))
@@ -441,6 +459,12 @@ TRAIN = [  # (id, flags after `train`, regex for the error line)
     ("layout", ["--layout", "square"], "argument --layout: invalid choice: 'square'"),
     ("preset", ["--preset", "nope"], "argument --preset: invalid choice: 'nope'"),
     ("unknown flag", ["--nope"], "unrecognized arguments: --nope"),
+    ("env-backend", ["--env-backend", "gpu"], "argument --env-backend: invalid choice: 'gpu'"),
+    ("ale backend, CartPole", ["--env", "CartPole-v1", "--env-backend", "ale"],
+     "env_backend: 'ale' cannot run CartPole-v1: CartPole-v1 is not an Atari id"),
+    ("ale backend, video", ["--env-backend", "ale", "--capture-video", "1"],
+     r"env_backend: 'ale' cannot run PongNoFrameskip-v4: it cannot record videos \(--capture-video\)"),
+    ("update-scale 0", ["--update-scale", "0"], "update_scale: expected an integer >= 1, got 0"),
 ]
 REAL = ["--checkpoint", "CK:real.pt"]  # "CK:x" is the checkpoint folder's file x, "TMP:x" the test's tmp_path/x
 PLAY_CLI = [  # (id, flags after `play`, regex)

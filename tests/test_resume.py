@@ -20,8 +20,10 @@ import torch
 from fastdqn.run.checkpoint import load_checkpoint
 from fastdqn.run import TrainConfig, Trainer, train
 
+# The process env backend: its emulators snapshot, so a resumed run continues exactly.
 SMALL = dict(replay_size=2000, replay_start=300, batch_size=8, replay_ratio=0.25, sync_target=100,
-             eps_decay_frames=1000, progress=False, torch_threads=1, checkpoint_every=250, seed=3)
+             eps_decay_frames=1000, progress=False, torch_threads=1, checkpoint_every=250, seed=3,
+             env_backend="process")
 
 
 def _metrics(run_dir):
@@ -80,6 +82,40 @@ def test_a_non_atari_run_resumes_exactly(tmp_path, env):
     _assert_same_learner(a, b)
     assert torch.equal(a["trainer"]["obs"], b["trainer"]["obs"])
     assert _metrics(tmp_path / "whole") == _metrics(tmp_path / "split")
+
+
+def test_an_ale_backend_run_resumes_with_new_episodes(tmp_path, capsys):
+    """ale-py's vector env cannot snapshot emulators: the learner, counters, RNGs and the replay
+    come back; the envs start new games, and each stream's cut episode ends where it was cut."""
+    cfg = dict(SMALL, env_backend="ale", save_replay=True, num_envs=2, num_workers=1)
+    out = tmp_path / "run"
+    train(TrainConfig(out=str(out), frames=610, **cfg))
+    saved = load_checkpoint(out / "last.pt")
+    assert saved["trainer"]["envs"] is None and saved["config"]["env_backend_resolved"] == "ale"
+    from fastdqn.run.resume import resume_config
+
+    conf, ckpt = resume_config(str(out), {"frames": 1200}, TrainConfig)
+    t = Trainer(conf, resume=ckpt)
+    try:
+        assert "the episodes in flight start over" in capsys.readouterr().out
+        assert t.frame == 610 and t.learner.updates == 0
+        _assert_same_learner(t.learner.state_dict(), saved)
+        written = saved["trainer"]["replay_written"]
+        assert t.buf.frames_written() == [w + 1 for w in written]  # the new games' first frames
+        for env in range(2):
+            last = written[env] - 1  # the cut episode's last frame: no transition out of it
+            with pytest.raises(ValueError):
+                t.buf.transition(env, last)
+            t.buf.transition(env, last - 1)  # the one before it still samples
+            assert torch.equal(t.stack.obs[env, :-1], torch.zeros_like(t.stack.obs[env, :-1]))
+        updates = t.learner.updates
+        for _ in range(20):
+            t.step()
+        assert t.learner.updates > updates  # learning goes on from the restored replay, no refill
+    finally:
+        t.close()
+    rest = train(resume=str(out), frames=1200)
+    assert rest.frames == 1200
 
 
 def test_resume_without_saved_replay_refills_before_learning(tmp_path, capsys):
@@ -171,11 +207,12 @@ def _cli_train(out, *extra):
     return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
 
 
+@pytest.mark.parametrize("backend", ["process", "ale"])
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=["SIGINT", "SIGTERM", "SIGHUP"])
-def test_signal_saves_last_pt_and_exits_cleanly(tmp_path, sig):
+def test_signal_saves_last_pt_and_exits_cleanly(tmp_path, sig, backend):
     out = tmp_path / "run"
     proc = _cli_train(out, "--frames", "1000000", "--num-envs", "2", "--num-workers", "1", "--save-replay",
-                      "--checkpoint-every", "100")
+                      "--checkpoint-every", "100", "--env-backend", backend)
     deadline = time.monotonic() + 120
     while not (out / "last.pt").exists() and time.monotonic() < deadline:  # the loop is past frame 100
         time.sleep(0.1)
@@ -226,7 +263,8 @@ def _env_workers(pid):
 
 def test_a_killed_env_worker_ends_the_run_with_one_line_and_the_run_resumes(tmp_path):
     out = tmp_path / "run"
-    proc = _cli_train(out, "--frames", "1000000", "--num-envs", "2", "--num-workers", "1", "--checkpoint-every", "100")
+    proc = _cli_train(out, "--frames", "1000000", "--num-envs", "2", "--num-workers", "1", "--checkpoint-every", "100",
+                      "--env-backend", "process")  # the ale backend's emulators are threads of the trainer
     deadline = time.monotonic() + 120
     while not (out / "last.pt").exists() and time.monotonic() < deadline:
         time.sleep(0.1)

@@ -61,6 +61,18 @@ def _start_resource_tracker() -> None:
         signal.signal(signal.SIGHUP, old)
 
 
+def check_actions(actions, num_envs: int, n_actions: int) -> np.ndarray:
+    """``actions`` as an int array [num_envs] of values in 0..n_actions-1 (else TypeError/ValueError)."""
+    a = np.asarray(actions)
+    if a.dtype.kind not in "iu":
+        raise TypeError(f"actions: expected int [{num_envs}], got {a.dtype} {list(a.shape)}")
+    if a.shape != (num_envs,):
+        raise ValueError(f"actions: expected int [{num_envs}], got {a.dtype} {list(a.shape)}")
+    if a.size and (a.min() < 0 or a.max() >= n_actions):
+        raise ValueError(f"actions: expected values in 0..{n_actions - 1}, got {a.min()}..{a.max()}")
+    return a
+
+
 class WorkerDied(RuntimeError):
     """A worker process of a VectorEnv ended (crashed, or was killed) while the env was in use."""
 
@@ -68,6 +80,8 @@ class WorkerDied(RuntimeError):
 class VectorEnv:
     """``num_envs`` copies of one EnvSpec; actions in, shared frames out (``frame_shape``,
     ``frame_dtype``: uint8 [84, 84] for Atari and RGB games, float32 vectors otherwise)."""
+
+    snapshots = True  # get_state()/set_state() restore every emulator exactly
 
     def __init__(self, spec: EnvSpec, num_envs: int, *, num_workers: int = 0, seed: int = 0,
                  video: tuple | None = None):
@@ -88,6 +102,7 @@ class VectorEnv:
             raise ValueError(f"seed: expected >= 0, got {seed}")
         self.spec, self.num_envs, self.num_workers = spec, num_envs, num_workers
         self._shm, self._procs, self._conns, self._local = None, [], [], None
+        self._in_flight = False  # a step sent and not yet received
         probe = make_env_from_spec(spec)
         try:
             self.n_actions = int(probe.action_space.n)
@@ -160,28 +175,44 @@ class VectorEnv:
                  + ["its Python error is printed above"] * any(c > 0 for _, c in gone))
         return WorkerDied(what + "".join(f" ({n})" for n in notes))
 
-    def _command(self, cmd: bytes) -> None:
-        if self._local is not None:
-            self._local.reset() if cmd == b"r" else self._local.step()
-            return
-        self._send(cmd)
-        self._wait()
+    def _drain(self) -> None:
+        """Receive a step still in flight (its replies must not be read as another command's)."""
+        if self._in_flight:
+            self.recv()
 
     def reset(self) -> np.ndarray:
         """Reset every env (seeded seed+i); returns the first frames, uint8 [N,84,84] (a view)."""
-        self._command(b"r")
+        self._drain()
+        if self._local is not None:
+            self._local.reset()
+        else:
+            self._send(b"r")
+            self._wait()
         return self._v["frames"]
 
     def step(self, actions) -> StepResult:
-        a = np.asarray(actions)
-        if a.dtype.kind not in "iu":
-            raise TypeError(f"actions: expected int [{self.num_envs}], got {a.dtype} {list(a.shape)}")
-        if a.shape != (self.num_envs,):
-            raise ValueError(f"actions: expected int [{self.num_envs}], got {a.dtype} {list(a.shape)}")
-        if a.size and (a.min() < 0 or a.max() >= self.n_actions):
-            raise ValueError(f"actions: expected values in 0..{self.n_actions - 1}, got {a.min()}..{a.max()}")
-        self._v["actions"][:] = a
-        self._command(b"s")
+        self.send(actions)
+        return self.recv()
+
+    def send(self, actions) -> None:
+        """Start one agent step: worker processes step while the caller does other work (the
+        in-process slice steps here, at once). ``recv()`` returns the result."""
+        if self._in_flight:
+            raise RuntimeError("send: the previous step was not received yet (call recv() first)")
+        self._v["actions"][:] = check_actions(actions, self.num_envs, self.n_actions)
+        if self._local is not None:
+            self._local.step()
+        else:
+            self._send(b"s")
+        self._in_flight = True
+
+    def recv(self) -> StepResult:
+        """Wait for the step ``send`` started (a dead worker is WorkerDied)."""
+        if not self._in_flight:
+            raise RuntimeError("recv: no step in flight (call send(actions) first)")
+        self._in_flight = False
+        if self._local is None:
+            self._wait()
         v = self._v
         return StepResult(
             v["frames"], v["rewards"], v["terminated"], v["truncated"], v["reset_frames"],
@@ -190,6 +221,7 @@ class VectorEnv:
 
     def get_state(self) -> list[dict]:
         """Every env's emulator, RNG, wrapper and episode-counter state (fastdqn.envs.env_state)."""
+        self._drain()
         if self._local is not None:
             return self._local.get_state()
         self._send(b"g")
@@ -206,6 +238,7 @@ class VectorEnv:
             if missing:
                 raise ValueError(f"env states[{i}]: expected the keys get_state() gives for {self.spec.env_id}, "
                                  f"got one missing {missing}")
+        self._drain()
         if self._local is not None:
             self._local.set_state(states)
             return

@@ -33,9 +33,24 @@ class FrameStacker:
         self.device = torch.device(device)
         self.obs = torch.zeros((first.shape[0], k, *first.shape[1:]), dtype=first.dtype, device=self.device)
         self.obs[:, -1] = first.to(self.device)
-        # On the CPU the stacks shift in place through a numpy view of obs: a push is then two
-        # memcpys, where torch ops would cost more than the copy.
-        self.host = self.obs.numpy() if self.device.type == "cpu" else None
+        self._device_buffers()
+
+    def _device_buffers(self, host_view: bool | None = None) -> None:
+        """On the CPU the stacks shift in place through a numpy view of obs: a push is then two
+        memcpys, where torch ops would cost more than the copy. On a GPU a push writes a second
+        stack tensor (the shifted frames plus the new ones, copied up once from pinned staging)
+        and the two swap: no allocation and no torch.cat per step."""
+        host_view = self.device.type == "cpu" if host_view is None else host_view  # False: tests run the GPU path
+        self.host = self.obs.numpy() if host_view else None
+        if self.host is None:
+            cuda = self.device.type == "cuda"
+            self._spare = torch.empty_like(self.obs)
+            self._staging = [torch.empty(self.obs[:, -1].shape, dtype=self.obs.dtype, pin_memory=cuda)
+                             for _ in range(2)]
+            # a staging buffer is refilled only once its last copy up is done
+            self._copied = [torch.cuda.Event() for _ in range(2)] if cuda else None
+            self._pending = [False, False]
+            self._turn = 0
 
     def push(self, frames, done: np.ndarray | None = None, reset_frames=None) -> None:
         """Append each env's new frame; where ``done``, start that env's stack over at its
@@ -45,11 +60,29 @@ class FrameStacker:
             self.host[:, :-1] = self.host[:, 1:]  # numpy copies overlapping ranges correctly
             self.host[:, -1] = frames.numpy() if isinstance(frames, torch.Tensor) else frames
         else:
-            new = torch.as_tensor(frames).to(self.device).unsqueeze(1)
-            self.obs = torch.cat([self.obs[:, 1:], new], 1)
+            self._push_device(frames)
         if done is not None and done.any():
             idx = np.flatnonzero(done)
             self.restart(idx, torch.as_tensor(reset_frames)[torch.from_numpy(idx)])
+
+    def _push_device(self, frames) -> None:
+        turn = self._turn
+        staging = self._staging[turn]
+        if isinstance(frames, torch.Tensor) and frames.device == self.device:
+            new = frames  # already there (e.g. frames preprocessed on the GPU)
+        else:
+            if self._pending[turn]:
+                self._copied[turn].synchronize()
+            staging.numpy()[:] = frames.numpy() if isinstance(frames, torch.Tensor) else frames
+            new = staging
+        spare = self._spare
+        spare[:, :-1].copy_(self.obs[:, 1:])
+        spare[:, -1].copy_(new, non_blocking=True)
+        if new is staging and self._copied is not None:
+            self._copied[turn].record()
+            self._pending[turn] = True
+        self._turn ^= 1
+        self._spare, self.obs = self.obs, spare
 
     def restart(self, envs, first) -> None:
         """Begin new episodes on ``envs`` with their first frames (zeros before them)."""
@@ -63,4 +96,4 @@ class FrameStacker:
             got = f"{obs.dtype} {list(obs.shape)}" if isinstance(obs, torch.Tensor) else type(obs).__name__
             raise ValueError(f"acting stacks: expected {self.obs.dtype} {list(self.obs.shape)}, got {got}")
         self.obs = obs.to(self.device, copy=True)
-        self.host = self.obs.numpy() if self.device.type == "cpu" else None
+        self._device_buffers()

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from fastdqn.devices import resolve_device
+from fastdqn.learn.graphed import make_graphed_update
 from fastdqn.learn.model import make_q_net
 
 LOSSES = ("mse", "huber")
@@ -52,14 +53,16 @@ class Learner:
     """Online and target Q-networks with Adam (Nature DQN for frame stacks, an MLP for vector
     observations: ``obs_shape`` = [stack, *frame]); ``update(batch)`` is one gradient step.
 
-    compile=None compiles on CUDA and stays eager on the CPU (compilation there costs more than it
-    saves for a 1.7M-parameter net at batch 32); ``compile_mode`` is torch.compile's mode (e.g.
-    "reduce-overhead": CUDA graphs).
+    graph=True (CUDA only; None: on CUDA) captures the whole eager update in one CUDA graph
+    (fastdqn.learn.graphed) at the first update and replays it after; the returned loss is then the
+    same tensor every call. Otherwise compile=None compiles on CUDA and stays eager on the CPU
+    (compilation there costs more than it saves for a 1.7M-parameter net at batch 32);
+    ``compile_mode`` is torch.compile's mode.
     """
 
     def __init__(self, n_actions: int, *, device="auto", lr: float = 1e-4, gamma: float = 0.99,
                  loss: str = "mse", double: bool = False, compile: bool | None = None,
-                 compile_mode: str | None = None, obs_shape: tuple = (4, 84, 84)):
+                 compile_mode: str | None = None, obs_shape: tuple = (4, 84, 84), graph: bool | None = False):
         if loss not in LOSSES:
             raise ValueError(f"loss: expected one of {LOSSES}, got {loss!r}")
         if not 0.0 <= gamma <= 1.0:
@@ -78,8 +81,15 @@ class Learner:
         # device so the compiled step never syncs on it.
         extra = {"fused": True, "capturable": True} if cuda else {}
         self.optimizer = torch.optim.Adam(self.online.parameters(), lr=lr, **extra)
-        self.compiled = cuda if compile is None else bool(compile)
+        self.graphed = cuda if graph is None else bool(graph)
+        if self.graphed and not cuda:
+            raise ValueError(f"graph: expected False on {self.device} (CUDA graphs need a CUDA device), got True")
+        if self.graphed and compile:
+            raise ValueError("compile: expected False or None with graph=True (the graph captures the eager "
+                             "update), got True")
+        self.compiled = (cuda and not self.graphed) if compile is None else bool(compile)
         self._step = torch.compile(self._update, mode=compile_mode) if self.compiled else self._update
+        self._graph = None  # the captured update (graph=True), made at the first update from its shapes
         self._pairs = list(zip(self.target.parameters(), self.online.parameters()))
         self.updates = 0
 
@@ -100,7 +110,24 @@ class Learner:
         without syncing (call .item() only when you log)."""
         obs, action, reward, next_obs, done = to_device(batch, self.device)
         self.updates += 1
+        if self.graphed:  # one graph replay: forward, backward and Adam in a single launch
+            if self._graph is None or self._graph.static_inputs[0].shape != obs.shape:
+                self._capture((obs, action, reward, next_obs, done))
+            return self._graph(obs, action, reward, next_obs, done)
         return self._step(obs, action, reward, next_obs, done)
+
+    def _capture(self, batch: tuple) -> None:
+        """Capture the update on static copies of ``batch``. The warm-up steps the capture needs
+        are undone: the net's weights are restored, and Adam's state is put back as it was (zero
+        when no update has run yet, the resumed moments otherwise)."""
+        saved = {p: {k: v.clone() for k, v in st.items() if isinstance(v, torch.Tensor)}
+                 for p, st in self.optimizer.state.items()}
+        self._graph = make_graphed_update(self._update, [t.clone() for t in batch], modules=[self.online],
+                                          optimizers=[self.optimizer])
+        with torch.no_grad():
+            for p, st in saved.items():
+                for k, v in st.items():
+                    self.optimizer.state[p][k].copy_(v)
 
     @torch.no_grad()
     def sync_target(self) -> None:
@@ -178,6 +205,7 @@ class Learner:
         self.target.load_state_dict(nets["target"])
         if opt_sd is not None:
             self.optimizer.load_state_dict(opt_sd)
+            self._graph = None  # new optimizer state tensors: the next update captures again
 
 
     _KERNEL_FLAGS = ("fused", "capturable", "foreach", "differentiable")

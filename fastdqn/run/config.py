@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import torch
 
 from fastdqn.devices import resolve_device
+from fastdqn.env.backend import BACKENDS as ENV_BACKENDS
 from fastdqn.env.spec import EnvSpec
 from fastdqn.learn.learner import LOSSES
 
@@ -24,7 +25,7 @@ class TrainConfig:
     seed: int = 0
     frames: int | None = None  # stop after this many agent steps (None: until solved)
     num_envs: int = 1
-    num_workers: int | None = None  # env processes (None: default_workers(num_envs))
+    num_workers: int | None = None  # env processes, or emulator threads with env_backend "ale" (None: per core)
     out: str | None = None  # run directory (None: runs/<env>-<time>)
     batch_size: int = 32
     replay_size: int = 10_000
@@ -39,7 +40,12 @@ class TrainConfig:
     loss: str = "mse"
     double: bool = False
     replay_ratio: float = 1.0  # gradient steps per agent step (the seeds: one)
-    compile: bool | None = None  # None: on CUDA only
+    compile: bool | None = None  # torch.compile the update (None: on CUDA when it is not graphed)
+    graph: bool | None = None  # the whole update as one CUDA-graph replay (None: on CUDA)
+    replay_device: str = "auto"  # where the replay's frames live: "auto" (the learner's CUDA device, else host), "cpu", "cuda"
+    env_backend: str = "auto"  # "ale" (ale-py's C++ threads), "process" (VectorEnv), "auto" (ale where it can run)
+    overlap: bool = True  # the learner's updates run while the envs step
+    update_scale: int = 1  # k: batches k times larger, k times fewer updates, lr * sqrt(k)
     layout: str = "crop"
     noop_max: int = 0
     fire_reset: bool | None = None  # None: when the game has FIRE
@@ -68,6 +74,13 @@ class TrainConfig:
                        self.clip_rewards, sticky_actions=self.sticky_actions,
                        max_episode_frames=self.max_episode_frames, gym_packages=tuple(self.gym_packages))
 
+    def learning_schedule(self) -> tuple[int, float, float]:
+        """(batch size, replay ratio, learning rate) after ``update_scale`` k: batch * k at
+        replay ratio / k (the same samples per agent step in k times fewer updates) with Adam's
+        square-root scaling rule, lr * sqrt(k) (Malladi et al. 2022)."""
+        k = self.update_scale
+        return self.batch_size * k, self.replay_ratio / k, self.lr * math.sqrt(k)
+
     def validate(self) -> None:
         """Raise TypeError (wrong type) or ValueError (bad value) naming the field, what it expects
         and what it got, before anything is built or written. Only reads the config."""
@@ -81,7 +94,7 @@ class TrainConfig:
         ints = (("num_envs", 1), ("batch_size", 1), ("replay_size", 1), ("replay_start", 1), ("sync_target", 1),
                 ("checkpoint_every", 1), ("frames", 1), ("eps_decay_frames", 0), ("noop_max", 0),
                 ("num_workers", 0), ("torch_threads", 1), ("seed", 0), ("eval_every", 1), ("eval_episodes", 1),
-                ("max_episode_frames", 1), ("capture_video", 1))
+                ("max_episode_frames", 1), ("capture_video", 1), ("update_scale", 1))
         for name, lo in ints:
             v, none_ok = getattr(self, name), name in ("frames", "num_workers", "torch_threads", "eval_every",
                                                        "max_episode_frames", "capture_video")
@@ -107,7 +120,7 @@ class TrainConfig:
                 bad(name, want, v, TypeError)
             if (isinstance(v, float) and not math.isfinite(v)) or not ok(v):  # NaN and inf are never meant
                 bad(name, want, v)
-        for name in ("env_id", "loss", "layout", "wandb_project"):
+        for name in ("env_id", "loss", "layout", "wandb_project", "env_backend", "replay_device"):
             if not isinstance(getattr(self, name), str):
                 bad(name, "a str", getattr(self, name), TypeError)
         for name in ("wandb_entity", "wandb_name"):
@@ -121,14 +134,28 @@ class TrainConfig:
             bad("out", "a directory path or None", self.out, TypeError)
         if not isinstance(self.device, (str, torch.device)):
             bad("device", "'auto', 'cpu' or 'cuda'", self.device, TypeError)
+        for name, allowed in (("env_backend", ENV_BACKENDS), ("replay_device", ("auto", "cpu", "cuda"))):
+            if getattr(self, name) not in allowed:
+                bad(name, f"one of {allowed}", getattr(self, name))
         if self.batch_size > self.replay_size:
             raise ValueError(f"batch_size: expected <= replay_size={self.replay_size}, got {self.batch_size}")
+        if self.batch_size * self.update_scale > self.replay_size:
+            raise ValueError(f"update_scale: expected batch_size * update_scale <= replay_size={self.replay_size}, "
+                             f"got {self.batch_size} * {self.update_scale}")
         if self.num_envs > self.replay_size // 8:
             raise ValueError(f"num_envs: expected <= replay_size/8={self.replay_size // 8}, got {self.num_envs}")
         if self.num_workers is not None and self.num_workers > self.num_envs:
             raise ValueError(f"num_workers: expected 0..num_envs={self.num_envs}, got {self.num_workers}")
         self.env_spec()  # EnvSpec checks its fields (a typo in the env id fails at env creation)
-        resolve_device(self.device)
+        device = resolve_device(self.device)
+        if self.graph and device.type != "cuda":
+            bad("graph", f"False or None on {device} (CUDA graphs need a CUDA device)", self.graph)
+        if self.graph and self.compile:
+            raise ValueError("compile: expected False or None with graph=True (the graph captures the eager "
+                             "update), got True")
+        if self.replay_device == "cuda" and device.type != "cuda":
+            bad("replay_device", f"'auto' or 'cpu' with the learner on {device} (a CUDA replay feeds a CUDA learner)",
+                self.replay_device)
 
 
 PRESETS = {

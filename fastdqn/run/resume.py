@@ -6,6 +6,9 @@ and RNG (fastdqn.env.snapshot), the acting frame stacks and the pending gradient
 ``--save-replay`` the buffer (with its sampling RNG) goes to ``replay.npz`` just before
 ``last.pt``, and a resumed run continues exactly as the uninterrupted one would have
 (tests/test_resume.py). Without it the buffer refills for ``replay_start`` frames first.
+
+The ``ale`` env backend cannot snapshot its emulators: a run on it resumes everything else, and
+its envs start new games (the stored episodes end where they were cut, unsampled past the cut).
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ from fastdqn.run.state import RunState
 # Settings a resumed run may change; the others define the run and must stay as saved.
 RESUMABLE = ("frames", "reward_bound", "checkpoint_every", "device", "num_workers", "torch_threads",
              "tensorboard", "progress", "save_replay", "compile", "eval_every", "eval_episodes",
-             "capture_video", "track", "wandb_project", "wandb_entity", "wandb_name")
+             "capture_video", "track", "wandb_project", "wandb_entity", "wandb_name", "env_backend", "overlap",
+             "graph", "replay_device")
 REPLAY_FILE = "replay.npz"
 _STATE_KEYS = frozenset(RunState.KEYS + ("rng", "torch_rng", "obs", "envs", "replay_written"))
 
@@ -46,6 +50,7 @@ def resume_config(run_dir: str, overrides: dict, config_type):
         raise ValueError(f"resume: expected trainer state keys {sorted(_STATE_KEYS)}, got {path!r} missing {missing}")
     fields = {f.name for f in dataclasses.fields(config_type)}
     saved = {k: v for k, v in ckpt["config"].items() if k in fields}
+    saved.setdefault("env_backend", "process")  # runs saved before the 'ale' backend stepped in processes
     for name, value in overrides.items():
         if name not in fields:
             raise TypeError(f"resume: expected TrainConfig fields, got {name!r}")
@@ -70,18 +75,26 @@ def trainer_state(t, replay_saved: bool) -> dict:
 def restore_trainer(t, ckpt: dict) -> None:
     """Put a freshly built Trainer (envs reset, buffer empty) where ``ckpt`` left the run."""
     s = ckpt["trainer"]
-    try:
-        t.stack.load(s["obs"])
-    except ValueError as e:
-        raise ValueError(f"resume: {e}") from None
+    # Emulators that were snapshotted, into envs that restore snapshots, continue exactly; else
+    # (the 'ale' backend on either side) the envs keep the new episodes they were just reset to.
+    exact = s["envs"] is not None and t.envs.snapshots
+    if exact:
+        try:
+            t.stack.load(s["obs"])
+        except ValueError as e:
+            raise ValueError(f"resume: {e}") from None
     t.learner.load_state_dict(ckpt)
-    t.envs.set_state(s["envs"])
+    if exact:
+        t.envs.set_state(s["envs"])
     restored = s["replay_written"] is not None and _load_replay(t, s["replay_written"])
     t.state.load_dict(s)
+    first = t.stack.obs[:, -1].cpu().numpy()  # each env's newest frame: where its stream goes on
+    if restored and not exact:
+        t.buf.start_many(np.ascontiguousarray(first))  # the stored episodes end where they were cut
     if restored:
         replay = "replay restored"
     else:
-        t.buf.start_many(np.ascontiguousarray(s["obs"][:, -1].numpy()))
+        t.buf.start_many(np.ascontiguousarray(first))
         t.state.replay_frames = 0
         t.state.due = 0  # gradient steps owed to the lost buffer: learning starts again after the refill
         why = "not saved (--save-replay)" if s["replay_written"] is None else f"{REPLAY_FILE} not found"
@@ -89,8 +102,9 @@ def restore_trainer(t, ckpt: dict) -> None:
     t.rng.bit_generator.state = s["rng"]
     torch.set_rng_state(s["torch_rng"])
     eps = epsilon_at(t.state.frame, t.cfg.eps_start, t.cfg.eps_final, t.cfg.eps_decay_frames)
+    episodes = "" if exact else "; the episodes in flight start over (the 'ale' env backend cannot snapshot emulators)"
     t.prog.print(f"resuming {t.out} at frame {t.state.frame:,} ({t.state.episodes} episodes, epsilon {eps:.3f}); "
-                 f"{replay}")
+                 f"{replay}{episodes}")
 
 
 def save_replay(t) -> None:

@@ -17,8 +17,9 @@ import numpy as np
 import torch
 
 from fastdqn.devices import resolve_device
+from fastdqn.env.backend import open_vector_env
 from fastdqn.env.spec import make_env_from_spec
-from fastdqn.env.vector import VectorEnv, WorkerDied, default_workers
+from fastdqn.env.vector import WorkerDied
 from fastdqn.frames.stack import FrameStacker, stack_for
 from fastdqn.learn.learner import Learner, epsilon_at
 from fastdqn.replay.buffer import ReplayBuffer
@@ -55,27 +56,32 @@ class Trainer:
         if log and resume is None:
             check_new_run_dir(self.out)
         device = resolve_device(cfg.device)
-        workers = default_workers(cfg.num_envs) if cfg.num_workers is None else cfg.num_workers
         if cfg.torch_threads is not None:
             torch.set_num_threads(cfg.torch_threads)
         torch.manual_seed(cfg.seed)
         self.rng = np.random.default_rng(cfg.seed)  # epsilon-greedy draws
-        self.config_dict = dataclasses.asdict(cfg) | {"out": self.out, "device_resolved": str(device),
-                                                      "num_workers": workers}
+        self.batch_size, self.replay_ratio, lr = cfg.learning_schedule()
         self.log = self.prog = self._eval_env = None
         self.video_dir = os.path.join(self.out, "videos")
         video = (self.video_dir, cfg.capture_video) if cfg.capture_video and log else None
-        self.envs = VectorEnv(cfg.env_spec(), cfg.num_envs, num_workers=workers, seed=cfg.seed, video=video)
+        self.envs, backend, workers = open_vector_env(cfg.env_spec(), cfg.num_envs, backend=cfg.env_backend,
+                                                      num_workers=cfg.num_workers, seed=cfg.seed, video=video)
         self._videos_logged: set = set()
-        self.config_dict["env_protocol"] = self.envs.protocol  # what the emulators really play
         try:
             frame_shape, dtype = self.envs.frame_shape, self.envs.frame_dtype
             stack = stack_for(frame_shape)
-            self.learner = Learner(self.envs.n_actions, device=device, lr=cfg.lr, gamma=cfg.gamma,
-                                   loss=cfg.loss, double=cfg.double, compile=cfg.compile,
+            self.learner = Learner(self.envs.n_actions, device=device, lr=lr, gamma=cfg.gamma,
+                                   loss=cfg.loss, double=cfg.double, compile=cfg.compile, graph=cfg.graph,
                                    obs_shape=(stack, *frame_shape))
+            replay_device = self.learner.device if cfg.replay_device != "cpu" and device.type == "cuda" else None
             self.buf = ReplayBuffer(cfg.replay_size, num_envs=cfg.num_envs, frame_shape=frame_shape, stack=stack,
-                                    dtype=str(dtype), seed=cfg.seed)
+                                    dtype=str(dtype), seed=cfg.seed, device=replay_device)
+            self.config_dict = dataclasses.asdict(cfg) | {
+                "out": self.out, "device_resolved": str(device), "num_workers": workers, "env_backend_resolved": backend,
+                "env_protocol": self.envs.protocol,  # what the emulators really play
+                "replay_device_resolved": "host" if replay_device is None else str(replay_device),
+                "graph_resolved": self.learner.graphed, "compile_resolved": self.learner.compiled,
+                "learning_schedule": {"batch_size": self.batch_size, "replay_ratio": self.replay_ratio, "lr": lr}}
             self.prog = Progress(cfg.frames, cfg.progress and log)
             first = self.envs.reset()
             self.stack = FrameStacker(first, stack, self.learner.device)
@@ -111,13 +117,23 @@ class Trainer:
         cfg, s = self.cfg, self.state
         self.epsilon = epsilon_at(s.frame, cfg.eps_start, cfg.eps_final, cfg.eps_decay_frames)
         actions = self.learner.act(self.stack.obs, self.epsilon, self.rng)
-        # Learn before stepping: on CUDA the queued updates run while the CPU steps the emulators.
-        for _ in range(s.take_due()):
-            s.add_loss(self.learner.update(self.buf.sample(cfg.batch_size)))
-        res = self.envs.step(actions)
+        # The updates owed read the replay as it was before this step, overlapped or not, so
+        # both orders train alike: overlapped, the emulators step while the learner learns.
+        if cfg.overlap:
+            self.envs.send(actions)
+            self.learn(s.take_due())
+            res = self.envs.recv()
+        else:
+            self.learn(s.take_due())
+            res = self.envs.step(actions)
         self._store(actions, res)
         self._sync_and_count(cfg.num_envs)
         return res
+
+    def learn(self, updates: int) -> None:
+        """Take ``updates`` gradient steps on batches sampled from the replay."""
+        for _ in range(updates):
+            self.state.add_loss(self.learner.update(self.buf.sample(self.batch_size)))
 
     def _store(self, actions: np.ndarray, res) -> None:
         """The transitions into the replay, the new frames onto the acting stacks; an env whose
@@ -135,10 +151,10 @@ class Trainer:
         prev = s.frame
         s.frame += agent_steps
         s.replay_frames += agent_steps
-        if s.replay_frames >= cfg.replay_start and len(self.buf) >= cfg.batch_size:
+        if s.replay_frames >= cfg.replay_start and len(self.buf) >= self.batch_size:
             if prev // cfg.sync_target != s.frame // cfg.sync_target:
                 self.learner.sync_target()
-            s.owe_updates(agent_steps, cfg.replay_ratio)
+            s.owe_updates(agent_steps, self.replay_ratio)
 
     # -- episodes, checkpoints, the run -------------------------------------------------------
     def _episode(self, res, i: int) -> None:

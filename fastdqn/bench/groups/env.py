@@ -2,8 +2,9 @@
 preprocessed).
 
 env-wrappers: the seeds' wrapper chain against fastdqn's ``make_env``, one env.
-env: the vector path into the replay buffer, ale-py's AtariVectorEnv against fastdqn's
-VectorEnv (same frame skip, max-pool, 84x84 grey, into the same buffer).
+env: the vector path into the replay buffer, ale-py's AtariVectorEnv (its own 84x84 output)
+against fastdqn's AleVectorEnv (ale-py's threads, raw RGB through the fused kernel) and VectorEnv
+(same frame skip, max-pool, 84x84 grey, into the same buffer).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import os
 
 import numpy as np
 
+from fastdqn.env.ale_vector import AleVectorEnv
 from fastdqn.env.spec import EnvSpec, make_env
 from fastdqn.env.vector import VectorEnv
 from fastdqn.replay.buffer import ReplayBuffer
@@ -108,9 +110,24 @@ def vector_spec(cfg: BenchConfig, live: list) -> TableSpec:
             return _stepper(step, 6, num_envs, cfg.seed)
         return setup
 
+    def threaded(num_envs, threads):
+        def setup():
+            venv = AleVectorEnv(EnvSpec(), num_envs, num_threads=threads, seed=cfg.seed)
+            live.append(venv)
+            buf, feed = _into_replay(num_envs, cfg.seed)
+            buf.start_many(venv.reset())
+
+            def step(a):
+                r = venv.step(a)
+                feed(a, r.rewards, r.frames, r.terminated, r.truncated, r.reset_frames)
+            return _stepper(step, 6, num_envs, cfg.seed)
+        return setup
+
     workers = min(n, cores)
     cases = [
         Case(f"ale-py AtariVectorEnv, {n} envs, {cores} threads -> add_many", ale(n, cores), role="baseline", items=n),
+        Case(f"fastdqn AleVectorEnv (ale-py threads + fused kernel), {n} envs, {cores} threads -> add_many",
+             threaded(n, cores), items=n),
         Case("fastdqn VectorEnv, 1 env in-process -> add_many", fast(1, 0), items=1),
         Case(f"fastdqn VectorEnv, {n} envs in-process -> add_many", fast(n, 0), items=n),
         Case(f"fastdqn VectorEnv, {n} envs, {workers} worker processes -> add_many", fast(n, workers), items=n),
@@ -119,7 +136,8 @@ def vector_spec(cfg: BenchConfig, live: list) -> TableSpec:
                      unit="env step", cases=cases,
                      notes=["Pong, random actions, frame skip 4 with max-pool, 84x84 grey (AtariVectorEnv: its "
                             "grey-then-max order, 'full' layout; fastdqn: max on RGB then luma, 'crop' layout), "
-                            "each step written to a ReplayBuffer with add_many."])
+                            "each step written to a ReplayBuffer with add_many. AleVectorEnv is the 'ale' env "
+                            "backend of fastdqn train; VectorEnv the 'process' one."])
 
 
 def specs(cfg: BenchConfig) -> list[TableSpec]:

@@ -4,6 +4,8 @@ update per agent step, epsilon at its final 0.01): the seed-style loop against f
 
 from __future__ import annotations
 
+import os
+
 import torch
 
 from fastdqn.devices import resolve_device
@@ -43,4 +45,47 @@ def specs(cfg: BenchConfig) -> list[TableSpec]:
                       unit="agent step", cases=cases,
                       notes=[f"Pong, {dev}, batch {cfg.batch_size}, one update per agent step, epsilon 0.01, "
                              f"replay filled with {start:,} random steps first; torch threads "
-                             f"{torch.get_num_threads()}."])]
+                             f"{torch.get_num_threads()}."]),
+            overlap_spec(cfg, dev)]
+
+
+OVERLAP_ENVS, OVERLAP_RATIO = 8, 0.25  # 2 updates per step of 8 envs: on 2 cores envs and learner cost alike
+
+
+def overlap_spec(cfg: BenchConfig, dev: str) -> TableSpec:
+    """fastdqn train's loop with the envs stepping while the learner learns, against the same
+    loop one after the other; plus each half alone, to show max(env, learn) against their sum."""
+    n, start = OVERLAP_ENVS, cfg.replay_fill
+    threads = max(1, (os.cpu_count() or 2) - 1)
+
+    def trainer(overlap: bool, learn: bool = True) -> Trainer:
+        tc = TrainConfig(device=dev, seed=cfg.seed, num_envs=n, batch_size=cfg.batch_size,
+                         replay_size=max(start, 8 * n) + 1024, replay_start=start if learn else 10**9,
+                         replay_ratio=OVERLAP_RATIO, eps_start=0.01, eps_final=0.01, overlap=overlap,
+                         env_backend="ale", num_workers=threads, progress=False, tensorboard=False)
+        tr = Trainer(tc, log=False)
+        while tr.frame < start + n:
+            tr.step()
+        return tr
+
+    def step_setup(overlap: bool, learn: bool = True):
+        return lambda: trainer(overlap, learn).step
+
+    def learn_only():
+        tr = trainer(False)
+        updates = int(n * OVERLAP_RATIO)
+        return lambda: tr.learn(updates)
+
+    cases = [Case(f"Trainer.step, {n} envs, envs then learner (--no-overlap)", step_setup(False), role="baseline",
+                  items=n),
+             Case(f"Trainer.step, {n} envs, envs step while the learner learns", step_setup(True), items=n),
+             Case("the envs alone: step and store, no updates", step_setup(True, learn=False), items=n,
+                  role="reference"),
+             Case(f"the learner alone: {int(n * OVERLAP_RATIO)} updates of batch {cfg.batch_size}", learn_only,
+                  items=n, role="reference")]
+    return TableSpec("overlap", GROUP, "fastdqn train's loop: envs and learner overlapped vs one after the other",
+                     unit="agent step", cases=cases,
+                     notes=[f"Pong, {dev}, 'ale' env backend on {threads} emulator thread(s), replay ratio "
+                            f"{OVERLAP_RATIO} (2 updates of batch {cfg.batch_size} per step of {n} envs), epsilon "
+                            f"0.01, torch threads {torch.get_num_threads()}. Overlapped, a step should cost about "
+                            "the larger of the two halves, not their sum."])
