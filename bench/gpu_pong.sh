@@ -68,7 +68,8 @@ nvidia-smi >"$OUT/nvidia-smi.txt" 2>&1
 
 if has install; then
   if [[ $DRY_RUN == 1 ]]; then  # no build: the package the suite installed must import with its core
-    (cd /tmp && stage install 60 "$PY" -c "import fastdqn._native as n; n.core(); print('installed', n.__file__)")
+    cd /tmp || exit 1
+    stage install 60 "$PY" -c "import fastdqn._native as n; n.core(); print('installed', n.__file__)"
   else
     cd "$REPO" || exit 1
     FASTDQN_CUDA=ON CMAKE_BUILD_PARALLEL_LEVEL=$(nproc) stage install 240 \

@@ -11,7 +11,7 @@ import sys
 import pytest
 
 GROUPS = ("preprocess", "replay", "loss", "env", "train")
-TIMING_TABLES = {"preprocess", "replay-sample", "env-wrappers", "train", "loss-transfer", "loss-copy", "loss-loop", "loss-compile"}
+TIMING_TABLES = {"preprocess", "replay-sample", "env-wrappers", "train", "overlap", "loss-transfer", "loss-copy", "loss-loop", "loss-compile"}
 ROLES = {"baseline", "alternative", "fastdqn", "floor"}
 
 

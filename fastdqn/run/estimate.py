@@ -20,7 +20,7 @@ def cpu_notice(cfg: TrainConfig) -> str | None:
     """The line to print before an Atari run on the CPU, None otherwise."""
     if resolve_device(cfg.device).type != "cpu" or not is_atari_id(cfg.env_id):
         return None
-    b = cfg.batch_size
+    b, replay_ratio, _ = cfg.learning_schedule()
     batch = (torch.zeros((b, 4, 84, 84), dtype=torch.uint8), torch.zeros(b, dtype=torch.int64), torch.zeros(b),
              torch.zeros((b, 4, 84, 84), dtype=torch.uint8), torch.zeros(b))
     threads = torch.get_num_threads()
@@ -35,7 +35,7 @@ def cpu_notice(cfg: TrainConfig) -> str | None:
         per_update = (time.perf_counter() - t0) / 3
         torch.set_num_threads(threads)
     frames = cfg.frames or SOLVE_FRAMES
-    seconds = max(0, frames - cfg.replay_start) * cfg.replay_ratio * per_update + frames / ENV_STEPS_PER_S
+    seconds = max(0, frames - cfg.replay_start) * replay_ratio * per_update + frames / ENV_STEPS_PER_S
     budget = f"{frames:,} agent steps" if cfg.frames else f"solving (about {SOLVE_FRAMES:,} agent steps)"
     took = (f"{seconds / 3600:.1f} hours" if seconds >= 3600 else f"{seconds / 60:.0f} minutes" if seconds >= 60
             else f"{seconds:.0f} seconds")
