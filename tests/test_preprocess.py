@@ -1,5 +1,8 @@
 """Preprocessing backends against an exact rational reference and the seeds' float pipeline."""
 
+import os
+import threading
+import time
 import warnings
 from fractions import Fraction
 
@@ -100,6 +103,45 @@ def test_process_frame_and_out_and_threads(atari_frames):
     many = P.process_batch(frames, threads=4, out=batch_out)
     assert many is batch_out
     np.testing.assert_array_equal(one, many)
+
+
+def test_the_thread_pool_serves_several_callers_and_a_forked_child(atari_frames):
+    """Batches run on a pool of threads started once. Two Python threads calling at once get the
+    same results as one (the second runs its chunks itself), and a child made by fork(), whose
+    pool threads do not exist, computes inline instead of hanging."""
+    frames = np.concatenate([atari_frames["BreakoutNoFrameskip-v4"]] * 4)
+    want = P.process_batch(frames, threads=1)
+    got, errors = [], []
+
+    def call():
+        try:
+            for _ in range(20):
+                got.append(P.process_batch(frames, threads=4))
+        except Exception as e:  # noqa: BLE001 (reported below)
+            errors.append(e)
+    workers = [threading.Thread(target=call) for _ in range(3)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(timeout=60)
+    assert not errors and len(got) == 60
+    for g in got:
+        np.testing.assert_array_equal(g, want)
+    pid = os.fork()
+    if pid == 0:  # the child: exit 0 only if the batch is right
+        ok = np.array_equal(P.process_batch(frames, threads=4), want)
+        os._exit(0 if ok else 1)
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 30:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        time.sleep(0.05)
+    else:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        pytest.fail("a forked child hung in process_batch")
+    assert os.waitstatus_to_exitcode(status) == 0
 
 
 # Bad input: tests/test_bad_input_core.py.

@@ -24,7 +24,7 @@ import os
 import numpy as np
 
 from fastdqn import _native
-from fastdqn.env.spec import EnvSpec, make_env_from_spec, played_protocol
+from fastdqn.env.spec import EnvSpec, fires_on_reset, make_env_from_spec, played_protocol
 from fastdqn.env.vector import StepResult, check_actions
 from fastdqn.frames.geometry import OUT_SHAPE, RAW_HEIGHTS, RAW_WIDTH
 
@@ -83,9 +83,7 @@ class AleVectorEnv:
             self.protocol = played_protocol(probe, spec)
             self._raw_height = int(ale_env.observation_space.shape[0])
             game = probe.spec.kwargs["game"] if probe.spec is not None else None
-            fire = spec.fire_reset
-            if fire is None:  # the rule of fastdqn.env.spec: FIRE as action 1
-                fire = len(self.action_meanings) >= 3 and self.action_meanings[1] == "FIRE"
+            fire = fires_on_reset(spec, self.action_meanings)
         finally:
             probe.close()
         if self._raw_height not in RAW_HEIGHTS or game is None:
@@ -147,10 +145,12 @@ class AleVectorEnv:
             raise RuntimeError(f"ale-py returned envs {info['env_id']}, expected all {self.num_envs} in order")
         self._preprocess(obs, self._frames)  # where an episode ended: the next episode's first frame
         done = terminated | truncated
-        raw = reward.astype(np.float64)
-        self._ret += raw
+        self._ret += reward  # raw scores (ale-py's clipping is off)
         self._len += 1
-        self._rewards[:] = np.sign(raw) if self.spec.clip_rewards else raw
+        if self.spec.clip_rewards:
+            np.sign(reward, out=self._rewards, casting="unsafe")
+        else:
+            self._rewards[:] = reward
         self._terminated[:], self._truncated[:] = terminated, truncated
         lives = info["lives"]
         # A lost life with the game going on leaves fewer lives; a new game (after a real end) as many or more.

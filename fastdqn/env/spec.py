@@ -164,13 +164,16 @@ def _make_atari(spec: EnvSpec) -> gym.Env:
     env = MaxAndSkip(env, spec.skip, spec.layout)
     if spec.episodic_life:
         env = EpisodicLife(env)
-    fire = spec.fire_reset
-    if fire is None:
-        meanings = env.unwrapped.get_action_meanings()
-        fire = len(meanings) >= 3 and meanings[1] == "FIRE"
-    if fire:
+    if fires_on_reset(spec, env.unwrapped.get_action_meanings()):
         env = FireReset(env)
     return env
+
+
+def fires_on_reset(spec: EnvSpec, action_meanings: list) -> bool:
+    """Whether a reset presses FIRE: as the spec says, or (None) when FIRE is action 1."""
+    if spec.fire_reset is not None:
+        return spec.fire_reset
+    return len(action_meanings) >= 3 and action_meanings[1] == "FIRE"
 
 
 def family_of(env: gym.Env) -> str:
