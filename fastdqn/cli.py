@@ -65,6 +65,7 @@ _TRAIN_FLAGS = [
 ]
 _TRAIN_SWITCHES = [  # (flag, field, value, help)
     ("--double", "double", True, "Double DQN target (argmax by the online net)"),
+    ("--dueling", "dueling", True, "dueling Q-network: value and advantage streams, advantage mean-subtracted"),
     ("--compile", "compile", True, "torch.compile the update step (with --no-graph; default: on CUDA)"),
     ("--no-compile", "compile", False, "never compile the update step"),
     ("--no-graph", "graph", False, "CUDA: run the update eagerly or compiled, not as one CUDA-graph replay"),

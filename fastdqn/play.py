@@ -44,7 +44,7 @@ def check_play_args(checkpoint, *, episodes, epsilon, seed, max_steps, video=Non
 def load_policy(checkpoint, device):
     """(the checkpoint's online net on ``device`` in eval mode, the checkpoint)."""
     state = load_checkpoint(checkpoint)
-    model = make_q_net(state["n_actions"], tuple(state["obs_shape"])).to(device)
+    model = make_q_net(state["n_actions"], tuple(state["obs_shape"]), bool(state.get("dueling", False))).to(device)
     try:
         model.load_state_dict(state["online"])
     except RuntimeError as e:

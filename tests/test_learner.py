@@ -166,3 +166,39 @@ def test_load_checkpoint_errors(tmp_path):
     torch.save({"weights": torch.zeros(2)}, other)
     with pytest.raises(ValueError, match="format"):
         load_checkpoint(other)
+
+
+@pytest.mark.parametrize("obs_shape", [(4, 84, 84), (1, 4)], ids=["nature", "mlp"])
+def test_the_dueling_head_is_value_plus_mean_free_advantage(obs_shape):
+    from fastdqn.learn.model import DuelingHead, make_q_net
+
+    torch.manual_seed(0)
+    net = make_q_net(5, obs_shape, dueling=True)
+    heads = [m for m in net.modules() if isinstance(m, DuelingHead)]
+    assert len(heads) == 1 and not any(isinstance(m, DuelingHead) for m in make_q_net(5, obs_shape).modules())
+    x = torch.randint(0, 255, (7, *obs_shape), dtype=torch.uint8) if len(obs_shape) == 3 else torch.randn(7, *obs_shape)
+    q = net(x)
+    assert q.shape == (7, 5)
+    feats = {}
+    heads[0].register_forward_hook(lambda m, inp, out: feats.setdefault("x", inp[0]))
+    net(x)
+    v, a = heads[0].value(feats["x"]), heads[0].advantage(feats["x"])
+    torch.testing.assert_close(q, v + a - a.mean(1, keepdim=True))
+    torch.testing.assert_close(q.mean(1, keepdim=True), v)  # the mean advantage is zero: V is the mean Q
+
+
+def test_a_dueling_learner_fits_a_batch_and_its_checkpoint_plays(tmp_path):
+    from fastdqn.play import load_policy
+
+    torch.manual_seed(0)
+    learner = Learner(6, device="cpu", lr=1e-3, dueling=True, obs_shape=(4, 84, 84))
+    g = torch.Generator().manual_seed(1)
+    batch = (torch.randint(0, 255, (16, 4, 84, 84), dtype=torch.uint8, generator=g),
+             torch.randint(0, 6, (16,), generator=g), torch.rand(16, generator=g),
+             torch.randint(0, 255, (16, 4, 84, 84), dtype=torch.uint8, generator=g), torch.zeros(16))
+    losses = [float(learner.update(batch)) for _ in range(30)]
+    assert losses[-1] < 0.5 * losses[0]
+    save_checkpoint(tmp_path / "d.pt", learner, config={})
+    model, state = load_policy(tmp_path / "d.pt", torch.device("cpu"))
+    assert state["dueling"] is True
+    torch.testing.assert_close(model(batch[0]), learner.online(batch[0]))

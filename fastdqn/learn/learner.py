@@ -62,7 +62,8 @@ class Learner:
 
     def __init__(self, n_actions: int, *, device="auto", lr: float = 1e-4, gamma: float = 0.99,
                  loss: str = "mse", double: bool = False, compile: bool | None = None,
-                 compile_mode: str | None = None, obs_shape: tuple = (4, 84, 84), graph: bool | None = False):
+                 compile_mode: str | None = None, obs_shape: tuple = (4, 84, 84), graph: bool | None = False,
+                 dueling: bool = False):
         if loss not in LOSSES:
             raise ValueError(f"loss: expected one of {LOSSES}, got {loss!r}")
         if not 0.0 <= gamma <= 1.0:
@@ -72,8 +73,9 @@ class Learner:
         self.device = resolve_device(device)
         self.gamma, self.loss_kind, self.double = float(gamma), loss, bool(double)
         self.obs_shape = tuple(obs_shape)
-        self.online = make_q_net(n_actions, self.obs_shape).to(self.device)
-        self.target = make_q_net(n_actions, self.obs_shape).to(self.device)
+        self.dueling = bool(dueling)
+        self.online = make_q_net(n_actions, self.obs_shape, self.dueling).to(self.device)
+        self.target = make_q_net(n_actions, self.obs_shape, self.dueling).to(self.device)
         self.target.load_state_dict(self.online.state_dict())
         self.target.requires_grad_(False)
         cuda = self.device.type == "cuda"

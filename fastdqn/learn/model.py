@@ -1,9 +1,31 @@
-"""Q-networks: Nature DQN (Mnih et al. 2015) for stacked frames, an MLP for vector observations."""
+"""Q-networks: Nature DQN (Mnih et al. 2015) for stacked frames, an MLP for vector observations,
+each with an optional dueling head (Wang et al. 2016)."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
+
+
+class DuelingHead(nn.Module):
+    """Q = V + A - mean(A): a value stream and an advantage stream over the same features, each
+    with its own hidden layer (Wang et al. 2016); subtracting the mean advantage makes V and A
+    identifiable."""
+
+    def __init__(self, n_features: int, hidden: int, n_actions: int):
+        super().__init__()
+        self.value = nn.Sequential(nn.Linear(n_features, hidden), nn.ReLU(), nn.Linear(hidden, 1))
+        self.advantage = nn.Sequential(nn.Linear(n_features, hidden), nn.ReLU(), nn.Linear(hidden, n_actions))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a = self.advantage(x)
+        return self.value(x) + a - a.mean(1, keepdim=True)
+
+
+def _head(n_features: int, hidden: int, n_actions: int, dueling: bool) -> nn.Module:
+    if dueling:
+        return DuelingHead(n_features, hidden, n_actions)
+    return nn.Sequential(nn.Linear(n_features, hidden), nn.ReLU(), nn.Linear(hidden, n_actions))
 
 
 class NatureDQN(nn.Module):
@@ -13,11 +35,13 @@ class NatureDQN(nn.Module):
     so frames cross the host/device boundary as bytes (4x fewer than float32).
     """
 
-    def __init__(self, n_actions: int, in_channels: int = 4, frame_shape: tuple[int, int] = (84, 84)):
+    def __init__(self, n_actions: int, in_channels: int = 4, frame_shape: tuple[int, int] = (84, 84),
+                 dueling: bool = False):
         super().__init__()
         if n_actions < 1:
             raise ValueError(f"n_actions: expected >= 1, got {n_actions}")
         self.n_actions, self.in_channels, self.frame_shape = n_actions, in_channels, tuple(frame_shape)
+        self.dueling = bool(dueling)
         self.obs_shape = (in_channels, *self.frame_shape)
         self.conv = nn.Sequential(
             nn.Conv2d(in_channels, 32, kernel_size=8, stride=4),
@@ -30,7 +54,7 @@ class NatureDQN(nn.Module):
         )
         with torch.no_grad():
             n_features = self.conv(torch.zeros(1, in_channels, *frame_shape)).shape[1]
-        self.fc = nn.Sequential(nn.Linear(n_features, 512), nn.ReLU(), nn.Linear(512, n_actions))
+        self.fc = _head(n_features, 512, n_actions, dueling)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dtype == torch.uint8:
@@ -42,25 +66,26 @@ class MLPQNet(nn.Module):
     """Two hidden layers of ``hidden`` ReLU units for vector observations [B, stack, *shape]
     (flattened), as CleanRL's dqn.py builds it for CartPole (120, 84 there; 256, 256 here)."""
 
-    def __init__(self, n_actions: int, obs_shape: tuple, hidden: int = 256):
+    def __init__(self, n_actions: int, obs_shape: tuple, hidden: int = 256, dueling: bool = False):
         super().__init__()
         if n_actions < 1:
             raise ValueError(f"n_actions: expected >= 1, got {n_actions}")
-        self.n_actions, self.obs_shape = n_actions, tuple(obs_shape)
+        self.n_actions, self.obs_shape, self.dueling = n_actions, tuple(obs_shape), bool(dueling)
         n_in = 1
         for d in self.obs_shape:
             n_in *= int(d)
-        self.fc = nn.Sequential(nn.Flatten(), nn.Linear(n_in, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
-                                nn.Linear(hidden, n_actions))
+        head = [DuelingHead(hidden, hidden, n_actions)] if dueling else [nn.Linear(hidden, hidden), nn.ReLU(),
+                                                                         nn.Linear(hidden, n_actions)]
+        self.fc = nn.Sequential(nn.Flatten(), nn.Linear(n_in, hidden), nn.ReLU(), *head)  # keys as before dueling
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(x.float())
 
 
-def make_q_net(n_actions: int, obs_shape: tuple = (4, 84, 84)) -> nn.Module:
+def make_q_net(n_actions: int, obs_shape: tuple = (4, 84, 84), dueling: bool = False) -> nn.Module:
     """The Q-network for observations of ``obs_shape`` ([stack, *frame]): Nature DQN for stacks
-    of 2-D frames, the MLP for anything else."""
+    of 2-D frames, the MLP for anything else; ``dueling`` gives either a dueling head."""
     obs_shape = tuple(int(d) for d in obs_shape)
     if len(obs_shape) == 3:
-        return NatureDQN(n_actions, obs_shape[0], obs_shape[1:])
-    return MLPQNet(n_actions, obs_shape)
+        return NatureDQN(n_actions, obs_shape[0], obs_shape[1:], dueling=dueling)
+    return MLPQNet(n_actions, obs_shape, dueling=dueling)

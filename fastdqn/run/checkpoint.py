@@ -22,7 +22,7 @@ def save_checkpoint(path: str | os.PathLike, learner, *, config: dict, trainer: 
     episode, reward_100, ...) and, for resumable checkpoints, the trainer state to path,
     atomically: a crash or SIGKILL mid-save leaves the previous file intact."""
     state = {"format": FORMAT, "n_actions": learner.n_actions, "obs_shape": list(learner.obs_shape),
-             "config": dict(config), "stats": stats}
+             "dueling": learner.dueling, "config": dict(config), "stats": stats}
     state.update(learner.state_dict())
     if trainer is not None:
         state["trainer"] = trainer
@@ -61,6 +61,8 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
         shape = tuple(head.shape) if isinstance(head, torch.Tensor) else type(head).__name__
         raise ValueError(f"checkpoint: expected an online net with {n} actions, got {head_key} of shape {shape} "
                          f"in {path!r}")
+    if not isinstance(state.setdefault("dueling", False), bool):  # checkpoints before --dueling: plain heads
+        raise ValueError(f"checkpoint: expected dueling as a bool in {path!r}, got {state['dueling']!r}")
     obs_shape = state.setdefault("obs_shape", [4, 84, 84])  # checkpoints before vector envs: Nature DQN
     if not isinstance(obs_shape, (list, tuple)) or not all(isinstance(d, int) and d > 0 for d in obs_shape):
         raise ValueError(f"checkpoint: expected obs_shape as a list of positive ints in {path!r}, got {obs_shape!r}")

@@ -39,6 +39,7 @@ class TrainConfig:
     reward_bound: float | None = 19.0
     loss: str = "mse"
     double: bool = False
+    dueling: bool = False  # value and advantage streams (Wang et al. 2016)
     replay_ratio: float = 1.0  # gradient steps per agent step (the seeds: one)
     compile: bool | None = None  # torch.compile the update (None: on CUDA when it is not graphed)
     graph: bool | None = None  # the whole update as one CUDA-graph replay (None: on CUDA)

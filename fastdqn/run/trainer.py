@@ -72,7 +72,7 @@ class Trainer:
             stack = stack_for(frame_shape)
             self.learner = Learner(self.envs.n_actions, device=device, lr=lr, gamma=cfg.gamma,
                                    loss=cfg.loss, double=cfg.double, compile=cfg.compile, graph=cfg.graph,
-                                   obs_shape=(stack, *frame_shape))
+                                   obs_shape=(stack, *frame_shape), dueling=cfg.dueling)
             replay_device = self.learner.device if cfg.replay_device != "cpu" and device.type == "cuda" else None
             self.buf = ReplayBuffer(cfg.replay_size, num_envs=cfg.num_envs, frame_shape=frame_shape, stack=stack,
                                     dtype=str(dtype), seed=cfg.seed, device=replay_device)
