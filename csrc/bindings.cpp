@@ -109,10 +109,10 @@ void preprocess_batch(py::array frames, py::object prev_obj, py::array out, cons
 class ReplayCore {
 public:
     ReplayCore(int64_t capacity, int num_envs, std::vector<py::ssize_t> frame_shape, int stack, bool pad_repeat,
-               uint64_t seed, bool store_frames, const std::string& dtype)
+               uint64_t seed, bool store_frames, const std::string& dtype, int n_step, double gamma)
         : frame_shape_(std::move(frame_shape)), dtype_(frame_dtype(dtype)),
           store_(capacity, num_envs, frame_bytes(frame_shape_, dtype_.itemsize()), stack, pad_repeat, seed,
-                 store_frames) {}
+                 store_frames, n_step, gamma) {}
 
     ReplayStore& store() { return store_; }
 
@@ -181,44 +181,46 @@ public:
         return slots;
     }
 
-    // Fills caller-allocated (pinned) outputs; window_slots [B, stack+1] int64 is returned for inspection.
+    // Fills caller-allocated (pinned) outputs; window_slots [B, window] int64 is returned for inspection.
     void sample_into(int64_t batch, py::array window_slots, py::array action, py::array reward, py::array done,
-                     py::object out_obj, int threads) {
+                     py::array discount, py::object out_obj, int threads) {
         py::array keep;
-        auto* out = outputs(batch, window_slots, action, reward, done, out_obj, keep);
+        auto* out = outputs(batch, window_slots, action, reward, done, discount, out_obj, keep);
         if (threads <= 0) threads = hardware_threads();
         auto* ws = ptr<int64_t>(window_slots);
         auto* a = ptr<int64_t>(action);
         auto* r = ptr<float>(reward);
         auto* d = ptr<float>(done);
+        auto* g = ptr<float>(discount);
         py::gil_scoped_release nogil;
-        if (out) store_.sample(batch, ws, a, r, d, out, threads);
-        else store_.draw(batch, ws, a, r, d);
+        if (out) store_.sample(batch, ws, a, r, d, g, out, threads);
+        else store_.draw(batch, ws, a, r, d, g);
     }
 
     // One transition (stream env, absolute frame t) into outputs of batch 1, as sample_into fills them.
     void transition_into(int env, int64_t t, py::array window_slots, py::array action, py::array reward,
-                         py::array done, py::object out_obj) {
+                         py::array done, py::array discount, py::object out_obj) {
         py::array keep;
-        auto* out = outputs(1, window_slots, action, reward, done, out_obj, keep);
+        auto* out = outputs(1, window_slots, action, reward, done, discount, out_obj, keep);
         store_.transition_at(env, t, ptr<int64_t>(window_slots), ptr<int64_t>(action), ptr<float>(reward),
-                             ptr<float>(done), out);
+                             ptr<float>(done), ptr<float>(discount), out);
     }
 
     const std::vector<py::ssize_t>& frame_shape() const { return frame_shape_; }
     const py::dtype& dtype() const { return dtype_; }
 
 private:
-    // Checks a batch's output arrays (window_slots [B, stack+1], action, reward, done [B], frames
-    // out [B, stack+1, *frame] or None) and returns the frames' pointer (null for None); `keep`
-    // holds the frames' array alive while the pointer is in use.
+    // Checks a batch's output arrays (window_slots [B, window], action, reward, done, discount [B],
+    // frames out [B, window, *frame] or None) and returns the frames' pointer (null for None);
+    // `keep` holds the frames' array alive while the pointer is in use.
     uint8_t* outputs(int64_t batch, py::array& window_slots, py::array& action, py::array& reward, py::array& done,
-                     py::object& out_obj, py::array& keep) {
-        const py::ssize_t w = store_.stack() + 1;
+                     py::array& discount, py::object& out_obj, py::array& keep) {
+        const py::ssize_t w = store_.window();
         require_dtype<int64_t>(window_slots, "window_slots", {batch, w});
         require_dtype<int64_t>(action, "action", {batch});
         require_dtype<float>(reward, "reward", {batch});
         require_dtype<float>(done, "done", {batch});
+        require_dtype<float>(discount, "discount", {batch});
         if (out_obj.is_none()) return nullptr;
         keep = py::array::ensure(out_obj);
         auto shape = with_lead(w);
@@ -299,9 +301,11 @@ PYBIND11_MODULE(_core, m) {
     m.def("hardware_threads", &hardware_threads);
 
     py::class_<ReplayCore>(m, "ReplayCore")
-        .def(py::init<int64_t, int, std::vector<py::ssize_t>, int, bool, uint64_t, bool, const std::string&>(),
+        .def(py::init<int64_t, int, std::vector<py::ssize_t>, int, bool, uint64_t, bool, const std::string&, int,
+                      double>(),
              py::arg("capacity"), py::arg("num_envs"), py::arg("frame_shape"), py::arg("stack"), py::arg("pad_repeat"),
-             py::arg("seed"), py::arg("store_frames") = true, py::arg("dtype") = "uint8")
+             py::arg("seed"), py::arg("store_frames") = true, py::arg("dtype") = "uint8", py::arg("n_step") = 1,
+             py::arg("gamma") = 0.99)
         .def("start", &ReplayCore::start, py::arg("frame"), py::arg("env"))
         .def("add", &ReplayCore::add, py::arg("action"), py::arg("reward"), py::arg("next_frame"), py::arg("terminated"),
              py::arg("truncated"), py::arg("env"))
@@ -309,14 +313,17 @@ PYBIND11_MODULE(_core, m) {
         .def("add_many", &ReplayCore::add_many, py::arg("actions"), py::arg("rewards"), py::arg("next_frames"),
              py::arg("terminated"), py::arg("truncated"))
         .def("sample_into", &ReplayCore::sample_into, py::arg("batch"), py::arg("window_slots"), py::arg("action"),
-             py::arg("reward"), py::arg("done"), py::arg("out"), py::arg("threads") = 0)
+             py::arg("reward"), py::arg("done"), py::arg("discount"), py::arg("out"), py::arg("threads") = 0)
         .def("transition_into", &ReplayCore::transition_into, py::arg("env"), py::arg("t"), py::arg("window_slots"),
-             py::arg("action"), py::arg("reward"), py::arg("done"), py::arg("out"))
+             py::arg("action"), py::arg("reward"), py::arg("done"), py::arg("discount"), py::arg("out"))
         .def("check_batch", [](ReplayCore& c, int64_t batch) { c.store().check_batch(batch); }, py::arg("batch"))
         .def("__len__", [](ReplayCore& c) { return c.store().size(); })
         .def_property_readonly("capacity", [](ReplayCore& c) { return c.store().capacity(); })
         .def_property_readonly("num_envs", [](ReplayCore& c) { return c.store().num_envs(); })
         .def_property_readonly("stack", [](ReplayCore& c) { return c.store().stack(); })
+        .def_property_readonly("n_step", [](ReplayCore& c) { return c.store().n_step(); })
+        .def_property_readonly("gamma", [](ReplayCore& c) { return c.store().gamma(); })
+        .def_property_readonly("window", [](ReplayCore& c) { return c.store().window(); })
         .def_property_readonly("frame_shape", [](ReplayCore& c) { return py::tuple(py::cast(c.frame_shape())); })
         .def_property_readonly("dtype", [](ReplayCore& c) { return c.dtype(); })
         .def_property_readonly("nbytes", [](ReplayCore& c) { return c.store().nbytes(); })

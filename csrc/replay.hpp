@@ -8,7 +8,13 @@
 // A transition t is sampleable ("valid") when
 //   - add() recorded it (kHasTransition: terminal frames and abandoned episode ends have none),
 //   - its next frame t+1 has been written (always true: add writes both at once),
-//   - every frame its stack needs, t - min(epos, stack-1) .. t, is still in the ring.
+//   - every frame its stack needs, t - min(epos, stack-1) .. t, is still in the ring,
+//   - with n-step returns (n_step > 1): its k-step tail is recorded, k = min(n, steps to the end
+//     of its episode): transitions t..t+k-1 exist and only t+k-1 may end the episode. An
+//     episode abandoned by start() has no end flag, so the transitions whose tail reaches its
+//     cut never become sampleable.
+// A sample of t returns the discounted sum of rewards t..t+k-1, the stack at t+k as next_obs,
+// done = terminated at t+k-1, and discount = gamma^k (a truncation bootstraps from t+k).
 // valid_ counts them exactly, so len() is the number of sampleable transitions and sampling is
 // uniform over them (rejection over retained slots; at most stack+episode-ends are rejected).
 //
@@ -86,9 +92,11 @@ class ReplayStore {
 public:
     // store_frames=false keeps only the metadata (frames live elsewhere, e.g. on a GPU).
     ReplayStore(int64_t capacity, int num_envs, int64_t frame_bytes, int stack, bool pad_repeat,
-                uint64_t seed, bool store_frames = true)
+                uint64_t seed, bool store_frames = true, int n_step = 1, double gamma = 0.99)
         : capacity_(capacity), frame_bytes_(frame_bytes), stack_(stack), pad_repeat_(pad_repeat),
-          store_frames_(store_frames), rng_(seed) {
+          store_frames_(store_frames), n_step_(n_step), gamma_(gamma), rng_(seed) {
+        if (n_step < 1 || n_step > 64) throw std::invalid_argument("n_step must be in [1, 64], got " + std::to_string(n_step));
+        if (!(gamma >= 0.0 && gamma <= 1.0)) throw std::invalid_argument("gamma must be in [0, 1], got " + number_text(gamma));
         if (num_envs < 1) throw std::invalid_argument("num_envs must be >= 1, got " + std::to_string(num_envs));
         if (stack < 1 || stack > 64) throw std::invalid_argument("stack must be in [1, 64], got " + std::to_string(stack));
         if (frame_bytes < 1) throw std::invalid_argument("frame size must be >= 1 byte");
@@ -116,6 +124,11 @@ public:
     int64_t capacity() const { return capacity_; }
     int num_envs() const { return static_cast<int>(envs_.size()); }
     int stack() const { return stack_; }
+    int n_step() const { return n_step_; }
+    double gamma() const { return gamma_; }
+    // Frames per sampled row: obs and next_obs share one (stack+1)-frame window for 1-step
+    // returns; with n_step > 1 the row is the obs stack then the next_obs stack (2 * stack).
+    int window() const { return n_step_ == 1 ? stack_ + 1 : 2 * stack_; }
     int64_t frame_bytes() const { return frame_bytes_; }
     bool stores_frames() const { return store_frames_; }
     int64_t size() const { std::lock_guard<std::mutex> g(mutex_); return valid_; }
@@ -190,21 +203,26 @@ private:
         const int64_t slot_t = s.slot(t);
         const int next_pos = std::min(epos_[slot_t] + 1, 255);
         const int64_t slot = push_frame(s, next_frame, static_cast<uint8_t>(next_pos));
+        // Transitions t-n+1 .. t can become sampleable now (their tails end at t); none can stop being so.
+        const int64_t oldest = s.oldest(), lo = std::max(oldest, t - n_step_ + 1);
+        bool before[64];
+        for (int64_t u = lo; u < t; ++u) before[t - u] = valid(s, u, oldest);
         actions_[slot_t] = static_cast<int32_t>(action);
         rewards_[slot_t] = reward;
         flags_[slot_t] = kHasTransition | (terminated ? kTerminated : 0) | (truncated ? kTruncated : 0);
-        if (valid(s, t, s.oldest())) ++valid_;
+        if (valid(s, t, oldest)) ++valid_;
+        for (int64_t u = lo; u < t; ++u) valid_ += !before[t - u] && valid(s, u, oldest);
         if (terminated || truncated) s.open = false;
         return slot;
     }
 
 public:
 
-    // Draw `batch` transitions uniformly (with replacement). window_slots [batch, stack+1] gets the
-    // slot of each frame of the (stack+1)-frame window, -1 for a zero pad frame.
-    void draw(int64_t batch, int64_t* window_slots, int64_t* action, float* reward, float* done) {
+    // Draw `batch` transitions uniformly (with replacement). window_slots [batch, window()] gets the
+    // slot of each frame of the row, -1 for a zero pad frame.
+    void draw(int64_t batch, int64_t* window_slots, int64_t* action, float* reward, float* done, float* discount) {
         std::lock_guard<std::mutex> g(mutex_);
-        draw_locked(batch, window_slots, action, reward, done);
+        draw_locked(batch, window_slots, action, reward, done, discount);
     }
 
     // The checks draw() makes before drawing, alone: lets a caller refuse a batch before it
@@ -214,13 +232,13 @@ public:
         check_batch_locked(batch);
     }
 
-    // draw() and copy the windows' frames into out [batch, stack+1, frame_bytes].
-    void sample(int64_t batch, int64_t* window_slots, int64_t* action, float* reward, float* done, uint8_t* out,
-                int threads) {
+    // draw() and copy the windows' frames into out [batch, window(), frame_bytes].
+    void sample(int64_t batch, int64_t* window_slots, int64_t* action, float* reward, float* done, float* discount,
+                uint8_t* out, int threads) {
         if (!store_frames_) throw std::logic_error("this store keeps no frames; use draw()");
         std::lock_guard<std::mutex> g(mutex_);
-        draw_locked(batch, window_slots, action, reward, done);
-        const int64_t n = batch * (stack_ + 1);
+        draw_locked(batch, window_slots, action, reward, done, discount);
+        const int64_t n = batch * window();
         // Small batches stay on one thread: spawning costs more than copying a few hundred KB.
         const int64_t bytes = n * frame_bytes_;
         const int use = bytes >= (int64_t{4} << 20) ? threads : 1;
@@ -239,10 +257,10 @@ public:
     }
 
     // Transition t (an absolute frame index of stream env) as draw() would return it, with its
-    // frames copied into out [stack+1, frame_bytes] when the store keeps them (out may be null).
+    // frames copied into out [window(), frame_bytes] when the store keeps them (out may be null).
     // It must be sampleable now: lets a caller check what it stored against what sampling rebuilds.
     void transition_at(int env, int64_t t, int64_t* window_slots, int64_t* action, float* reward, float* done,
-                       uint8_t* out) {
+                       float* discount, uint8_t* out) {
         check_env(env);
         std::lock_guard<std::mutex> g(mutex_);
         const EnvStream& s = envs_[env];
@@ -250,9 +268,9 @@ public:
             throw std::invalid_argument("t: expected a transition stream " + std::to_string(env) +
                                         " can sample now, got " + std::to_string(t) + " (frames " +
                                         std::to_string(s.oldest()) + ".." + std::to_string(s.written - 1) + " kept)");
-        fill_row(s, t, window_slots, action, reward, done);
+        fill_row(s, t, window_slots, action, reward, done, discount);
         if (!out || !store_frames_) return;
-        for (int j = 0; j <= stack_; ++j) {
+        for (int j = 0; j < window(); ++j) {
             uint8_t* dst = out + j * frame_bytes_;
             if (window_slots[j] < 0) std::memset(dst, 0, frame_bytes_);
             else std::memcpy(dst, frames_.data() + window_slots[j] * frame_bytes_, frame_bytes_);
@@ -289,7 +307,18 @@ private:
         if (t < oldest || t + 1 >= s.written) return false;
         const int64_t sl = s.slot(t);
         if (!(flags_[sl] & kHasTransition)) return false;
-        return t - std::min<int64_t>(epos_[sl], stack_ - 1) >= oldest;
+        if (t - std::min<int64_t>(epos_[sl], stack_ - 1) < oldest) return false;
+        return tail(s, t) > 0;
+    }
+
+    // k of transition t (its steps to bootstrap from), 0 while its tail is not recorded yet (or
+    // never will be: an abandoned episode). t itself must have a transition.
+    int tail(const EnvStream& s, int64_t t) const {
+        for (int k = 1;; ++k) {
+            if (flags_[s.slot(t + k - 1)] & (kTerminated | kTruncated) || k == n_step_) return k;
+            const int64_t u = t + k;  // the next transition of the tail
+            if (u + 1 >= s.written || !(flags_[s.slot(u)] & kHasTransition)) return 0;
+        }
     }
 
     int64_t push_frame(EnvStream& s, const uint8_t* frame, uint8_t pos) {
@@ -318,11 +347,12 @@ private:
                                         std::to_string(valid_) + " transitions stored");
     }
 
-    void draw_locked(int64_t batch, int64_t* window_slots, int64_t* action, float* reward, float* done) {
+    void draw_locked(int64_t batch, int64_t* window_slots, int64_t* action, float* reward, float* done,
+                     float* discount) {
         check_batch_locked(batch);
         int64_t retained = 0;
         for (const auto& s : envs_) retained += s.retained();
-        const int width = stack_ + 1;
+        const int width = window();
         for (int64_t b = 0; b < batch; ++b) {
             const EnvStream* s = nullptr;
             int64_t t = 0;
@@ -334,21 +364,37 @@ private:
                 }
                 t = s->oldest() + u;
             } while (!valid(*s, t, s->oldest()));
-            fill_row(*s, t, window_slots + b * width, action + b, reward + b, done + b);
+            fill_row(*s, t, window_slots + b * width, action + b, reward + b, done + b, discount + b);
         }
     }
 
-    // Transition t of stream s as a window of stack+1 slots (-1: a zero pad frame) and its fields.
-    void fill_row(const EnvStream& s, int64_t t, int64_t* row, int64_t* action, float* reward, float* done) const {
+    // Transition t of stream s as a row of window() slots (-1: a zero pad frame) and its fields.
+    void fill_row(const EnvStream& s, int64_t t, int64_t* row, int64_t* action, float* reward, float* done,
+                  float* discount) const {
         const int64_t sl = s.slot(t);
-        const int64_t first = t - std::min<int64_t>(epos_[sl], stack_ - 1);  // first frame of this stack's episode part
-        for (int j = 0; j <= stack_; ++j) {
+        const int k = tail(s, t);
+        if (n_step_ == 1) {
+            stack_slots(s, t, row, stack_ + 1);  // obs and next_obs: one window, next_obs one frame on
+            *reward = rewards_[sl];
+        } else {
+            stack_slots(s, t, row, stack_);
+            stack_slots(s, t + k, row + stack_, stack_);
+            double sum = 0.0, g = 1.0;  // r_t + gamma r_{t+1} + ... + gamma^{k-1} r_{t+k-1}
+            for (int i = 0; i < k; ++i, g *= gamma_) sum += g * rewards_[s.slot(t + i)];
+            *reward = static_cast<float>(sum);
+        }
+        *action = actions_[sl];
+        *done = (flags_[s.slot(t + k - 1)] & kTerminated) ? 1.f : 0.f;
+        *discount = static_cast<float>(std::pow(gamma_, k));
+    }
+
+    // Slots of frames t-stack+1 .. t-stack+width of t's episode (pads before its first frame).
+    void stack_slots(const EnvStream& s, int64_t t, int64_t* row, int width) const {
+        const int64_t first = t - std::min<int64_t>(epos_[s.slot(t)], stack_ - 1);  // first frame of this stack's episode part
+        for (int j = 0; j < width; ++j) {
             const int64_t abs_t = t - (stack_ - 1) + j;
             row[j] = abs_t >= first ? s.slot(abs_t) : (pad_repeat_ ? s.slot(first) : -1);
         }
-        *action = actions_[sl];
-        *reward = rewards_[sl];
-        *done = (flags_[sl] & kTerminated) ? 1.f : 0.f;
     }
 
     int64_t capacity_;
@@ -356,6 +402,8 @@ private:
     int stack_;
     bool pad_repeat_;
     bool store_frames_;
+    int n_step_;
+    double gamma_;
     Rng rng_;
     std::vector<EnvStream> envs_;
     std::vector<uint8_t> frames_;

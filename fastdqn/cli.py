@@ -28,6 +28,8 @@ _TRAIN_FLAGS = [
      "snapshots for an exact --resume, videos) (default: auto = ale for Atari where it can)"),
     ("--replay-device", "replay_device", str,
      "auto | cpu | cuda: where the replay's frames live (default: auto = on the GPU when the learner is)"),
+    ("--n-step", "n_step", int, "n-step returns: the discounted sum of n rewards, bootstrapped n agent steps on "
+     "(default: 1, the seeds')"),
     ("--update-scale", "update_scale", int,
      "k: batches k times larger at a replay ratio k times smaller, lr * sqrt(k) (default: 1)"),
     ("--out", "out", str, "run directory (default: runs/<env>-<time>)"),

@@ -5,7 +5,10 @@ transitions are sampleable and what their stacks hold, directly from the rules:
 - a stack for t is frames t-stack+1..t of t's episode, padded before the episode's first frame;
 - a transition exists once add() recorded it; done is ``terminated`` only;
 - a stream keeps its last ``cap`` frames; a transition is sampleable only if every frame its
-  stack and next stack need is still kept.
+  stack and next stack need is still kept;
+- n-step returns: transition t takes k = min(n, steps to its episode's end) steps: the reward is
+  sum_{i<k} gamma^i r_{t+i}, next_obs the stack at t+k, done whether t+k-1 terminated, discount
+  gamma^k; it is sampleable only once transitions t..t+k-1 are all recorded.
 """
 
 from __future__ import annotations
@@ -31,8 +34,8 @@ class Stream:
 
 
 class ReplayModel:
-    def __init__(self, capacity, num_envs, stack, pad):
-        self.stack, self.pad = stack, pad
+    def __init__(self, capacity, num_envs, stack, pad, n_step=1, gamma=0.99):
+        self.stack, self.pad, self.n_step, self.gamma = stack, pad, n_step, gamma
         self.streams = [Stream(capacity // num_envs + (e < capacity % num_envs)) for e in range(num_envs)]
         self.episodes = 0
 
@@ -63,8 +66,18 @@ class ReplayModel:
                 out.append(np.zeros_like(s.frames[t].pixels))
         return np.stack(out)
 
+    def _steps(self, s, t):
+        """k of transition t, None while t..t+k-1 are not all recorded."""
+        for j in range(self.n_step):
+            if t + j >= len(s.frames) or s.frames[t + j].transition is None:
+                return None
+            _, _, terminated, truncated = s.frames[t + j].transition
+            if terminated or truncated or j == self.n_step - 1:
+                return j + 1
+
     def transition(self, env, t):
-        """Transition t of stream env as (obs, action, reward, next_obs, done), None if not sampleable."""
+        """Transition t of stream env as (obs, action, reward, next_obs, done, discount), None if
+        not sampleable."""
         s = self.streams[env]
         oldest = max(0, len(s.frames) - s.cap)
         if not oldest <= t < len(s.frames) - 1:
@@ -72,10 +85,20 @@ class ReplayModel:
         f = s.frames[t]
         if f.transition is None or max(f.first, t - self.stack + 1) < oldest:
             return None
-        action, reward, terminated, _ = f.transition
-        return self._stack(s, t), action, reward, self._stack(s, t + 1), float(terminated)
+        k = self._steps(s, t)
+        if k is None:
+            return None
+        total, g = 0.0, 1.0
+        for i in range(k):  # in float64, gamma's powers by repeated products (as the C++ sums)
+            total += g * float(s.frames[t + i].transition[1])
+            g *= self.gamma
+        action = f.transition[0]
+        terminated = s.frames[t + k - 1].transition[2]
+        reward = f.transition[1] if self.n_step == 1 else np.float32(total)
+        return (self._stack(s, t), action, reward, self._stack(s, t + k), float(terminated),
+                float(np.float32(self.gamma ** k)))
 
     def transitions(self):
-        """Every sampleable transition as (obs, action, reward, next_obs, done)."""
+        """Every sampleable transition as (obs, action, reward, next_obs, done, discount)."""
         return [x for e, s in enumerate(self.streams) for t in range(len(s.frames))
                 if (x := self.transition(e, t)) is not None]

@@ -202,3 +202,30 @@ def test_a_dueling_learner_fits_a_batch_and_its_checkpoint_plays(tmp_path):
     model, state = load_policy(tmp_path / "d.pt", torch.device("cpu"))
     assert state["dueling"] is True
     torch.testing.assert_close(model(batch[0]), learner.online(batch[0]))
+
+
+def test_the_td_target_bootstraps_with_each_samples_discount():
+    g = torch.Generator().manual_seed(0)
+    r, done, nq = torch.rand(8, generator=g), (torch.rand(8, generator=g) < 0.3).float(), torch.rand(8, 4, generator=g)
+    one_step = td_target(r, done, nq, 0.99)
+    torch.testing.assert_close(td_target(r, done, nq, 0.99, discount=torch.full((8,), 0.99)), one_step, rtol=0, atol=0)
+    k = torch.tensor([1, 2, 3, 3, 1, 2, 3, 1], dtype=torch.float32)
+    got = td_target(r, done, nq, 0.99, discount=0.99 ** k)
+    torch.testing.assert_close(got, r + 0.99 ** k * (1 - done) * nq.max(1).values)
+
+
+def test_an_n_step_replay_batch_trains_the_learner():
+    from fastdqn.replay.buffer import ReplayBuffer
+
+    buf = ReplayBuffer(200, frame_shape=(84, 84), n_step=3, gamma=0.9, seed=0)
+    rng = np.random.default_rng(0)
+    buf.start(rng.integers(0, 255, (84, 84), dtype=np.uint8))
+    for i in range(60):
+        buf.add(int(rng.integers(6)), float(rng.random()), rng.integers(0, 255, (84, 84), dtype=np.uint8), i % 25 == 24)
+        if i % 25 == 24:
+            buf.start(rng.integers(0, 255, (84, 84), dtype=np.uint8))
+    b = buf.sample(16)
+    assert b.obs.shape == b.next_obs.shape == (16, 4, 84, 84) and set(b.discount.tolist()) <= {float(np.float32(0.9 ** k)) for k in (1, 2, 3)}
+    learner = Learner(6, device="cpu", lr=1e-3)
+    losses = [float(learner.update(b)) for _ in range(20)]
+    assert losses[-1] < losses[0]

@@ -3,7 +3,8 @@
 - CartPole-v1 (vector observations, the MLP): ``fastdqn train --preset cartpole``.
 - PixelCatch-v0 (tests/pixel_catch.py): Atari-sized RGB frames through the fused kernel, the
   frame-deduplicating replay and Nature DQN, as Pong; one frame cannot show where the ball
-  drifts, so the frame stack is needed; games end by termination (a miss) and truncation.
+  drifts, so the frame stack is needed; games end by termination (a miss) and truncation. Also
+  with 3-step returns, the dueling head and Double DQN together.
 
 Planted bugs (``PLANTS``) must make the learning tests fail: each is run against a test and the
 learned policy must then stay near random. README "What learns" lists which bug fails which test.
@@ -27,8 +28,12 @@ CATCH = ["train", "--env", "PixelCatch-v0", "--gym-packages", "pixel_catch", "--
          "--sync-target", "1000", "--eps-decay-frames", "10000", "--eps-final", "0.05", "--replay-ratio", "0.25",
          "--loss", "huber", "--frames", "16000", "--eval-every", "4000", "--eval-episodes", "5", "--no-progress",
          "--no-tensorboard"]
+# PixelCatch again with the improvements past Nature DQN (issue 13): 3-step returns, the dueling
+# head and the Double DQN target, all at once.
+CATCH_PLUS = CATCH + ["--n-step", "3", "--dueling", "--double"]
 # (test, argv, the greedy mean it must reach over 20 episodes, a random policy's mean)
-GAMES = {"cartpole": (CARTPOLE, 450.0, 22.0), "catch": (CATCH, 20.0, -0.64)}
+GAMES = {"cartpole": (CARTPOLE, 450.0, 22.0), "catch": (CATCH, 20.0, -0.64), "catch-nstep-dueling-double":
+         (CATCH_PLUS, 20.0, -0.64)}
 
 
 def random_mean(env_id: str, episodes: int = 100, **kw) -> float:
@@ -72,9 +77,9 @@ def _no_target_sync(monkeypatch):
 def _td_target_with(change):
     original = learner_mod.td_target
 
-    def planted(reward, done, next_q_target, gamma, next_q_online=None):
+    def planted(reward, done, next_q_target, gamma, next_q_online=None, discount=None):
         reward, done = change(reward, done)
-        return original(reward, done, next_q_target, gamma, next_q_online)
+        return original(reward, done, next_q_target, gamma, next_q_online, discount)
     return planted
 
 

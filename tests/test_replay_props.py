@@ -15,6 +15,7 @@ from replay_helpers import Frames, assert_same_state, snapshot
 from replay_model import ReplayModel
 
 SHAPE = (2, 3)  # tiny frames keep the examples fast; every frame's pixels are a unique id
+GAMMA = 0.9
 KINDS = ["start", "add", "add", "add", "add", "end", "trunc"]
 
 scenarios = st.fixed_dictionaries({
@@ -24,6 +25,7 @@ scenarios = st.fixed_dictionaries({
     "pad": st.sampled_from(["zeros", "repeat"]),
     "device": st.sampled_from([None, "cpu"]),
     "dtype": st.sampled_from(["uint8", "float32"]),  # pixels, or vector observations: one code path
+    "n_step": st.sampled_from([1, 1, 2, 3, 5]),  # the seeds' 1-step returns, and n-step ones
     "seed": st.integers(0, 2**32),
     "steps": st.lists(st.tuples(st.integers(0, 2), st.sampled_from(KINDS), st.integers(0, 5),
                                 st.sampled_from([-1.0, 0.0, 1.0, 0.5])), min_size=10, max_size=150),
@@ -34,9 +36,10 @@ def build(sc):
     """Run a scenario on the buffer and the model; an add on a closed stream must be rejected."""
     n, stack = sc["num_envs"], sc["stack"]
     capacity = (stack + 1 + sc["per_env"]) * n + sc["per_env"] % n
+    n_step = sc.get("n_step", 1)
     buf = ReplayBuffer(capacity, num_envs=n, frame_shape=SHAPE, stack=stack, pad=sc["pad"], seed=sc["seed"],
-                       device=sc["device"], dtype=sc.get("dtype", "uint8"))
-    model = ReplayModel(capacity, n, stack, sc["pad"])
+                       device=sc["device"], dtype=sc.get("dtype", "uint8"), n_step=n_step, gamma=GAMMA)
+    model = ReplayModel(capacity, n, stack, sc["pad"], n_step, GAMMA)
     frame = Frames(SHAPE, sc.get("dtype", "uint8"))
     for env, kind, action, reward in sc["steps"]:
         env %= n
@@ -78,6 +81,9 @@ def features(model):
                 found.add("truncation inside a stack")  # the window reaches back over a truncated episode
             if f.transition[3]:
                 found.add("truncated transition sampled")
+            k = model._steps(s, t)
+            if model.n_step > 1 and k is not None:
+                found.add("n-step return of n steps" if k == model.n_step else "n-step return cut by an episode end")
         streams_used += used
     if streams_used >= 2:
         found.add("interleaved streams")
@@ -89,8 +95,8 @@ def features(model):
 def check(buf, model):
     """len matches, every draw is a model transition, and the draws cover all of them."""
     expected = {}
-    for obs, action, reward, next_obs, done in model.transitions():
-        expected[obs.tobytes() + next_obs.tobytes()] = (action, reward, done)
+    for obs, action, reward, next_obs, done, discount in model.transitions():
+        expected[obs.tobytes() + next_obs.tobytes()] = (action, reward, done, discount)
     assert len(buf) == len(expected)
     if not expected:
         with pytest.raises(ValueError, match="before any complete transition"):
@@ -102,7 +108,7 @@ def check(buf, model):
         for i in range(len(expected)):
             key = b.obs[i].cpu().numpy().tobytes() + b.next_obs[i].cpu().numpy().tobytes()
             assert key in expected, f"sample {i} is not a valid transition"
-            assert (b.action[i].item(), b.reward[i].item(), b.done[i].item()) == expected[key]
+            assert (b.action[i].item(), b.reward[i].item(), b.done[i].item(), b.discount[i].item()) == expected[key]
             seen.add(key)
     assert seen == expected.keys(), "some valid transitions are never drawn"
 
@@ -119,13 +125,13 @@ def check_indexed(buf, model):
             got = buf.transition(env, t)
             np.testing.assert_array_equal(got.obs[0].cpu().numpy(), want[0])
             np.testing.assert_array_equal(got.next_obs[0].cpu().numpy(), want[3])
-            assert (got.action.item(), got.reward.item(), got.done.item()) == (want[1], want[2], want[4])
+            assert (got.action.item(), got.reward.item(), got.done.item(), got.discount.item()) == want[1:3] + want[4:]
 
 
 def check_restore(buf, sc):
     """Every reachable state passes load_state_dict's validation and restores exactly."""
     copy = ReplayBuffer(buf.capacity, num_envs=buf.num_envs, frame_shape=SHAPE, stack=buf.stack, pad=buf.pad, seed=1,
-                        dtype=buf.dtype)
+                        dtype=buf.dtype, n_step=buf.n_step, gamma=buf.gamma)
     copy.load_state_dict(buf.state_dict())
     if len(buf):
         k = min(8, len(buf))
@@ -149,7 +155,8 @@ def test_matches_model(sc):
 
 
 FEATURES = {"wraparound", "interleaved streams", "truncation inside a stack", "episode shorter than the stack",
-            "truncated transition sampled", "float32 frames"}
+            "truncated transition sampled", "float32 frames", "n-step return of n steps",
+            "n-step return cut by an episode end"}
 
 
 def test_strategy_generates_every_feature():
@@ -236,3 +243,57 @@ def test_vector_forms_match_single_calls(num_envs, stack, seed, data):
         k = min(8, len(one))
         for x, y in zip(one.sample(k), many.sample(k)):  # same seed, same state: the same draw
             torch.testing.assert_close(x, y)
+
+
+def _stream(n_step, kinds, rewards, gamma=0.5, capacity=40):
+    """One stream: start, then one add per kind with the given rewards; frames are ids 0, 1, ..."""
+    buf = ReplayBuffer(capacity, frame_shape=(1,), stack=1, dtype="float32", n_step=n_step, gamma=gamma, seed=0)
+    buf.start(np.zeros(1, np.float32))
+    for i, (kind, r) in enumerate(zip(kinds, rewards)):
+        if kind == "start":
+            buf.start(np.full(1, i + 1, np.float32))
+        else:
+            buf.add(0, r, np.full(1, i + 1, np.float32), kind == "end", kind == "trunc")
+    return buf
+
+
+def _fields(buf, t):
+    b = buf.transition(0, t)
+    return b.reward.item(), b.next_obs[0, -1, 0].item(), b.done.item(), b.discount.item()
+
+
+def test_n_step_returns_by_hand():
+    """n = 3, gamma = 0.5, rewards 1, 2, 4, 8, then a termination: each field written out."""
+    buf = _stream(3, ["add", "add", "add", "add", "end"], [1, 2, 4, 8, 16])
+    assert _fields(buf, 0) == (1 + 0.5 * 2 + 0.25 * 4, 3.0, 0.0, 0.125)
+    assert _fields(buf, 1) == (2 + 0.5 * 4 + 0.25 * 8, 4.0, 0.0, 0.125)
+    assert _fields(buf, 2) == (4 + 0.5 * 8 + 0.25 * 16, 5.0, 1.0, 0.125)  # terminates at its 3rd step
+    assert _fields(buf, 3) == (8 + 0.5 * 16, 5.0, 1.0, 0.25)  # two steps to the end
+    assert _fields(buf, 4) == (16, 5.0, 1.0, 0.5)
+    assert len(buf) == 5
+
+
+def test_a_truncation_inside_the_window_bootstraps_from_the_truncation_frame():
+    buf = _stream(3, ["add", "trunc", "start", "add", "add", "add"], [1, 2, 0, 4, 8, 16])
+    assert _fields(buf, 0) == (1 + 0.5 * 2, 2.0, 0.0, 0.25)  # done 0: the target bootstraps from frame 2
+    assert _fields(buf, 1) == (2, 2.0, 0.0, 0.5)
+    assert _fields(buf, 3) == (4 + 0.5 * 8 + 0.25 * 16, 6.0, 0.0, 0.125)  # the next episode (frames 3..6)
+
+
+def test_a_transition_waits_for_its_tail_and_an_abandoned_tail_never_samples():
+    buf = _stream(3, ["add", "add"], [1, 1])
+    assert len(buf) == 0  # transition 0 needs transitions 0..2
+    with pytest.raises(ValueError, match="t: expected a transition stream 0 can sample now"):
+        buf.transition(0, 0)
+    buf.add(0, 1.0, np.full(1, 3, np.float32), False)
+    assert len(buf) == 1 and _fields(buf, 0) == (1.75, 3.0, 0.0, 0.125)
+    buf.start(np.full(1, 9, np.float32))  # the episode is cut: transitions 1 and 2 never get their tails
+    buf.add(0, 1.0, np.full(1, 10, np.float32), True)
+    assert len(buf) == 2  # transition 0 and the new episode's terminal one
+
+
+def test_one_step_batches_are_the_seeds_with_discount_gamma():
+    buf = _stream(1, ["add", "end"], [1, 2], gamma=0.99)
+    b = buf.sample(2)
+    assert b.obs.shape == (2, 1, 1) and torch.equal(b.discount, torch.full((2,), 0.99, dtype=torch.float32))
+    assert b.next_obs.data_ptr() == b.obs.data_ptr() + 4  # one (stack + 1)-frame window, as before n-step

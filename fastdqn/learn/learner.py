@@ -27,23 +27,25 @@ def td_target(
     next_q_target: torch.Tensor,
     gamma: float,
     next_q_online: torch.Tensor | None = None,
+    discount: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """y = r + gamma * (1 - done) * Q_target(s', a*); a* = argmax Q_target (DQN) or
-    argmax Q_online (Double DQN, when next_q_online is given). done is 1.0 only on termination."""
+    argmax Q_online (Double DQN, when next_q_online is given). done is 1.0 only on termination.
+    ``discount`` (per sample, gamma^k for n-step returns) replaces gamma when given."""
     if next_q_online is None:
         next_v = next_q_target.max(1).values
     else:
         a_star = next_q_online.argmax(1, keepdim=True)
         next_v = next_q_target.gather(1, a_star).squeeze(1)
-    return reward + gamma * (1.0 - done) * next_v
+    return reward + (gamma if discount is None else discount) * (1.0 - done) * next_v
 
 
-def td_loss(online, target, obs, action, reward, next_obs, done, *, gamma, loss="mse", double=False):
-    """Mean TD loss of a batch (uint8 frames, int64 actions, float32 reward/done)."""
+def td_loss(online, target, obs, action, reward, next_obs, done, discount=None, *, gamma, loss="mse", double=False):
+    """Mean TD loss of a batch (uint8 frames, int64 actions, float32 reward/done/discount)."""
     q = online(obs).gather(1, action.unsqueeze(1)).squeeze(1)
     with torch.no_grad():
         next_online = online(next_obs) if double else None
-        y = td_target(reward, done, target(next_obs), gamma, next_online)
+        y = td_target(reward, done, target(next_obs), gamma, next_online, discount)
     if loss == "huber":
         return F.smooth_l1_loss(q, y)
     return F.mse_loss(q, y)
@@ -99,8 +101,8 @@ class Learner:
     def n_actions(self) -> int:
         return self.online.n_actions
 
-    def _update(self, obs, action, reward, next_obs, done):
-        loss = td_loss(self.online, self.target, obs, action, reward, next_obs, done,
+    def _update(self, obs, action, reward, next_obs, done, discount=None):
+        loss = td_loss(self.online, self.target, obs, action, reward, next_obs, done, discount,
                        gamma=self.gamma, loss=self.loss_kind, double=self.double)
         self.optimizer.zero_grad(set_to_none=False)
         loss.backward()
@@ -108,15 +110,17 @@ class Learner:
         return loss.detach()
 
     def update(self, batch) -> torch.Tensor:
-        """One step on a replay Batch (CPU or device tensors); returns the loss on the device
-        without syncing (call .item() only when you log)."""
-        obs, action, reward, next_obs, done = to_device(batch, self.device)
+        """One step on a replay Batch (CPU or device tensors) or a tuple (obs, action, reward,
+        next_obs, done[, discount]); returns the loss on the device without syncing (call .item()
+        only when you log)."""
+        inputs = to_device(batch, self.device)
         self.updates += 1
         if self.graphed:  # one graph replay: forward, backward and Adam in a single launch
-            if self._graph is None or self._graph.static_inputs[0].shape != obs.shape:
-                self._capture((obs, action, reward, next_obs, done))
-            return self._graph(obs, action, reward, next_obs, done)
-        return self._step(obs, action, reward, next_obs, done)
+            static = None if self._graph is None else self._graph.static_inputs
+            if static is None or len(static) != len(inputs) or static[0].shape != inputs[0].shape:
+                self._capture(inputs)
+            return self._graph(*inputs)
+        return self._step(*inputs)
 
     def _capture(self, batch: tuple) -> None:
         """Capture the update on static copies of ``batch``. The warm-up steps the capture needs
@@ -225,23 +229,26 @@ class Learner:
 
 
 def to_device(batch, device: torch.device):
-    """(obs, action, reward, next_obs, done) on device. obs/next_obs usually are two views of one
-    pinned [B, stack+1, *frame] window: then the window crosses once and is split on the device."""
-    obs, action, reward, next_obs, done = batch
+    """(obs, action, reward, next_obs, done[, discount]) on device. obs/next_obs usually are two
+    views of one pinned [B, stack+1, *frame] window: then the window crosses once and is split on
+    the device."""
+    obs, action, reward, next_obs, done, *rest = batch
     if obs.device == device:
-        return obs, action, reward, next_obs, done
+        return (obs, action, reward, next_obs, done, *rest)
     nb = obs.is_pinned()
     b, s, *frame_shape = obs.shape
     frame_strides, step = [], 1  # a C-contiguous frame's strides, innermost first
     for d in reversed(frame_shape):
         frame_strides.insert(0, step)
         step *= d
-    window_strides = ((s + 1) * step, step, *frame_strides)
-    if (next_obs.data_ptr() == obs.data_ptr() + step * obs.element_size() and obs.stride() == next_obs.stride()
-            and obs.stride() == window_strides):
-        window = obs.as_strided((b, s + 1, *obs.shape[2:]), obs.stride()).to(device, non_blocking=nb)
-        obs_d, next_d = window[:, :s], window[:, 1:]
+    # next_obs starts `ahead` frames after obs in the same window: 1 (1-step) or stack (n-step)
+    ahead, rem = divmod((next_obs.data_ptr() - obs.data_ptr()) // obs.element_size(), step)
+    width = s + ahead
+    if (rem == 0 and ahead in (1, s) and obs.stride() == next_obs.stride()
+            and obs.stride() == (width * step, step, *frame_strides)):
+        window = obs.as_strided((b, width, *obs.shape[2:]), obs.stride()).to(device, non_blocking=nb)
+        obs_d, next_d = window[:, :s], window[:, ahead:]
     else:
         obs_d, next_d = obs.to(device, non_blocking=nb), next_obs.to(device, non_blocking=nb)
     return (obs_d, action.to(device, non_blocking=nb), reward.to(device, non_blocking=nb),
-            next_d, done.to(device, non_blocking=nb))
+            next_d, done.to(device, non_blocking=nb), *(t.to(device, non_blocking=nb) for t in rest))

@@ -24,13 +24,15 @@ DTYPES = {"uint8": torch.uint8, "float32": torch.float32}  # frame dtypes: pixel
 
 
 class Batch(NamedTuple):
-    """A sampled batch. ``obs`` and ``next_obs`` are two views of one [B, stack+1, *frame] window."""
+    """A sampled batch. ``obs`` and ``next_obs`` are two views of one window: [B, stack+1, *frame]
+    for 1-step returns, [B, 2*stack, *frame] (the two stacks side by side) for n-step ones."""
 
     obs: torch.Tensor       # [B, stack, *frame] of the buffer's dtype (uint8 pixels, float32 vectors)
     action: torch.Tensor    # int64 [B]
-    reward: torch.Tensor    # float32 [B]
-    next_obs: torch.Tensor  # [B, stack, *frame]
-    done: torch.Tensor      # float32 [B], 1.0 only for terminated transitions
+    reward: torch.Tensor    # float32 [B]: r_t, or the discounted sum of the next k rewards (n-step)
+    next_obs: torch.Tensor  # [B, stack, *frame]: the stack at t+k
+    done: torch.Tensor      # float32 [B], 1.0 only when the episode terminated within the k steps
+    discount: torch.Tensor  # float32 [B]: gamma^k, what the TD target multiplies the bootstrap by
 
 
 def _flag(value, name: str) -> bool:
@@ -63,15 +65,22 @@ class ReplayBuffer:
         seed: seed of the sampling RNG (None: random).
         device: None keeps frames in C++ host memory and returns CPU batches (pinned when CUDA is
             available). A torch device (e.g. ``"cuda"``) keeps the frames there and samples on it.
+        n_step, gamma: a sample of t returns k = min(n_step, steps to its episode's end) steps:
+            the discounted sum of rewards t..t+k-1, the stack at t+k, done when the episode
+            terminated within them, and ``discount`` gamma^k. A transition is sampled only once
+            its k steps are stored (n_step 1: the seeds' 1-step transition, discount gamma).
     """
 
     def __init__(self, capacity: int, *, num_envs: int = 1, frame_shape: Sequence[int] = (84, 84), stack: int = 4,
                  pad: str = "zeros", seed: int | None = None, device: str | torch.device | None = None,
-                 dtype: str = "uint8"):
+                 dtype: str = "uint8", n_step: int = 1, gamma: float = 0.99):
         core = _native.core()  # NativeModuleMissing (an ImportError) says where fastdqn came from
         capacity = _positive_int(capacity, "capacity")
         num_envs = _positive_int(num_envs, "num_envs")
         stack = _positive_int(stack, "stack")
+        n_step = _positive_int(n_step, "n_step")
+        if isinstance(gamma, bool) or not isinstance(gamma, numbers.Real) or not 0.0 <= gamma <= 1.0:
+            raise ValueError(f"gamma: expected a number in [0, 1], got {gamma!r}")
         if not isinstance(frame_shape, (tuple, list)) or not frame_shape:
             raise TypeError(f"frame_shape: expected a tuple of ints, got {frame_shape!r}")
         frame_shape = tuple(_positive_int(d, "frame_shape") for d in frame_shape)
@@ -87,7 +96,7 @@ class ReplayBuffer:
         self._torch_dtype = DTYPES[dtype]
         self.device = None if device is None else resolve_device(device)
         self._core = core.ReplayCore(capacity, num_envs, list(frame_shape), stack, pad == "repeat", seed,
-                                      store_frames=self.device is None, dtype=dtype)
+                                      store_frames=self.device is None, dtype=dtype, n_step=n_step, gamma=float(gamma))
         self._frames = None
         # Device store: the C++ bookkeeping publishes a slot before Python writes its frame, so a
         # sampler on another thread must not run between the two (the host store copies under its mutex).
@@ -104,6 +113,8 @@ class ReplayBuffer:
     capacity = property(lambda self: self._core.capacity, doc="transitions kept over all streams")
     num_envs = property(lambda self: self._core.num_envs)
     stack = property(lambda self: self._core.stack)
+    n_step = property(lambda self: self._core.n_step)
+    gamma = property(lambda self: self._core.gamma)
     frame_shape = property(lambda self: tuple(self._core.frame_shape))
 
     @property
@@ -174,21 +185,26 @@ class ReplayBuffer:
         """
         batch_size = _positive_int(batch_size, "batch_size")
         self._core.check_batch(batch_size)  # before allocating: 10**9 is a ValueError, not a MemoryError
-        width = self.stack + 1
+        width = self._core.window
         pin = self._pin
         slots = np.empty((batch_size, width), np.int64)
         action = torch.empty(batch_size, dtype=torch.int64, pin_memory=pin)
-        reward = torch.empty(batch_size, dtype=torch.float32, pin_memory=pin)
-        done = torch.empty(batch_size, dtype=torch.float32, pin_memory=pin)
+        reward, done, discount = (torch.empty(batch_size, dtype=torch.float32, pin_memory=pin) for _ in range(3))
+        fields = (action.numpy(), reward.numpy(), done.numpy(), discount.numpy())
         if self._frames is None:
             window = torch.empty((batch_size, width, *self.frame_shape), dtype=self._torch_dtype, pin_memory=pin)
-            self._core.sample_into(batch_size, slots, action.numpy(), reward.numpy(), done.numpy(), window.numpy())
+            self._core.sample_into(batch_size, slots, *fields, window.numpy())
         else:
             with self._device_lock:
-                self._core.sample_into(batch_size, slots, action.numpy(), reward.numpy(), done.numpy(), None)
+                self._core.sample_into(batch_size, slots, *fields, None)
                 window = self._gather_on_device(torch.from_numpy(slots))
-            action, reward, done = (t.to(self.device, non_blocking=True) for t in (action, reward, done))
-        return Batch(window[:, :-1], action, reward, window[:, 1:], done)
+            action, reward, done, discount = (t.to(self.device, non_blocking=True)
+                                              for t in (action, reward, done, discount))
+        return self._batch(window, action, reward, done, discount)
+
+    def _batch(self, window, action, reward, done, discount) -> Batch:
+        s = self.stack
+        return Batch(window[:, :s], action, reward, window[:, window.shape[1] - s:], done, discount)
 
     def transition(self, env: int, t: int) -> Batch:
         """Transition ``t`` (the stream's absolute frame index: the first frame of its first
@@ -197,18 +213,18 @@ class ReplayBuffer:
         the observation an agent acted on is the one the buffer returns for that transition."""
         env = self._env(env)
         t = _positive_int(t, "t", minimum=0)
-        slots = np.empty((1, self.stack + 1), np.int64)
-        action, reward, done = np.empty(1, np.int64), np.empty(1, np.float32), np.empty(1, np.float32)
+        width = self._core.window
+        slots = np.empty((1, width), np.int64)
+        fields = (np.empty(1, np.int64), np.empty(1, np.float32), np.empty(1, np.float32), np.empty(1, np.float32))
         if self._frames is None:
-            window = np.empty((1, self.stack + 1, *self.frame_shape), self.dtype)
-            self._core.transition_into(env, t, slots, action, reward, done, window)
+            window = np.empty((1, width, *self.frame_shape), self.dtype)
+            self._core.transition_into(env, t, slots, *fields, window)
             window = torch.from_numpy(window)
         else:
             with self._device_lock:
-                self._core.transition_into(env, t, slots, action, reward, done, None)
+                self._core.transition_into(env, t, slots, *fields, None)
                 window = self._gather_on_device(torch.from_numpy(slots))
-        action, reward, done = (torch.from_numpy(a) for a in (action, reward, done))
-        return Batch(window[:, :-1], action, reward, window[:, 1:], done)
+        return self._batch(window, *(torch.from_numpy(a) for a in fields))
 
     def frames_written(self) -> list[int]:
         """Frames written to each stream so far (a save and the checkpoint beside it must agree)."""

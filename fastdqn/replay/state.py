@@ -19,6 +19,7 @@ VERSION = 1
 HAS, TERM, TRUNC = 1, 2, 4  # TransitionFlags in csrc/replay.hpp
 CONFIG = ("version", "capacity", "num_envs", "stack", "frame_shape", "pad")
 ARRAYS = ("frames", "actions", "rewards", "flags", "epos", "written", "open", "rng")
+OPTIONAL = {"n_step": 1, "gamma": None}  # absent from files saved before n-step returns: 1-step
 KEYS = frozenset(CONFIG + ARRAYS + ("len",))
 
 
@@ -30,7 +31,7 @@ def collect(buf, copy: bool = True) -> dict:
     streams = buf._core.streams()
     state.update(
         version=VERSION, capacity=buf.capacity, num_envs=buf.num_envs, stack=buf.stack,
-        frame_shape=tuple(buf.frame_shape), pad=buf.pad, len=len(buf),
+        frame_shape=tuple(buf.frame_shape), pad=buf.pad, len=len(buf), n_step=buf.n_step, gamma=buf.gamma,
         written=np.array([w for w, _ in streams], np.int64), open=np.array([o for _, o in streams], np.bool_),
         rng=np.array(buf._core.rng_state, np.uint64),
     )
@@ -46,6 +47,8 @@ def _scalar(d, key, kind):
         return int(v)
     if kind is str and isinstance(v, (str, np.str_)):
         return str(v)
+    if kind is float and isinstance(v, (float, np.floating, int, np.integer)) and not isinstance(v, (bool, np.bool_)):
+        return float(v)
     raise TypeError(f"replay state[{key!r}]: expected {kind.__name__}, got {type(v).__name__}")
 
 
@@ -53,14 +56,16 @@ def config_of(d: Mapping) -> dict:
     """The constructor config a state was saved with (validated types, not values)."""
     if not isinstance(d, Mapping):
         raise TypeError(f"replay state: expected a dict, got {type(d).__name__}")
-    missing, extra = sorted(KEYS - d.keys()), sorted(set(d.keys()) - KEYS)
+    missing, extra = sorted(KEYS - d.keys()), sorted(set(d.keys()) - KEYS - OPTIONAL.keys())
     if missing or extra:
         raise ValueError(f"replay state: expected keys {sorted(KEYS)}, got missing {missing}, unexpected {extra}")
     shape = np.asarray(d["frame_shape"])
     if shape.ndim != 1 or shape.dtype.kind not in "iu":
         raise TypeError(f"replay state['frame_shape']: expected a tuple of ints, got {d['frame_shape']!r}")
     out = {k: _scalar(d, k, int) for k in ("version", "capacity", "num_envs", "stack")}
-    out.update(frame_shape=tuple(int(x) for x in shape), pad=_scalar(d, "pad", str))
+    out.update(frame_shape=tuple(int(x) for x in shape), pad=_scalar(d, "pad", str),
+               n_step=_scalar(d, "n_step", int) if "n_step" in d else OPTIONAL["n_step"],
+               gamma=_scalar(d, "gamma", float) if "gamma" in d else OPTIONAL["gamma"])
     if out["version"] != VERSION:
         raise ValueError(f"replay state: expected format version {VERSION}, got {out['version']}")
     return out
@@ -80,8 +85,10 @@ def _array(d, key, dtype, shape):
 def check_state(buf, d: Mapping) -> dict:
     """Validate a state against ``buf``; returns the arrays to restore. Raises before any mutation."""
     cfg = config_of(d)
-    for key in ("capacity", "num_envs", "stack", "frame_shape", "pad"):
+    for key in ("capacity", "num_envs", "stack", "frame_shape", "pad", "n_step", "gamma"):
         mine = tuple(buf.frame_shape) if key == "frame_shape" else getattr(buf, key)
+        if key == "gamma" and (cfg[key] is None or buf.n_step == 1):
+            continue  # 1-step samples do not use it
         if cfg[key] != mine:
             raise ValueError(f"replay state[{key!r}]: expected {mine!r} (this buffer's), got {cfg[key]!r}")
     cap, n = buf.capacity, buf.num_envs
@@ -141,7 +148,22 @@ def _check_stream(buf, a, e, lo, cap) -> int:
     if is_open != (w >= 1 and not ended):
         raise ValueError(f"{where}: expected open={w >= 1 and not ended} from its frames, got {is_open}")
     ok = (flags[:-1] & HAS).astype(bool) & (t[:-1] - np.minimum(epos[:-1], buf.stack - 1) >= oldest)
-    return int(ok.sum())
+    return int((ok & _tail_recorded(flags[:-1], buf.n_step)).sum())
+
+
+def _tail_recorded(flags: np.ndarray, n: int) -> np.ndarray:
+    """Per transition: its n-step tail is stored (transitions t..t+j all recorded, t+j ending the
+    episode or j = n - 1), as csrc/replay.hpp's tail() decides."""
+    has, end = (flags & HAS).astype(bool), (flags & (TERM | TRUNC)).astype(bool)
+
+    def ahead(x, j):  # x[t + j] for every t (False past the end)
+        return np.concatenate([x[j:], np.zeros(min(j, len(x)), bool)])
+    run, ok = has.copy(), np.zeros(len(flags), bool)
+    for j in range(n):
+        run &= ahead(has, j)
+        ok |= run & (ahead(end, j) | (j == n - 1))
+        run &= ~ahead(end, j)
+    return ok
 
 
 def restore(buf, a: dict) -> None:

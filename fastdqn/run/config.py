@@ -40,6 +40,7 @@ class TrainConfig:
     loss: str = "mse"
     double: bool = False
     dueling: bool = False  # value and advantage streams (Wang et al. 2016)
+    n_step: int = 1  # n-step returns: bootstrap from the stack n agent steps on (gamma^n)
     replay_ratio: float = 1.0  # gradient steps per agent step (the seeds: one)
     compile: bool | None = None  # torch.compile the update (None: on CUDA when it is not graphed)
     graph: bool | None = None  # the whole update as one CUDA-graph replay (None: on CUDA)
@@ -95,7 +96,7 @@ class TrainConfig:
         ints = (("num_envs", 1), ("batch_size", 1), ("replay_size", 1), ("replay_start", 1), ("sync_target", 1),
                 ("checkpoint_every", 1), ("frames", 1), ("eps_decay_frames", 0), ("noop_max", 0),
                 ("num_workers", 0), ("torch_threads", 1), ("seed", 0), ("eval_every", 1), ("eval_episodes", 1),
-                ("max_episode_frames", 1), ("capture_video", 1), ("update_scale", 1))
+                ("max_episode_frames", 1), ("capture_video", 1), ("update_scale", 1), ("n_step", 1))
         for name, lo in ints:
             v, none_ok = getattr(self, name), name in ("frames", "num_workers", "torch_threads", "eval_every",
                                                        "max_episode_frames", "capture_video")
@@ -138,6 +139,8 @@ class TrainConfig:
         for name, allowed in (("env_backend", ENV_BACKENDS), ("replay_device", ("auto", "cpu", "cuda"))):
             if getattr(self, name) not in allowed:
                 bad(name, f"one of {allowed}", getattr(self, name))
+        if self.n_step > 64:
+            bad("n_step", "an integer in [1, 64]", self.n_step)
         if self.batch_size > self.replay_size:
             raise ValueError(f"batch_size: expected <= replay_size={self.replay_size}, got {self.batch_size}")
         if self.batch_size * self.update_scale > self.replay_size:

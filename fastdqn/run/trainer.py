@@ -75,7 +75,8 @@ class Trainer:
                                    obs_shape=(stack, *frame_shape), dueling=cfg.dueling)
             replay_device = self.learner.device if cfg.replay_device != "cpu" and device.type == "cuda" else None
             self.buf = ReplayBuffer(cfg.replay_size, num_envs=cfg.num_envs, frame_shape=frame_shape, stack=stack,
-                                    dtype=str(dtype), seed=cfg.seed, device=replay_device)
+                                    dtype=str(dtype), seed=cfg.seed, device=replay_device, n_step=cfg.n_step,
+                                    gamma=cfg.gamma)
             self.config_dict = dataclasses.asdict(cfg) | {
                 "out": self.out, "device_resolved": str(device), "num_workers": workers, "env_backend_resolved": backend,
                 "env_protocol": self.envs.protocol,  # what the emulators really play
