@@ -109,10 +109,11 @@ void preprocess_batch(py::array frames, py::object prev_obj, py::array out, cons
 class ReplayCore {
 public:
     ReplayCore(int64_t capacity, int num_envs, std::vector<py::ssize_t> frame_shape, int stack, bool pad_repeat,
-               uint64_t seed, bool store_frames, const std::string& dtype, int n_step, double gamma)
+               uint64_t seed, bool store_frames, const std::string& dtype, int n_step, double gamma, bool prioritized,
+               double alpha, double eps)
         : frame_shape_(std::move(frame_shape)), dtype_(frame_dtype(dtype)),
           store_(capacity, num_envs, frame_bytes(frame_shape_, dtype_.itemsize()), stack, pad_repeat, seed,
-                 store_frames, n_step, gamma) {}
+                 store_frames, n_step, gamma, prioritized, alpha, eps) {}
 
     ReplayStore& store() { return store_; }
 
@@ -195,6 +196,38 @@ public:
         py::gil_scoped_release nogil;
         if (out) store_.sample(batch, ws, a, r, d, g, out, threads);
         else store_.draw(batch, ws, a, r, d, g);
+    }
+
+    // sample_into for a prioritized store, plus the importance weights and the indices.
+    void sample_prioritized_into(int64_t batch, double beta, py::array window_slots, py::array action,
+                                 py::array reward, py::array done, py::array discount, py::array weights,
+                                 py::array indices, py::object out_obj) {
+        py::array keep;
+        auto* out = outputs(batch, window_slots, action, reward, done, discount, out_obj, keep);
+        require_dtype<float>(weights, "weights", {batch});
+        require_dtype<int64_t>(indices, "indices", {batch});
+        auto* ws = ptr<int64_t>(window_slots);
+        auto* a = ptr<int64_t>(action);
+        auto* r = ptr<float>(reward);
+        auto* d = ptr<float>(done);
+        auto* g = ptr<float>(discount);
+        auto* w = ptr<float>(weights);
+        auto* ix = ptr<int64_t>(indices);
+        py::gil_scoped_release nogil;
+        store_.sample_prioritized(batch, beta, ws, a, r, d, g, w, ix, out);
+    }
+
+    void update_priorities(py::object indices_obj, py::object priorities_obj) {
+        auto indices = py::array_t<int64_t, py::array::c_style | py::array::forcecast>::ensure(indices_obj);
+        auto priorities = py::array_t<double, py::array::c_style | py::array::forcecast>::ensure(priorities_obj);
+        if (!indices || !priorities || indices.ndim() != 1 || priorities.ndim() != 1 ||
+            indices.shape(0) != priorities.shape(0))
+            throw py::value_error("update_priorities: expected indices and priorities, two 1-D arrays of one length");
+        const int64_t n = indices.shape(0);
+        const int64_t* ix = indices.data();
+        const double* p = priorities.data();
+        py::gil_scoped_release nogil;
+        store_.update_priorities(n, ix, p);
     }
 
     // One transition (stream env, absolute frame t) into outputs of batch 1, as sample_into fills them.
@@ -302,10 +335,28 @@ PYBIND11_MODULE(_core, m) {
 
     py::class_<ReplayCore>(m, "ReplayCore")
         .def(py::init<int64_t, int, std::vector<py::ssize_t>, int, bool, uint64_t, bool, const std::string&, int,
-                      double>(),
+                      double, bool, double, double>(),
              py::arg("capacity"), py::arg("num_envs"), py::arg("frame_shape"), py::arg("stack"), py::arg("pad_repeat"),
              py::arg("seed"), py::arg("store_frames") = true, py::arg("dtype") = "uint8", py::arg("n_step") = 1,
-             py::arg("gamma") = 0.99)
+             py::arg("gamma") = 0.99, py::arg("prioritized") = false, py::arg("alpha") = 0.6, py::arg("eps") = 1e-6)
+        .def("sample_prioritized_into", &ReplayCore::sample_prioritized_into, py::arg("batch"), py::arg("beta"),
+             py::arg("window_slots"), py::arg("action"), py::arg("reward"), py::arg("done"), py::arg("discount"),
+             py::arg("weights"), py::arg("indices"), py::arg("out"))
+        .def("update_priorities", &ReplayCore::update_priorities, py::arg("indices"), py::arg("priorities"))
+        .def_property_readonly("prioritized", [](ReplayCore& c) { return c.store().prioritized(); })
+        .def_property_readonly("alpha", [](ReplayCore& c) { return c.store().alpha(); })
+        .def_property_readonly("eps", [](ReplayCore& c) { return c.store().eps(); })
+        .def("priorities", [](ReplayCore& c) {
+            auto v = c.store().leaf_priorities();
+            return py::make_tuple(py::array_t<double>(static_cast<py::ssize_t>(v.size()), v.data()),
+                                  c.store().max_priority());
+        })
+        .def("set_priorities", [](ReplayCore& c, py::array_t<double, py::array::c_style | py::array::forcecast> p,
+                                  double max_priority) {
+            if (p.ndim() != 1 || p.shape(0) != c.store().capacity())
+                throw py::value_error("priorities: expected " + std::to_string(c.store().capacity()) + " values");
+            c.store().recount(p.data(), max_priority);
+        }, py::arg("priorities"), py::arg("max_priority"))
         .def("start", &ReplayCore::start, py::arg("frame"), py::arg("env"))
         .def("add", &ReplayCore::add, py::arg("action"), py::arg("reward"), py::arg("next_frame"), py::arg("terminated"),
              py::arg("truncated"), py::arg("env"))

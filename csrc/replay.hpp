@@ -18,6 +18,11 @@
 // valid_ counts them exactly, so len() is the number of sampleable transitions and sampling is
 // uniform over them (rejection over retained slots; at most stack+episode-ends are rejected).
 //
+// Prioritized replay (Schaul et al. 2016, proportional): a sum tree and a min tree over every
+// slot hold priority^alpha for the sampleable transitions and 0 (min: +inf) for the rest, so
+// sampling, the importance weights and priority updates cost O(log capacity). A transition gets
+// the largest priority seen so far when it becomes sampleable.
+//
 // Thread safety: every public method takes mutex_, so a prefetch thread may sample while
 // another thread adds; add_many checks and writes all streams under one lock (all or nothing).
 // The raw-storage accessors (checkpointing) take none: use them only while no one else does.
@@ -92,9 +97,13 @@ class ReplayStore {
 public:
     // store_frames=false keeps only the metadata (frames live elsewhere, e.g. on a GPU).
     ReplayStore(int64_t capacity, int num_envs, int64_t frame_bytes, int stack, bool pad_repeat,
-                uint64_t seed, bool store_frames = true, int n_step = 1, double gamma = 0.99)
+                uint64_t seed, bool store_frames = true, int n_step = 1, double gamma = 0.99,
+                bool prioritized = false, double alpha = 0.6, double eps = 1e-6)
         : capacity_(capacity), frame_bytes_(frame_bytes), stack_(stack), pad_repeat_(pad_repeat),
-          store_frames_(store_frames), n_step_(n_step), gamma_(gamma), rng_(seed) {
+          store_frames_(store_frames), n_step_(n_step), gamma_(gamma), prioritized_(prioritized), alpha_(alpha),
+          eps_(eps), rng_(seed) {
+        if (!(alpha >= 0.0 && alpha <= 1.0)) throw std::invalid_argument("alpha must be in [0, 1], got " + number_text(alpha));
+        if (!(eps > 0.0 && std::isfinite(eps))) throw std::invalid_argument("eps must be a finite number > 0, got " + number_text(eps));
         if (n_step < 1 || n_step > 64) throw std::invalid_argument("n_step must be in [1, 64], got " + std::to_string(n_step));
         if (!(gamma >= 0.0 && gamma <= 1.0)) throw std::invalid_argument("gamma must be in [0, 1], got " + number_text(gamma));
         if (num_envs < 1) throw std::invalid_argument("num_envs must be >= 1, got " + std::to_string(num_envs));
@@ -119,6 +128,11 @@ public:
         rewards_.assign(capacity, 0.f);
         flags_.assign(capacity, 0);
         epos_.assign(capacity, 0);
+        if (prioritized_) {
+            while (leaves_ < capacity) leaves_ *= 2;
+            sum_.assign(2 * static_cast<size_t>(leaves_), 0.0);
+            min_.assign(2 * static_cast<size_t>(leaves_), kInf);
+        }
     }
 
     int64_t capacity() const { return capacity_; }
@@ -134,8 +148,12 @@ public:
     int64_t size() const { std::lock_guard<std::mutex> g(mutex_); return valid_; }
     size_t nbytes() const {
         return frames_.capacity() + actions_.capacity() * sizeof(int32_t) + rewards_.capacity() * sizeof(float) +
-               flags_.capacity() + epos_.capacity() + envs_.capacity() * sizeof(EnvStream) + sizeof(*this);
+               flags_.capacity() + epos_.capacity() + envs_.capacity() * sizeof(EnvStream) +
+               (sum_.capacity() + min_.capacity()) * sizeof(double) + sizeof(*this);
     }
+    bool prioritized() const { return prioritized_; }
+    double alpha() const { return alpha_; }
+    double eps() const { return eps_; }
 
     // Checks that would reject a call; run before any mutation so a rejected call changes nothing.
     void check_env(int env) const {
@@ -210,8 +228,9 @@ private:
         actions_[slot_t] = static_cast<int32_t>(action);
         rewards_[slot_t] = reward;
         flags_[slot_t] = kHasTransition | (terminated ? kTerminated : 0) | (truncated ? kTruncated : 0);
-        if (valid(s, t, oldest)) ++valid_;
-        for (int64_t u = lo; u < t; ++u) valid_ += !before[t - u] && valid(s, u, oldest);
+        if (valid(s, t, oldest)) became_valid(s, t);
+        for (int64_t u = lo; u < t; ++u)
+            if (!before[t - u] && valid(s, u, oldest)) became_valid(s, u);
         if (terminated || truncated) s.open = false;
         return slot;
     }
@@ -238,8 +257,13 @@ public:
         if (!store_frames_) throw std::logic_error("this store keeps no frames; use draw()");
         std::lock_guard<std::mutex> g(mutex_);
         draw_locked(batch, window_slots, action, reward, done, discount);
-        const int64_t n = batch * window();
-        // Small batches stay on one thread: spawning costs more than copying a few hundred KB.
+        copy_frames(batch * window(), window_slots, out, threads);
+    }
+
+private:
+    // The frames of n window slots into out [n, frame_bytes] (-1: a zero frame).
+    void copy_frames(int64_t n, const int64_t* window_slots, uint8_t* out, int threads) const {
+        // Small batches stay on one thread: splitting costs more than copying a few hundred KB.
         const int64_t bytes = n * frame_bytes_;
         const int use = bytes >= (int64_t{4} << 20) ? threads : 1;
         parallel_for(n, use, [&](int64_t lo, int64_t hi) {
@@ -256,6 +280,7 @@ public:
         });
     }
 
+public:
     // Transition t (an absolute frame index of stream env) as draw() would return it, with its
     // frames copied into out [window(), frame_bytes] when the store keeps them (out may be null).
     // It must be sampleable now: lets a caller check what it stored against what sampling rebuilds.
@@ -286,15 +311,138 @@ public:
     std::vector<EnvStream>& streams() { return envs_; }
     Rng& rng() { return rng_; }
     // Recompute valid_ after the raw storage was restored.
-    void recount() {
+    // Recompute valid_ (and the trees from `priorities`, one priority^alpha per slot, when prioritized)
+    // after the raw storage was restored.
+    void recount(const double* priorities = nullptr, double max_priority = 1.0) {
         std::lock_guard<std::mutex> g(mutex_);
         valid_ = 0;
+        if (prioritized_) {
+            std::fill(sum_.begin(), sum_.end(), 0.0);
+            std::fill(min_.begin(), min_.end(), kInf);
+            max_priority_ = max_priority;
+        }
         for (const auto& s : envs_)
-            for (int64_t t = s.oldest(); t < s.written; ++t) valid_ += valid(s, t, s.oldest());
+            for (int64_t t = s.oldest(); t < s.written; ++t)
+                if (valid(s, t, s.oldest())) {
+                    ++valid_;
+                    if (prioritized_) set_leaf(s.slot(t), priorities ? priorities[s.slot(t)] : 1.0);
+                }
+    }
+
+    // priority^alpha of every slot (0 where nothing can be sampled) and the largest priority so far.
+    std::vector<double> leaf_priorities() const {
+        std::lock_guard<std::mutex> g(mutex_);
+        std::vector<double> out(static_cast<size_t>(capacity_), 0.0);
+        if (prioritized_) std::copy(sum_.begin() + leaves_, sum_.begin() + leaves_ + capacity_, out.begin());
+        return out;
+    }
+    double max_priority() const { std::lock_guard<std::mutex> g(mutex_); return max_priority_; }
+
+    // Draw `batch` transitions with probability priority^alpha / total (stratified: one draw per
+    // equal slice of the total), as draw() fills rows; weights[b] = (N P(b))^-beta normalised by
+    // the largest possible weight, indices[b] = t * num_envs + env for update_priorities.
+    void sample_prioritized(int64_t batch, double beta, int64_t* window_slots, int64_t* action, float* reward,
+                            float* done, float* discount, float* weights, int64_t* indices, uint8_t* out) {
+        if (!prioritized_) throw std::logic_error("this store is not prioritized");
+        if (!(beta >= 0.0 && beta <= 1.0)) throw std::invalid_argument("beta: expected a number in [0, 1], got " + number_text(beta));
+        std::lock_guard<std::mutex> g(mutex_);
+        check_batch_locked(batch);
+        const double total = sum_[1], p_min = min_[1];
+        const int width = window();
+        for (int64_t b = 0; b < batch; ++b) {
+            const double u = (static_cast<double>(b) + unit()) * total / static_cast<double>(batch);
+            const int64_t slot = find_prefix(u);
+            const auto [e, t] = locate(slot);
+            fill_row(envs_[e], t, window_slots + b * width, action + b, reward + b, done + b, discount + b);
+            weights[b] = static_cast<float>(std::pow(sum_[leaves_ + slot] / p_min, -beta));
+            indices[b] = t * num_envs() + e;
+        }
+        if (out) copy_frames(batch * width, window_slots, out, 1);
+    }
+
+    // Set the priorities of sampled transitions (indices from sample_prioritized) to
+    // (priority + eps)^alpha. All are checked first: a NaN, negative or infinite priority, an
+    // index out of range or one whose transition is no longer sampleable (stale) changes nothing.
+    void update_priorities(int64_t n, const int64_t* indices, const double* priorities) {
+        if (!prioritized_) throw std::logic_error("this store is not prioritized");
+        std::lock_guard<std::mutex> g(mutex_);
+        const int64_t envs = num_envs();
+        for (int64_t i = 0; i < n; ++i) {
+            if (!(priorities[i] >= 0.0) || !std::isfinite(priorities[i]))
+                throw std::invalid_argument("priorities: expected finite values >= 0, got " + number_text(priorities[i]) +
+                                            " at " + std::to_string(i));
+            if (indices[i] < 0)
+                throw std::invalid_argument("indices: expected indices from sample(), got " + std::to_string(indices[i]) +
+                                            " at " + std::to_string(i));
+            const EnvStream& s = envs_[indices[i] % envs];
+            const int64_t t = indices[i] / envs;
+            if (!valid(s, t, s.oldest()))
+                throw std::invalid_argument("indices: expected transitions that can still be sampled, got " +
+                                            std::to_string(indices[i]) + " at " + std::to_string(i) +
+                                            " (stale: overwritten since it was sampled, or never stored)");
+        }
+        for (int64_t i = 0; i < n; ++i) {
+            const double p = priorities[i] + eps_;
+            max_priority_ = std::max(max_priority_, p);
+            set_leaf(envs_[indices[i] % envs].slot(indices[i] / envs), std::pow(p, alpha_));
+        }
     }
 
 private:
     static constexpr int kPrefetchAhead = 2;
+    static constexpr double kInf = std::numeric_limits<double>::infinity();
+
+    // Transition t of s became sampleable / stopped being so: the count and, prioritized, its leaf.
+    void became_valid(const EnvStream& s, int64_t t) {
+        ++valid_;
+        if (prioritized_) set_leaf(s.slot(t), std::pow(max_priority_, alpha_));
+    }
+    void became_invalid(const EnvStream& s, int64_t t) {
+        --valid_;
+        if (prioritized_) set_leaf(s.slot(t), 0.0);
+    }
+
+    // Leaf `slot` of both trees to p (p = 0: not sampleable; the min tree then holds +inf).
+    void set_leaf(int64_t slot, double p) {
+        int64_t i = leaves_ + slot;
+        sum_[i] = p;
+        min_[i] = p > 0.0 ? p : kInf;
+        for (i /= 2; i >= 1; i /= 2) {
+            sum_[i] = sum_[2 * i] + sum_[2 * i + 1];
+            min_[i] = std::min(min_[2 * i], min_[2 * i + 1]);
+        }
+    }
+
+    // The slot whose prefix range of the sum tree holds u (0 <= u < total), never a zero leaf.
+    int64_t find_prefix(double u) const {
+        int64_t i = 1;
+        while (i < leaves_) {
+            const int64_t left = 2 * i;
+            if (u < sum_[left] || sum_[left + 1] <= 0.0) i = left;
+            else {
+                u -= sum_[left];
+                i = left + 1;
+            }
+        }
+        if (sum_[i] <= 0.0) {  // rounding put u at the edge of a zero leaf: take the nearest non-zero one
+            int64_t j = i;
+            while (j > leaves_ && sum_[j] <= 0.0) --j;
+            while (j < 2 * leaves_ - 1 && sum_[j] <= 0.0) ++j;
+            i = j;
+        }
+        return i - leaves_;
+    }
+
+    // (stream, absolute t) of a slot that holds a sampleable transition.
+    std::pair<int, int64_t> locate(int64_t slot) const {
+        int e = 0;
+        while (e + 1 < num_envs() && envs_[e + 1].offset <= slot) ++e;
+        const EnvStream& s = envs_[e];
+        const int64_t oldest = s.oldest(), k = slot - s.offset;
+        return {e, oldest + ((k - oldest % s.cap) % s.cap + s.cap) % s.cap};
+    }
+
+    double unit() { return static_cast<double>(rng_.next() >> 11) * 0x1.0p-53; }  // uniform in [0, 1)
     void prefetch_frame(const uint8_t* p) const {
 #if defined(__GNUC__)
         for (int64_t off = 0; off < frame_bytes_; off += 64) __builtin_prefetch(p + off, 0, 0);
@@ -326,7 +474,7 @@ private:
         if (w >= s.cap) {  // frame w - cap leaves the ring: drop the transitions whose stack used it
             const int64_t gone = w - s.cap;
             for (int64_t t = gone; t < gone + stack_ && t < w; ++t)
-                if (valid(s, t, gone) && !valid(s, t, gone + 1)) --valid_;
+                if (valid(s, t, gone) && !valid(s, t, gone + 1)) became_invalid(s, t);
         }
         const int64_t slot = s.slot(w);
         if (store_frames_) std::memcpy(frames_.data() + slot * frame_bytes_, frame, frame_bytes_);
@@ -404,6 +552,12 @@ private:
     bool store_frames_;
     int n_step_;
     double gamma_;
+    bool prioritized_;
+    double alpha_, eps_;
+    int64_t leaves_ = 1;        // leaves of the trees: capacity rounded up to a power of two
+    std::vector<double> sum_;   // [2 * leaves_]: node i sums nodes 2i and 2i+1; leaf leaves_ + slot
+    std::vector<double> min_;   // the same shape, minimum of the non-zero leaves (+inf if none)
+    double max_priority_ = 1.0;  // largest priority + eps so far: what a new transition gets
     Rng rng_;
     std::vector<EnvStream> envs_;
     std::vector<uint8_t> frames_;

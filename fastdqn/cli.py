@@ -30,6 +30,12 @@ _TRAIN_FLAGS = [
      "auto | cpu | cuda: where the replay's frames live (default: auto = on the GPU when the learner is)"),
     ("--n-step", "n_step", int, "n-step returns: the discounted sum of n rewards, bootstrapped n agent steps on "
      "(default: 1, the seeds')"),
+    ("--per-alpha", "per_alpha", float, f"--prioritized: priority exponent (default: {_D.per_alpha})"),
+    ("--per-beta", "per_beta", float,
+     f"--prioritized: importance-weight exponent, annealed linearly to 1 over the run (default: {_D.per_beta})"),
+    ("--per-beta-frames", "per_beta_frames", int, "--prioritized: agent steps of that annealing (default: --frames, "
+     "else 1,000,000)"),
+    ("--per-eps", "per_eps", float, f"--prioritized: added to |TD error| in each priority (default: {_D.per_eps:g})"),
     ("--update-scale", "update_scale", int,
      "k: batches k times larger at a replay ratio k times smaller, lr * sqrt(k) (default: 1)"),
     ("--out", "out", str, "run directory (default: runs/<env>-<time>)"),
@@ -68,6 +74,8 @@ _TRAIN_FLAGS = [
 _TRAIN_SWITCHES = [  # (flag, field, value, help)
     ("--double", "double", True, "Double DQN target (argmax by the online net)"),
     ("--dueling", "dueling", True, "dueling Q-network: value and advantage streams, advantage mean-subtracted"),
+    ("--prioritized", "prioritized", True, "proportional prioritized replay (Schaul et al. 2016): priorities from "
+     "|TD error|, a sum tree in the C++ replay, importance-weighted loss"),
     ("--compile", "compile", True, "torch.compile the update step (with --no-graph; default: on CUDA)"),
     ("--no-compile", "compile", False, "never compile the update step"),
     ("--no-graph", "graph", False, "CUDA: run the update eagerly or compiled, not as one CUDA-graph replay"),

@@ -26,6 +26,7 @@ scenarios = st.fixed_dictionaries({
     "device": st.sampled_from([None, "cpu"]),
     "dtype": st.sampled_from(["uint8", "float32"]),  # pixels, or vector observations: one code path
     "n_step": st.sampled_from([1, 1, 2, 3, 5]),  # the seeds' 1-step returns, and n-step ones
+    "prioritized": st.booleans(),  # the sum tree must hold exactly the sampleable transitions
     "seed": st.integers(0, 2**32),
     "steps": st.lists(st.tuples(st.integers(0, 2), st.sampled_from(KINDS), st.integers(0, 5),
                                 st.sampled_from([-1.0, 0.0, 1.0, 0.5])), min_size=10, max_size=150),
@@ -38,7 +39,8 @@ def build(sc):
     capacity = (stack + 1 + sc["per_env"]) * n + sc["per_env"] % n
     n_step = sc.get("n_step", 1)
     buf = ReplayBuffer(capacity, num_envs=n, frame_shape=SHAPE, stack=stack, pad=sc["pad"], seed=sc["seed"],
-                       device=sc["device"], dtype=sc.get("dtype", "uint8"), n_step=n_step, gamma=GAMMA)
+                       device=sc["device"], dtype=sc.get("dtype", "uint8"), n_step=n_step, gamma=GAMMA,
+                       prioritized=sc.get("prioritized", False))
     model = ReplayModel(capacity, n, stack, sc["pad"], n_step, GAMMA)
     frame = Frames(SHAPE, sc.get("dtype", "uint8"))
     for env, kind, action, reward in sc["steps"]:
@@ -98,6 +100,8 @@ def check(buf, model):
     for obs, action, reward, next_obs, done, discount in model.transitions():
         expected[obs.tobytes() + next_obs.tobytes()] = (action, reward, done, discount)
     assert len(buf) == len(expected)
+    if buf.prioritized:  # the sum tree holds a priority exactly where a transition can be sampled
+        assert np.count_nonzero(buf._core.priorities()[0]) == len(expected)
     if not expected:
         with pytest.raises(ValueError, match="before any complete transition"):
             buf.sample(1)
@@ -131,12 +135,12 @@ def check_indexed(buf, model):
 def check_restore(buf, sc):
     """Every reachable state passes load_state_dict's validation and restores exactly."""
     copy = ReplayBuffer(buf.capacity, num_envs=buf.num_envs, frame_shape=SHAPE, stack=buf.stack, pad=buf.pad, seed=1,
-                        dtype=buf.dtype, n_step=buf.n_step, gamma=buf.gamma)
+                        dtype=buf.dtype, n_step=buf.n_step, gamma=buf.gamma, prioritized=buf.prioritized)
     copy.load_state_dict(buf.state_dict())
     if len(buf):
         k = min(8, len(buf))
         for x, y in zip(buf.sample(k), copy.sample(k)):
-            assert torch.equal(x.cpu(), y)
+            assert (x is None and y is None) or torch.equal(x.cpu(), y)
 
 
 @settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -241,7 +245,7 @@ def test_vector_forms_match_single_calls(num_envs, stack, seed, data):
     assert_same_state(snapshot(one), snapshot(many))
     if len(one):
         k = min(8, len(one))
-        for x, y in zip(one.sample(k), many.sample(k)):  # same seed, same state: the same draw
+        for x, y in zip(one.sample(k)[:6], many.sample(k)[:6]):  # same seed, same state: the same draw
             torch.testing.assert_close(x, y)
 
 

@@ -40,15 +40,18 @@ def td_target(
     return reward + (gamma if discount is None else discount) * (1.0 - done) * next_v
 
 
-def td_loss(online, target, obs, action, reward, next_obs, done, discount=None, *, gamma, loss="mse", double=False):
-    """Mean TD loss of a batch (uint8 frames, int64 actions, float32 reward/done/discount)."""
+def td_loss(online, target, obs, action, reward, next_obs, done, discount=None, weights=None, *, gamma,
+            loss="mse", double=False, errors=False):
+    """Mean TD loss of a batch (uint8 frames, int64 actions, float32 reward/done/discount),
+    each sample's loss weighted by ``weights`` (prioritized replay's importance weights) when
+    given. ``errors=True`` returns (loss, |TD error| per sample): the new priorities."""
     q = online(obs).gather(1, action.unsqueeze(1)).squeeze(1)
     with torch.no_grad():
         next_online = online(next_obs) if double else None
         y = td_target(reward, done, target(next_obs), gamma, next_online, discount)
-    if loss == "huber":
-        return F.smooth_l1_loss(q, y)
-    return F.mse_loss(q, y)
+    fn = F.smooth_l1_loss if loss == "huber" else F.mse_loss
+    value = fn(q, y) if weights is None else (weights * fn(q, y, reduction="none")).mean()
+    return (value, (q - y).detach().abs()) if errors else value
 
 
 class Learner:
@@ -94,6 +97,7 @@ class Learner:
         self.compiled = (cuda and not self.graphed) if compile is None else bool(compile)
         self._step = torch.compile(self._update, mode=compile_mode) if self.compiled else self._update
         self._graph = None  # the captured update (graph=True), made at the first update from its shapes
+        self.td_errors = None  # |TD error| per sample of the last update (prioritized replay's new priorities)
         self._pairs = list(zip(self.target.parameters(), self.online.parameters()))
         self.updates = 0
 
@@ -101,13 +105,13 @@ class Learner:
     def n_actions(self) -> int:
         return self.online.n_actions
 
-    def _update(self, obs, action, reward, next_obs, done, discount=None):
-        loss = td_loss(self.online, self.target, obs, action, reward, next_obs, done, discount,
-                       gamma=self.gamma, loss=self.loss_kind, double=self.double)
+    def _update(self, obs, action, reward, next_obs, done, discount=None, weights=None):
+        loss, errors = td_loss(self.online, self.target, obs, action, reward, next_obs, done, discount, weights,
+                               gamma=self.gamma, loss=self.loss_kind, double=self.double, errors=True)
         self.optimizer.zero_grad(set_to_none=False)
         loss.backward()
         self.optimizer.step()
-        return loss.detach()
+        return loss.detach(), errors
 
     def update(self, batch) -> torch.Tensor:
         """One step on a replay Batch (CPU or device tensors) or a tuple (obs, action, reward,
@@ -119,8 +123,10 @@ class Learner:
             static = None if self._graph is None else self._graph.static_inputs
             if static is None or len(static) != len(inputs) or static[0].shape != inputs[0].shape:
                 self._capture(inputs)
-            return self._graph(*inputs)
-        return self._step(*inputs)
+            loss, self.td_errors = self._graph(*inputs)
+        else:
+            loss, self.td_errors = self._step(*inputs)
+        return loss
 
     def _capture(self, batch: tuple) -> None:
         """Capture the update on static copies of ``batch``. The warm-up steps the capture needs
@@ -229,10 +235,12 @@ class Learner:
 
 
 def to_device(batch, device: torch.device):
-    """(obs, action, reward, next_obs, done[, discount]) on device. obs/next_obs usually are two
-    views of one pinned [B, stack+1, *frame] window: then the window crosses once and is split on
-    the device."""
+    """(obs, action, reward, next_obs, done[, discount[, weights]]) on device, from a Batch or a
+    tuple of those (a Batch's indices stay behind: they go back to the replay). obs/next_obs
+    usually are two views of one pinned window: then the window crosses once and is split on the
+    device."""
     obs, action, reward, next_obs, done, *rest = batch
+    rest = [t for t in rest[:2] if t is not None]
     if obs.device == device:
         return (obs, action, reward, next_obs, done, *rest)
     nb = obs.is_pinned()

@@ -33,6 +33,8 @@ class Batch(NamedTuple):
     next_obs: torch.Tensor  # [B, stack, *frame]: the stack at t+k
     done: torch.Tensor      # float32 [B], 1.0 only when the episode terminated within the k steps
     discount: torch.Tensor  # float32 [B]: gamma^k, what the TD target multiplies the bootstrap by
+    weights: torch.Tensor | None = None  # float32 [B], prioritized: importance weights, largest possible = 1
+    indices: torch.Tensor | None = None  # int64 [B] (CPU), prioritized: for update_priorities
 
 
 def _flag(value, name: str) -> bool:
@@ -69,11 +71,16 @@ class ReplayBuffer:
             the discounted sum of rewards t..t+k-1, the stack at t+k, done when the episode
             terminated within them, and ``discount`` gamma^k. A transition is sampled only once
             its k steps are stored (n_step 1: the seeds' 1-step transition, discount gamma).
+        prioritized, alpha, eps: proportional prioritized replay (Schaul et al. 2016): a
+            transition is drawn with probability p^alpha / sum p^alpha, p = its last
+            ``update_priorities`` value + eps (a new one gets the largest p so far); ``sample``
+            then also returns importance ``weights`` and the ``indices`` to update.
     """
 
     def __init__(self, capacity: int, *, num_envs: int = 1, frame_shape: Sequence[int] = (84, 84), stack: int = 4,
                  pad: str = "zeros", seed: int | None = None, device: str | torch.device | None = None,
-                 dtype: str = "uint8", n_step: int = 1, gamma: float = 0.99):
+                 dtype: str = "uint8", n_step: int = 1, gamma: float = 0.99, prioritized: bool = False,
+                 alpha: float = 0.6, eps: float = 1e-6):
         core = _native.core()  # NativeModuleMissing (an ImportError) says where fastdqn came from
         capacity = _positive_int(capacity, "capacity")
         num_envs = _positive_int(num_envs, "num_envs")
@@ -81,6 +88,11 @@ class ReplayBuffer:
         n_step = _positive_int(n_step, "n_step")
         if isinstance(gamma, bool) or not isinstance(gamma, numbers.Real) or not 0.0 <= gamma <= 1.0:
             raise ValueError(f"gamma: expected a number in [0, 1], got {gamma!r}")
+        prioritized = _flag(prioritized, "prioritized")
+        if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not 0.0 <= alpha <= 1.0:
+            raise ValueError(f"alpha: expected a number in [0, 1], got {alpha!r}")
+        if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not (0.0 < eps < float("inf")):
+            raise ValueError(f"eps: expected a finite number > 0, got {eps!r}")
         if not isinstance(frame_shape, (tuple, list)) or not frame_shape:
             raise TypeError(f"frame_shape: expected a tuple of ints, got {frame_shape!r}")
         frame_shape = tuple(_positive_int(d, "frame_shape") for d in frame_shape)
@@ -96,7 +108,8 @@ class ReplayBuffer:
         self._torch_dtype = DTYPES[dtype]
         self.device = None if device is None else resolve_device(device)
         self._core = core.ReplayCore(capacity, num_envs, list(frame_shape), stack, pad == "repeat", seed,
-                                      store_frames=self.device is None, dtype=dtype, n_step=n_step, gamma=float(gamma))
+                                      store_frames=self.device is None, dtype=dtype, n_step=n_step, gamma=float(gamma),
+                                      prioritized=prioritized, alpha=float(alpha), eps=float(eps))
         self._frames = None
         # Device store: the C++ bookkeeping publishes a slot before Python writes its frame, so a
         # sampler on another thread must not run between the two (the host store copies under its mutex).
@@ -115,6 +128,9 @@ class ReplayBuffer:
     stack = property(lambda self: self._core.stack)
     n_step = property(lambda self: self._core.n_step)
     gamma = property(lambda self: self._core.gamma)
+    prioritized = property(lambda self: self._core.prioritized)
+    alpha = property(lambda self: self._core.alpha)
+    eps = property(lambda self: self._core.eps)
     frame_shape = property(lambda self: tuple(self._core.frame_shape))
 
     @property
@@ -178,13 +194,18 @@ class ReplayBuffer:
                 self._frames[torch.from_numpy(slots).to(self.device)] = next_frames
 
     # -- sampling ---------------------------------------------------------------------------
-    def sample(self, batch_size: int) -> Batch:
-        """Draw ``batch_size`` transitions uniformly (with replacement) from the valid ones.
+    def sample(self, batch_size: int, beta: float = 0.4) -> Batch:
+        """Draw ``batch_size`` transitions (with replacement) from the valid ones: uniformly, or
+        prioritized with importance weights (N P(i))^-beta normalised by the largest possible one.
 
         Each call returns new tensors, so a Batch never changes after it is returned.
         """
         batch_size = _positive_int(batch_size, "batch_size")
+        if isinstance(beta, bool) or not isinstance(beta, numbers.Real) or not 0.0 <= beta <= 1.0:
+            raise ValueError(f"beta: expected a number in [0, 1], got {beta!r}")
         self._core.check_batch(batch_size)  # before allocating: 10**9 is a ValueError, not a MemoryError
+        if self.prioritized:
+            return self._sample_prioritized(batch_size, float(beta))
         width = self._core.window
         pin = self._pin
         slots = np.empty((batch_size, width), np.int64)
@@ -201,6 +222,42 @@ class ReplayBuffer:
             action, reward, done, discount = (t.to(self.device, non_blocking=True)
                                               for t in (action, reward, done, discount))
         return self._batch(window, action, reward, done, discount)
+
+    def _sample_prioritized(self, batch_size: int, beta: float) -> Batch:
+        width, pin = self._core.window, self._pin
+        slots, indices = np.empty((batch_size, width), np.int64), np.empty(batch_size, np.int64)
+        action = torch.empty(batch_size, dtype=torch.int64, pin_memory=pin)
+        reward, done, discount, weights = (torch.empty(batch_size, dtype=torch.float32, pin_memory=pin)
+                                           for _ in range(4))
+        fields = (action.numpy(), reward.numpy(), done.numpy(), discount.numpy(), weights.numpy(), indices)
+        if self._frames is None:
+            window = torch.empty((batch_size, width, *self.frame_shape), dtype=self._torch_dtype, pin_memory=pin)
+            self._core.sample_prioritized_into(batch_size, beta, slots, *fields, window.numpy())
+        else:
+            with self._device_lock:
+                self._core.sample_prioritized_into(batch_size, beta, slots, *fields, None)
+                window = self._gather_on_device(torch.from_numpy(slots))
+            action, reward, done, discount, weights = (t.to(self.device, non_blocking=True)
+                                                       for t in (action, reward, done, discount, weights))
+        return self._batch(window, action, reward, done, discount)._replace(weights=weights,
+                                                                              indices=torch.from_numpy(indices))
+
+    def update_priorities(self, indices, priorities) -> None:
+        """Set the sampled transitions ``indices`` (a Batch's) to priority ``priorities`` (e.g.
+        |TD error|; eps is added). NaN, negative, out-of-range or stale entries (a transition
+        overwritten since it was sampled) raise ValueError and change nothing."""
+        if not self.prioritized:
+            raise ValueError("update_priorities: expected a prioritized buffer (prioritized=True), got a uniform one")
+        idx, pri = (t.detach().cpu().numpy() if isinstance(t, torch.Tensor) else np.asarray(t)
+                    for t in (indices, priorities))
+        if idx.dtype.kind not in "iu":
+            raise TypeError(f"indices: expected integer indices from sample(), got {idx.dtype}")
+        if pri.dtype.kind not in "iuf":
+            raise TypeError(f"priorities: expected numbers, got {pri.dtype}")
+        if idx.shape != pri.shape or idx.ndim != 1:
+            raise ValueError(f"update_priorities: expected indices and priorities of one length [B], got "
+                             f"{list(idx.shape)} and {list(pri.shape)}")
+        self._core.update_priorities(idx.astype(np.int64, copy=False), pri.astype(np.float64, copy=False))
 
     def _batch(self, window, action, reward, done, discount) -> Batch:
         s = self.stack
@@ -253,8 +310,10 @@ class ReplayBuffer:
         cfg = replay_state.config_of(state)
         frames = state["frames"]
         dtype = str(frames.dtype) if isinstance(frames, np.ndarray) and str(frames.dtype) in DTYPES else "uint8"
+        extra = {k: cfg[k] for k in ("gamma", "alpha", "eps") if cfg[k] is not None}
         buf = cls(cfg["capacity"], num_envs=cfg["num_envs"], frame_shape=cfg["frame_shape"], stack=cfg["stack"],
-                  pad=cfg["pad"], seed=0, device=device, dtype=dtype)
+                  pad=cfg["pad"], seed=0, device=device, dtype=dtype, n_step=cfg["n_step"],
+                  prioritized=cfg["prioritized"], **extra)
         buf.load_state_dict(state)
         return buf
 

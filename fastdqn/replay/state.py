@@ -19,7 +19,9 @@ VERSION = 1
 HAS, TERM, TRUNC = 1, 2, 4  # TransitionFlags in csrc/replay.hpp
 CONFIG = ("version", "capacity", "num_envs", "stack", "frame_shape", "pad")
 ARRAYS = ("frames", "actions", "rewards", "flags", "epos", "written", "open", "rng")
-OPTIONAL = {"n_step": 1, "gamma": None}  # absent from files saved before n-step returns: 1-step
+# absent from files saved before n-step returns and prioritized replay: 1-step, uniform
+OPTIONAL = {"n_step": 1, "gamma": None, "prioritized": False, "priorities": None, "max_priority": None,
+            "alpha": None, "eps": None}
 KEYS = frozenset(CONFIG + ARRAYS + ("len",))
 
 
@@ -35,6 +37,9 @@ def collect(buf, copy: bool = True) -> dict:
         written=np.array([w for w, _ in streams], np.int64), open=np.array([o for _, o in streams], np.bool_),
         rng=np.array(buf._core.rng_state, np.uint64),
     )
+    if buf.prioritized:
+        state["priorities"], state["max_priority"] = buf._core.priorities()
+        state.update(prioritized=1, alpha=buf.alpha, eps=buf.eps)  # an int: np.savez keeps it as one
     return state
 
 
@@ -65,6 +70,9 @@ def config_of(d: Mapping) -> dict:
     out = {k: _scalar(d, k, int) for k in ("version", "capacity", "num_envs", "stack")}
     out.update(frame_shape=tuple(int(x) for x in shape), pad=_scalar(d, "pad", str),
                n_step=_scalar(d, "n_step", int) if "n_step" in d else OPTIONAL["n_step"],
+               prioritized=bool(_scalar(d, "prioritized", int)) if "prioritized" in d else False,
+               alpha=_scalar(d, "alpha", float) if "alpha" in d else None,
+               eps=_scalar(d, "eps", float) if "eps" in d else None,
                gamma=_scalar(d, "gamma", float) if "gamma" in d else OPTIONAL["gamma"])
     if out["version"] != VERSION:
         raise ValueError(f"replay state: expected format version {VERSION}, got {out['version']}")
@@ -85,10 +93,13 @@ def _array(d, key, dtype, shape):
 def check_state(buf, d: Mapping) -> dict:
     """Validate a state against ``buf``; returns the arrays to restore. Raises before any mutation."""
     cfg = config_of(d)
-    for key in ("capacity", "num_envs", "stack", "frame_shape", "pad", "n_step", "gamma"):
+    for key in ("capacity", "num_envs", "stack", "frame_shape", "pad", "n_step", "gamma", "prioritized", "alpha",
+                "eps"):
         mine = tuple(buf.frame_shape) if key == "frame_shape" else getattr(buf, key)
         if key == "gamma" and (cfg[key] is None or buf.n_step == 1):
             continue  # 1-step samples do not use it
+        if key in ("alpha", "eps") and not buf.prioritized:
+            continue
         if cfg[key] != mine:
             raise ValueError(f"replay state[{key!r}]: expected {mine!r} (this buffer's), got {cfg[key]!r}")
     cap, n = buf.capacity, buf.num_envs
@@ -105,6 +116,11 @@ def check_state(buf, d: Mapping) -> dict:
         raise ValueError(f"replay state['actions']: expected values >= 0, got {a['actions'].min()}")
     if not a["rng"].any():
         raise ValueError("replay state['rng']: expected a non-zero xoshiro state, got all zeros")
+    if buf.prioritized:
+        a["priorities"] = _array(d, "priorities", np.float64, (cap,))
+        a["max_priority"] = _scalar(d, "max_priority", float)
+        if not (np.isfinite(a["priorities"]).all() and (a["priorities"] >= 0).all()) or not a["max_priority"] > 0:
+            raise ValueError("replay state['priorities']: expected finite values >= 0 and a max_priority > 0")
     valid = sum(_check_stream(buf, a, e, lo, c) for e, (lo, c) in enumerate(_layout(cap, n)))
     if _scalar(d, "len", int) != valid:
         raise ValueError(f"replay state['len']: expected {valid} (counted from the arrays), got {_scalar(d, 'len', int)}")
@@ -177,6 +193,8 @@ def restore(buf, a: dict) -> None:
         import torch
         buf._frames.copy_(torch.from_numpy(np.ascontiguousarray(a["frames"])))
     buf._core.set_streams([(int(w), bool(o)) for w, o in zip(a["written"], a["open"])])  # recounts len
+    if "priorities" in a:
+        buf._core.set_priorities(a["priorities"], a["max_priority"])
     buf._core.rng_state = [int(x) for x in a["rng"]]
 
 

@@ -41,6 +41,11 @@ class TrainConfig:
     double: bool = False
     dueling: bool = False  # value and advantage streams (Wang et al. 2016)
     n_step: int = 1  # n-step returns: bootstrap from the stack n agent steps on (gamma^n)
+    prioritized: bool = False  # proportional prioritized replay (Schaul et al. 2016)
+    per_alpha: float = 0.6  # priority exponent
+    per_beta: float = 0.4  # importance-weight exponent at the start, annealed linearly to 1
+    per_beta_frames: int | None = None  # agent steps of that annealing (None: --frames, else 1,000,000)
+    per_eps: float = 1e-6  # added to |TD error| so no transition's priority is zero
     replay_ratio: float = 1.0  # gradient steps per agent step (the seeds: one)
     compile: bool | None = None  # torch.compile the update (None: on CUDA when it is not graphed)
     graph: bool | None = None  # the whole update as one CUDA-graph replay (None: on CUDA)
@@ -76,6 +81,12 @@ class TrainConfig:
                        self.clip_rewards, sticky_actions=self.sticky_actions,
                        max_episode_frames=self.max_episode_frames, gym_packages=tuple(self.gym_packages))
 
+    def per_beta_at(self, frame: int) -> float:
+        """Prioritized replay's importance exponent: per_beta at frame 0, linearly to 1 over
+        per_beta_frames (default: the run's --frames, or 1,000,000 agent steps)."""
+        span = self.per_beta_frames or self.frames or 1_000_000
+        return self.per_beta + (1.0 - self.per_beta) * min(1.0, frame / span)
+
     def learning_schedule(self) -> tuple[int, float, float]:
         """(batch size, replay ratio, learning rate) after ``update_scale`` k: batch * k at
         replay ratio / k (the same samples per agent step in k times fewer updates) with Adam's
@@ -96,10 +107,11 @@ class TrainConfig:
         ints = (("num_envs", 1), ("batch_size", 1), ("replay_size", 1), ("replay_start", 1), ("sync_target", 1),
                 ("checkpoint_every", 1), ("frames", 1), ("eps_decay_frames", 0), ("noop_max", 0),
                 ("num_workers", 0), ("torch_threads", 1), ("seed", 0), ("eval_every", 1), ("eval_episodes", 1),
-                ("max_episode_frames", 1), ("capture_video", 1), ("update_scale", 1), ("n_step", 1))
+                ("max_episode_frames", 1), ("capture_video", 1), ("update_scale", 1), ("n_step", 1),
+                ("per_beta_frames", 1))
         for name, lo in ints:
             v, none_ok = getattr(self, name), name in ("frames", "num_workers", "torch_threads", "eval_every",
-                                                       "max_episode_frames", "capture_video")
+                                                       "max_episode_frames", "capture_video", "per_beta_frames")
             hi = 2**63 if name == "seed" else None  # torch.manual_seed takes 64 bits at most
             want = f"an integer in [{lo}, 2**63)" if hi else f"an integer >= {lo}" + (" or None" if none_ok else "")
             if v is None and none_ok:
@@ -113,7 +125,10 @@ class TrainConfig:
                  ("eps_final", "a number in [0, 1]", lambda v: 0 <= v <= 1),
                  ("replay_ratio", "a finite number > 0", lambda v: v > 0),
                  ("reward_bound", "a finite number or None", lambda v: True),
-                 ("sticky_actions", "a number in [0, 1] or None", lambda v: 0 <= v <= 1))
+                 ("sticky_actions", "a number in [0, 1] or None", lambda v: 0 <= v <= 1),
+                 ("per_alpha", "a number in [0, 1]", lambda v: 0 <= v <= 1),
+                 ("per_beta", "a number in [0, 1]", lambda v: 0 <= v <= 1),
+                 ("per_eps", "a finite number > 0", lambda v: v > 0))
         for name, want, ok in reals:
             v = getattr(self, name)
             if v is None and name in ("reward_bound", "sticky_actions"):
@@ -174,6 +189,14 @@ PRESETS = {
                      replay_start=1_000, sync_target=256, eps_final=0.04, eps_decay_frames=8_000,
                      loss="huber", replay_ratio=0.5, reward_bound=None, eval_every=5_000, eval_episodes=5,
                      checkpoint_every=10_000),
+    # Rainbow "lite" (Hessel et al. 2018, Table 1) on Pong: 3-step returns, prioritized replay
+    # (alpha 0.5, beta 0.4 -> 1), the dueling head, Double DQN, Adam lr 6.25e-5, 20k agent steps
+    # before learning, target sync every 8k agent steps (32k frames), an update every 4 agent
+    # steps, epsilon to 0.01 over 250k agent steps. Not included: the distributional C51 head,
+    # noisy nets and Adam's eps 1.5e-4; the replay is 100k (Rainbow: 1M) to fit in 0.7 GB.
+    "pong-rainbow-lite": dict(env_id="PongNoFrameskip-v4", n_step=3, prioritized=True, per_alpha=0.5, per_beta=0.4,
+                              dueling=True, double=True, lr=6.25e-5, replay_size=100_000, replay_start=20_000,
+                              sync_target=8_000, replay_ratio=0.25, eps_final=0.01, eps_decay_frames=250_000),
     # seeds 001/002: FIRE reset, episodic life, clipped rewards, Huber, larger replay
     "breakout": dict(env_id="BreakoutNoFrameskip-v4", noop_max=30, episodic_life=True, clip_rewards=True,
                      loss="huber", batch_size=64, replay_size=65_536, replay_start=16_384,

@@ -76,7 +76,8 @@ class Trainer:
             replay_device = self.learner.device if cfg.replay_device != "cpu" and device.type == "cuda" else None
             self.buf = ReplayBuffer(cfg.replay_size, num_envs=cfg.num_envs, frame_shape=frame_shape, stack=stack,
                                     dtype=str(dtype), seed=cfg.seed, device=replay_device, n_step=cfg.n_step,
-                                    gamma=cfg.gamma)
+                                    gamma=cfg.gamma, prioritized=cfg.prioritized, alpha=cfg.per_alpha,
+                                    eps=cfg.per_eps)
             self.config_dict = dataclasses.asdict(cfg) | {
                 "out": self.out, "device_resolved": str(device), "num_workers": workers, "env_backend_resolved": backend,
                 "env_protocol": self.envs.protocol,  # what the emulators really play
@@ -132,9 +133,14 @@ class Trainer:
         return res
 
     def learn(self, updates: int) -> None:
-        """Take ``updates`` gradient steps on batches sampled from the replay."""
+        """Take ``updates`` gradient steps on batches sampled from the replay (prioritized: with
+        importance weights, then the sampled transitions' priorities set to their |TD errors|)."""
+        beta = self.cfg.per_beta_at(self.state.frame)
         for _ in range(updates):
-            self.state.add_loss(self.learner.update(self.buf.sample(self.batch_size)))
+            batch = self.buf.sample(self.batch_size, beta)
+            self.state.add_loss(self.learner.update(batch))
+            if batch.indices is not None:
+                self.buf.update_priorities(batch.indices, self.learner.td_errors)
 
     def _store(self, actions: np.ndarray, res) -> None:
         """The transitions into the replay, the new frames onto the acting stacks; an env whose
