@@ -206,6 +206,15 @@ CONSTRUCTOR = [
     (dict(capacity=100, dtype=None), ValueError, "dtype: expected one of .*, got None"),
     (dict(capacity=100, device="tpu9"), ValueError, "device: expected 'auto', 'cpu' or 'cuda', got 'tpu9'"),
     (dict(capacity=100, device=1.5), TypeError, "device: expected 'auto', 'cpu' or 'cuda', got 1.5"),
+    (dict(capacity=100, n_step=0), ValueError, "n_step: expected an int >= 1, got 0"),
+    (dict(capacity=100, n_step=65), ValueError, r"n_step must be in \[1, 64\], got 65"),
+    (dict(capacity=100, n_step=2.0), TypeError, "n_step: expected an int, got float"),
+    (dict(capacity=100, gamma=1.5), ValueError, r"gamma: expected a number in \[0, 1\], got 1.5"),
+    (dict(capacity=100, gamma="0.9"), ValueError, r"gamma: expected a number in \[0, 1\], got '0.9'"),
+    (dict(capacity=100, prioritized=None), TypeError, "prioritized: expected a bool, got None"),
+    (dict(capacity=100, prioritized=True, alpha=-0.1), ValueError, r"alpha: expected a number in \[0, 1\], got -0.1"),
+    (dict(capacity=100, prioritized=True, eps=0.0), ValueError, "eps: expected a finite number > 0, got 0.0"),
+    (dict(capacity=100, prioritized=True, eps=float("nan")), ValueError, "eps: expected a finite number > 0, got nan"),
 ]
 if not torch.cuda.is_available():
     CONSTRUCTOR += [(dict(capacity=100, device="cuda"), ValueError, "device: expected 'cpu' or 'auto' on this machine, "

@@ -209,6 +209,11 @@ CONFIG += [
     ("n_step 65", dict(n_step=65), ValueError, r"n_step: expected an integer in \[1, 64\], got 65"),
     ("n_step float", dict(n_step=3.0), TypeError, "n_step: expected an integer >= 1, got 3.0"),
     ("dueling int", dict(dueling=1), TypeError, "dueling: expected a bool, got 1"),
+    ("prioritized None", dict(prioritized=None), TypeError, "prioritized: expected a bool, got None"),
+    ("per_alpha 2", dict(per_alpha=2.0), ValueError, r"per_alpha: expected a number in \[0, 1\], got 2.0"),
+    ("per_beta -1", dict(per_beta=-1.0), ValueError, r"per_beta: expected a number in \[0, 1\], got -1.0"),
+    ("per_eps 0", dict(per_eps=0.0), ValueError, "per_eps: expected a finite number > 0, got 0.0"),
+    ("per_beta_frames 0", dict(per_beta_frames=0), ValueError, "per_beta_frames: expected an integer >= 1 or None, got 0"),
     ("update_scale past replay", dict(update_scale=400), ValueError,
      r"update_scale: expected batch_size \* update_scale <= replay_size=10000, got 32 \* 400"),
     ("overlap None", dict(overlap=None), TypeError, "overlap: expected a bool, got None"),
@@ -234,7 +239,8 @@ def test_train_config_bad_field_raises_and_changes_nothing(fields, error, match)
 
 
 def test_unknown_preset():
-    with pytest.raises(ValueError, match=r"preset: expected one of \['breakout', 'cartpole', 'pong'\], got 'nope'"):
+    names = r"\['breakout', 'cartpole', 'pong', 'pong-rainbow-lite'\]"
+    with pytest.raises(ValueError, match=rf"preset: expected one of {names}, got 'nope'"):
         preset("nope")
     with pytest.raises(TypeError, match=r"preset: expected TrainConfig fields as overrides, got unknown \['nope'\]"):
         preset("pong", nope=1)

@@ -229,3 +229,24 @@ def test_an_n_step_replay_batch_trains_the_learner():
     learner = Learner(6, device="cpu", lr=1e-3)
     losses = [float(learner.update(b)) for _ in range(20)]
     assert losses[-1] < losses[0]
+
+
+def test_importance_weights_scale_each_samples_loss_and_td_errors_come_back():
+    torch.manual_seed(0)
+    online, target = NatureDQN(6), NatureDQN(6)
+    g = torch.Generator().manual_seed(2)
+    obs, nxt = (torch.randint(0, 255, (8, 4, 84, 84), dtype=torch.uint8, generator=g) for _ in range(2))
+    action, reward, done = torch.randint(0, 6, (8,), generator=g), torch.rand(8, generator=g), torch.zeros(8)
+    discount, weights = torch.full((8,), 0.99), torch.rand(8, generator=g)
+    for kind, fn in (("mse", torch.nn.functional.mse_loss), ("huber", torch.nn.functional.smooth_l1_loss)):
+        loss, errors = td_loss(online, target, obs, action, reward, nxt, done, discount, weights, gamma=0.99,
+                               loss=kind, errors=True)
+        q = online(obs).gather(1, action[:, None])[:, 0]
+        y = td_target(reward, done, target(nxt), 0.99, discount=discount)
+        torch.testing.assert_close(loss, (weights * fn(q, y, reduction="none")).mean())
+        torch.testing.assert_close(errors, (q - y).abs())
+        plain = td_loss(online, target, obs, action, reward, nxt, done, discount, gamma=0.99, loss=kind)
+        torch.testing.assert_close(plain, fn(q, y))
+    learner = Learner(6, device="cpu")
+    learner.update((obs, action, reward, nxt, done, discount, weights))
+    assert learner.td_errors.shape == (8,) and (learner.td_errors >= 0).all()

@@ -4,7 +4,7 @@
 - PixelCatch-v0 (tests/pixel_catch.py): Atari-sized RGB frames through the fused kernel, the
   frame-deduplicating replay and Nature DQN, as Pong; one frame cannot show where the ball
   drifts, so the frame stack is needed; games end by termination (a miss) and truncation. Also
-  with 3-step returns, the dueling head and Double DQN together.
+  with 3-step returns, prioritized replay, the dueling head and Double DQN together.
 
 Planted bugs (``PLANTS``) must make the learning tests fail: each is run against a test and the
 learned policy must then stay near random. README "What learns" lists which bug fails which test.
@@ -28,11 +28,11 @@ CATCH = ["train", "--env", "PixelCatch-v0", "--gym-packages", "pixel_catch", "--
          "--sync-target", "1000", "--eps-decay-frames", "10000", "--eps-final", "0.05", "--replay-ratio", "0.25",
          "--loss", "huber", "--frames", "16000", "--eval-every", "4000", "--eval-episodes", "5", "--no-progress",
          "--no-tensorboard"]
-# PixelCatch again with the improvements past Nature DQN (issue 13): 3-step returns, the dueling
-# head and the Double DQN target, all at once.
-CATCH_PLUS = CATCH + ["--n-step", "3", "--dueling", "--double"]
+# PixelCatch again with the improvements past Nature DQN (issue 13): 3-step returns, prioritized
+# replay, the dueling head and the Double DQN target, all at once.
+CATCH_PLUS = CATCH + ["--n-step", "3", "--prioritized", "--dueling", "--double"]
 # (test, argv, the greedy mean it must reach over 20 episodes, a random policy's mean)
-GAMES = {"cartpole": (CARTPOLE, 450.0, 22.0), "catch": (CATCH, 20.0, -0.64), "catch-nstep-dueling-double":
+GAMES = {"cartpole": (CARTPOLE, 450.0, 22.0), "catch": (CATCH, 20.0, -0.64), "catch-nstep-per-dueling-double":
          (CATCH_PLUS, 20.0, -0.64)}
 
 

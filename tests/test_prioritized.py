@@ -183,3 +183,13 @@ def test_device_store_samples_prioritized_too():
     b = buf.sample(8)
     assert b.obs.shape == (8, 4, 84, 84) and b.weights.shape == (8,) and b.indices.dtype == torch.int64
     buf.update_priorities(b.indices, torch.rand(8))
+
+
+def test_a_bad_beta_is_refused_before_drawing():
+    buf = filled()
+    state = buf.state_dict()
+    for beta, match in ((1.5, r"beta: expected a number in \[0, 1\], got 1.5"), (-0.1, "got -0.1"),
+                        (float("nan"), "got nan"), ("0.4", "got '0.4'")):
+        with pytest.raises(ValueError, match=match):
+            buf.sample(4, beta=beta)
+    assert buf.state_dict()["rng"].tolist() == state["rng"].tolist()  # nothing drawn

@@ -93,6 +93,9 @@ def test_config_validation_names_expected_and_got():
         preset("tetris")
     b = preset("breakout")
     assert b.episodic_life and b.clip_rewards and b.noop_max == 30 and b.env_id.startswith("Breakout")
+    r = preset("pong-rainbow-lite")
+    r.validate()
+    assert (r.n_step, r.prioritized, r.dueling, r.double, r.per_alpha) == (3, True, True, True, 0.5)
 
 
 def test_vector_envs_feed_one_buffer(tmp_path):

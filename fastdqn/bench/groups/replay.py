@@ -169,6 +169,15 @@ def memory_spec(cfg: BenchConfig) -> ValuesSpec:
         how = ("buf.nbytes at " + ", ".join(f"{c:,}" for c in built)
                + ("; larger capacities extrapolated linearly" if set(caps) - set(built) else ""))
         rows.append(["fastdqn ReplayBuffer (frames stored once)", bpt] + vals + [how])
+        # Prioritized: the same plus a sum tree and a min tree of doubles over capacity rounded up
+        # to a power of two (2 trees x 2 x leaves x 8 bytes); measured where built, the formula beyond.
+        trees = {c: 32 * (1 << max(0, (c - 1).bit_length())) for c in caps}
+        per_built = {c: ReplayBuffer(c, prioritized=True).nbytes for c in cfg.built_capacities}
+        gc.collect()
+        pvals = [per_built.get(c, vals[i] + trees[c]) for i, c in enumerate(caps)]
+        rows.append(["fastdqn ReplayBuffer, prioritized (+ sum and min trees)", pvals[-1] / caps[-1]] + pvals
+                    + ["buf.nbytes where built, else the row above + the trees' bytes; bytes/transition at "
+                       f"{caps[-1]:,}"])
         rows.append(["seed chapter's claim for 1M (\"~20 GB\")", None]
                     + [20e9 if c == 1_000_000 else None for c in caps] + ["quoted, not measured"])
         return Table(
@@ -182,4 +191,6 @@ def memory_spec(cfg: BenchConfig) -> ValuesSpec:
 
 
 def specs(cfg: BenchConfig):
-    return [sample_spec(cfg), memory_spec(cfg)]
+    from . import prioritized
+
+    return [sample_spec(cfg), memory_spec(cfg), *prioritized.specs(cfg)]
