@@ -310,9 +310,9 @@ public:
     uint8_t* epos_data() { return epos_.data(); }
     std::vector<EnvStream>& streams() { return envs_; }
     Rng& rng() { return rng_; }
-    // Recompute valid_ after the raw storage was restored.
     // Recompute valid_ (and the trees from `priorities`, one priority^alpha per slot, when prioritized)
-    // after the raw storage was restored.
+    // after the raw storage was restored. A sampleable slot without a positive priority gets the
+    // largest one, as a new transition would.
     void recount(const double* priorities = nullptr, double max_priority = 1.0) {
         std::lock_guard<std::mutex> g(mutex_);
         valid_ = 0;
@@ -325,7 +325,8 @@ public:
             for (int64_t t = s.oldest(); t < s.written; ++t)
                 if (valid(s, t, s.oldest())) {
                     ++valid_;
-                    if (prioritized_) set_leaf(s.slot(t), priorities ? priorities[s.slot(t)] : 1.0);
+                    const double p = priorities ? priorities[s.slot(t)] : 0.0;
+                    if (prioritized_) set_leaf(s.slot(t), p > 0.0 ? p : std::pow(max_priority_, alpha_));
                 }
     }
 

@@ -97,8 +97,8 @@ def _stack_off_by_one(monkeypatch):
 
     original = ReplayBuffer.sample
 
-    def planted(self, batch_size):
-        b = original(self, batch_size)
+    def planted(self, batch_size, *beta):
+        b = original(self, batch_size, *beta)
         return b._replace(obs=b.next_obs)
     monkeypatch.setattr(ReplayBuffer, "sample", planted)
 
