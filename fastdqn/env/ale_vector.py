@@ -25,7 +25,7 @@ import numpy as np
 
 from fastdqn import _native
 from fastdqn.env.spec import EnvSpec, fires_on_reset, make_env_from_spec, played_protocol
-from fastdqn.env.vector import StepResult, check_actions
+from fastdqn.env.vector import ClosedOnExit, StepResult, check_actions
 from fastdqn.frames.geometry import OUT_SHAPE, RAW_HEIGHTS, RAW_WIDTH
 
 
@@ -47,7 +47,7 @@ def default_threads(num_envs: int) -> int:
     return max(1, min(num_envs, (os.cpu_count() or 1) - 1))
 
 
-class AleVectorEnv:
+class AleVectorEnv(ClosedOnExit):
     """``num_envs`` copies of an Atari EnvSpec on ``num_threads`` C++ threads; uint8 [84, 84]
     frames out. ``step(a)`` is ``send(a)`` then ``recv()``."""
 
@@ -188,15 +188,3 @@ class AleVectorEnv:
                 env.recv()
                 self._sent = False
             env.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:
-            pass

@@ -73,11 +73,28 @@ def check_actions(actions, num_envs: int, n_actions: int) -> np.ndarray:
     return a
 
 
+class ClosedOnExit:
+    """``with`` support and a close() on garbage collection, for the vector envs (they own
+    threads, processes or shared memory)."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+
 class WorkerDied(RuntimeError):
     """A worker process of a VectorEnv ended (crashed, or was killed) while the env was in use."""
 
 
-class VectorEnv:
+class VectorEnv(ClosedOnExit):
     """``num_envs`` copies of one EnvSpec; actions in, shared frames out (``frame_shape``,
     ``frame_dtype``: uint8 [84, 84] for Atari and RGB games, float32 vectors otherwise)."""
 
@@ -267,16 +284,4 @@ class VectorEnv:
                 pass
             self._shm.unlink()
             self._shm = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:
-            pass
 
