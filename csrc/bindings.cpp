@@ -188,14 +188,10 @@ public:
         py::array keep;
         auto* out = outputs(batch, window_slots, action, reward, done, discount, out_obj, keep);
         if (threads <= 0) threads = hardware_threads();
-        auto* ws = ptr<int64_t>(window_slots);
-        auto* a = ptr<int64_t>(action);
-        auto* r = ptr<float>(reward);
-        auto* d = ptr<float>(done);
-        auto* g = ptr<float>(discount);
+        const Rows p(window_slots, action, reward, done, discount);
         py::gil_scoped_release nogil;
-        if (out) store_.sample(batch, ws, a, r, d, g, out, threads);
-        else store_.draw(batch, ws, a, r, d, g);
+        if (out) store_.sample(batch, p.ws, p.a, p.r, p.d, p.g, out, threads);
+        else store_.draw(batch, p.ws, p.a, p.r, p.d, p.g);
     }
 
     // sample_into for a prioritized store, plus the importance weights and the indices.
@@ -206,15 +202,11 @@ public:
         auto* out = outputs(batch, window_slots, action, reward, done, discount, out_obj, keep);
         require_dtype<float>(weights, "weights", {batch});
         require_dtype<int64_t>(indices, "indices", {batch});
-        auto* ws = ptr<int64_t>(window_slots);
-        auto* a = ptr<int64_t>(action);
-        auto* r = ptr<float>(reward);
-        auto* d = ptr<float>(done);
-        auto* g = ptr<float>(discount);
+        const Rows p(window_slots, action, reward, done, discount);
         auto* w = ptr<float>(weights);
         auto* ix = ptr<int64_t>(indices);
         py::gil_scoped_release nogil;
-        store_.sample_prioritized(batch, beta, ws, a, r, d, g, w, ix, out);
+        store_.sample_prioritized(batch, beta, p.ws, p.a, p.r, p.d, p.g, w, ix, out);
     }
 
     void update_priorities(py::object indices_obj, py::object priorities_obj) {
@@ -235,14 +227,23 @@ public:
                          py::array done, py::array discount, py::object out_obj) {
         py::array keep;
         auto* out = outputs(1, window_slots, action, reward, done, discount, out_obj, keep);
-        store_.transition_at(env, t, ptr<int64_t>(window_slots), ptr<int64_t>(action), ptr<float>(reward),
-                             ptr<float>(done), ptr<float>(discount), out);
+        const Rows p(window_slots, action, reward, done, discount);
+        store_.transition_at(env, t, p.ws, p.a, p.r, p.d, p.g, out);
     }
 
     const std::vector<py::ssize_t>& frame_shape() const { return frame_shape_; }
     const py::dtype& dtype() const { return dtype_; }
 
 private:
+    // The data pointers of a batch's checked output arrays (see outputs()).
+    struct Rows {
+        Rows(py::array& ws_, py::array& a_, py::array& r_, py::array& d_, py::array& g_)
+            : ws(ptr<int64_t>(ws_)), a(ptr<int64_t>(a_)), r(ptr<float>(r_)), d(ptr<float>(d_)), g(ptr<float>(g_)) {}
+        int64_t* ws;
+        int64_t* a;
+        float *r, *d, *g;
+    };
+
     // Checks a batch's output arrays (window_slots [B, window], action, reward, done, discount [B],
     // frames out [B, window, *frame] or None) and returns the frames' pointer (null for None);
     // `keep` holds the frames' array alive while the pointer is in use.

@@ -74,9 +74,10 @@ def vector_spec(cfg: BenchConfig, live: list) -> TableSpec:
     """``live`` keeps the envs alive while they are timed (workers exit with the process)."""
     n, cores = cfg.num_envs, os.cpu_count() or 1
 
-    def fast(num_envs, workers):
+    def ours(make_venv, num_envs):
+        """fastdqn's vector env ``make_venv()`` feeding the replay (both backends: one interface)."""
         def setup():
-            venv = VectorEnv(EnvSpec(), num_envs, num_workers=workers, seed=cfg.seed)
+            venv = make_venv()
             live.append(venv)
             buf, feed = _into_replay(num_envs, cfg.seed)
             buf.start_many(venv.reset())
@@ -87,6 +88,9 @@ def vector_spec(cfg: BenchConfig, live: list) -> TableSpec:
                 feed(a, r.rewards, r.frames, r.terminated, r.truncated, r.reset_frames)
             return _stepper(step, 6, num_envs, cfg.seed)
         return setup
+
+    def fast(num_envs, workers):
+        return ours(lambda: VectorEnv(EnvSpec(), num_envs, num_workers=workers, seed=cfg.seed), num_envs)
 
     def ale(num_envs, threads):
         def setup():
@@ -111,17 +115,7 @@ def vector_spec(cfg: BenchConfig, live: list) -> TableSpec:
         return setup
 
     def threaded(num_envs, threads):
-        def setup():
-            venv = AleVectorEnv(EnvSpec(), num_envs, num_threads=threads, seed=cfg.seed)
-            live.append(venv)
-            buf, feed = _into_replay(num_envs, cfg.seed)
-            buf.start_many(venv.reset())
-
-            def step(a):
-                r = venv.step(a)
-                feed(a, r.rewards, r.frames, r.terminated, r.truncated, r.reset_frames)
-            return _stepper(step, 6, num_envs, cfg.seed)
-        return setup
+        return ours(lambda: AleVectorEnv(EnvSpec(), num_envs, num_threads=threads, seed=cfg.seed), num_envs)
 
     workers = min(n, cores)
     cases = [
