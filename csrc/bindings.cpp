@@ -32,7 +32,7 @@ std::string shape_str(const std::vector<py::ssize_t>& s) {
 
 // A C-contiguous array of `dtype` and exactly `shape`, else TypeError/ValueError naming both sides.
 void require_array(const py::array& a, const char* name, const std::vector<py::ssize_t>& shape, const py::dtype& dtype) {
-    if (!a.dtype().is(dtype))
+    if (!a.dtype().equal(dtype))  // equal, not is: an unpickled array has its own dtype object
         throw py::type_error(std::string(name) + ": expected dtype " + std::string(py::str(dtype)) + ", got " +
                              std::string(py::str(a.dtype())));
     bool ok = a.ndim() == static_cast<py::ssize_t>(shape.size());
@@ -130,20 +130,18 @@ public:
         return store_.add(env, a, reward, frame_data(next_frame, "next_frame", {}, keep), terminated, truncated);
     }
 
-    py::array_t<int64_t> start_many(py::object frames_obj, py::object envs_obj, py::ssize_t count) {
-        const py::ssize_t k = count;
-        py::array keep;
-        const uint8_t* src = frame_data(frames_obj, "frames", {k}, keep);
+    // Stream indices for a call on `k` streams: envs (in range, distinct), or None for all streams in order.
+    py::array_t<int64_t> stream_indices(py::object envs_obj, py::ssize_t k, const char* what) {
         py::array_t<int64_t> envs;
         if (envs_obj.is_none()) {
             if (k != store_.num_envs())
-                throw py::value_error("frames: without envs=, expected one frame per env (" + std::to_string(store_.num_envs()) +
-                                      "), got " + std::to_string(k));
+                throw py::value_error(std::string(what) + ": without envs=, expected one per env (" +
+                                      std::to_string(store_.num_envs()) + "), got " + std::to_string(k));
             envs = py::array_t<int64_t>(k);
             for (py::ssize_t i = 0; i < k; ++i) envs.mutable_at(i) = i;
-        } else {
-            envs = vector_arg<int64_t>(envs_obj, "envs", k, "iu");
+            return envs;
         }
+        envs = vector_arg<int64_t>(envs_obj, "envs", k, "iu");
         for (py::ssize_t i = 0; i < k; ++i) {
             // Range-check the int64 before narrowing: 2**32 + 1 must not wrap to env 1.
             if (envs.at(i) < 0 || envs.at(i) >= store_.num_envs())
@@ -153,15 +151,26 @@ public:
                 if (envs.at(j) == envs.at(i)) throw py::value_error("envs: expected distinct env indices, got " +
                                                                      std::to_string(envs.at(i)) + " twice");
         }
+        return envs;
+    }
+
+    py::array_t<int64_t> start_many(py::object frames_obj, py::object envs_obj, py::ssize_t count) {
+        const py::ssize_t k = count;
+        py::array keep;
+        const uint8_t* src = frame_data(frames_obj, "frames", {k}, keep);
+        const py::array_t<int64_t> envs = stream_indices(envs_obj, k, "frames");
         py::array_t<int64_t> slots(k);
         for (py::ssize_t i = 0; i < k; ++i)
             slots.mutable_at(i) = store_.start(static_cast<int>(envs.at(i)), src ? src + i * store_.frame_bytes() : nullptr);
         return slots;
     }
 
+    // One transition on each of `count` streams (envs=None: every stream, in order).
     py::array_t<int64_t> add_many(py::object actions_obj, py::object rewards_obj, py::object next_frames,
-                                  py::object terminated_obj, py::object truncated_obj) {
-        const py::ssize_t n = store_.num_envs();
+                                  py::object terminated_obj, py::object truncated_obj, py::object envs_obj,
+                                  py::ssize_t count) {
+        const py::ssize_t n = count;
+        const py::array_t<int64_t> envs = stream_indices(envs_obj, n, "actions");
         py::array keep;
         const uint8_t* src = frame_data(next_frames, "next_frames", {n}, keep);
         auto actions = vector_arg<int64_t>(actions_obj, "actions", n, "iu");
@@ -174,10 +183,11 @@ public:
         const float* r = rewards.data();
         const bool* term = terminated.data();
         const bool* trunc = truncated_obj.is_none() ? nullptr : truncated.data();
+        const int64_t* e = envs_obj.is_none() ? nullptr : envs.data();
         int64_t* out = slots.mutable_data();
         {
             py::gil_scoped_release nogil;  // pure C++; `keep` and the arrays above hold the data alive
-            store_.add_many(a, r, src, term, trunc, out);
+            store_.add_many(a, r, src, term, trunc, out, e, static_cast<int>(n));
         }
         return slots;
     }
@@ -304,7 +314,7 @@ private:
     }
     template <class T>
     static void require_dtype(const py::array& a, const char* name, const std::vector<py::ssize_t>& shape) {
-        if (!a.dtype().is(py::dtype::of<T>()))
+        if (!a.dtype().equal(py::dtype::of<T>()))
             throw py::type_error(std::string(name) + ": expected dtype " + std::string(py::str(py::dtype::of<T>())) +
                                  ", got " + std::string(py::str(a.dtype())));
         bool ok = a.ndim() == static_cast<py::ssize_t>(shape.size());
@@ -363,7 +373,7 @@ PYBIND11_MODULE(_core, m) {
              py::arg("truncated"), py::arg("env"))
         .def("start_many", &ReplayCore::start_many, py::arg("frames"), py::arg("envs"), py::arg("count"))
         .def("add_many", &ReplayCore::add_many, py::arg("actions"), py::arg("rewards"), py::arg("next_frames"),
-             py::arg("terminated"), py::arg("truncated"))
+             py::arg("terminated"), py::arg("truncated"), py::arg("envs"), py::arg("count"))
         .def("sample_into", &ReplayCore::sample_into, py::arg("batch"), py::arg("window_slots"), py::arg("action"),
              py::arg("reward"), py::arg("done"), py::arg("discount"), py::arg("out"), py::arg("threads") = 0)
         .def("transition_into", &ReplayCore::transition_into, py::arg("env"), py::arg("t"), py::arg("window_slots"),

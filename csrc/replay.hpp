@@ -197,21 +197,23 @@ public:
         return add_locked(env, action, static_cast<float>(reward), next_frame, terminated, truncated);
     }
 
-    // add() on every stream at once (arrays of num_envs; frames [num_envs, frame_bytes] or null when
-    // the store keeps none; truncated may be null), all or nothing: every stream is checked under
+    // add() on `count` streams at once: streams envs[0..count) (null: all, in order; the caller
+    // checked range and distinctness), arrays of count, frames [count, frame_bytes] or null when
+    // the store keeps none; truncated may be null. All or nothing: every stream is checked under
     // the same lock that covers the writes, so a concurrent start()/add() cannot slip in between.
     void add_many(const int64_t* action, const float* reward, const uint8_t* next_frames, const bool* terminated,
-                  const bool* truncated, int64_t* slots) {
-        const int n = num_envs();
-        for (int e = 0; e < n; ++e) check_transition(action[e], reward[e]);
+                  const bool* truncated, int64_t* slots, const int64_t* envs = nullptr, int count = -1) {
+        const int n = envs ? count : num_envs();
+        auto env_at = [&](int i) { return envs ? static_cast<int>(envs[i]) : i; };
+        for (int i = 0; i < n; ++i) check_transition(action[i], reward[i]);
         std::lock_guard<std::mutex> g(mutex_);
-        for (int e = 0; e < n; ++e)
-            if (!envs_[e].open)
-                throw std::invalid_argument("add() on env " + std::to_string(e) +
+        for (int i = 0; i < n; ++i)
+            if (!envs_[env_at(i)].open)
+                throw std::invalid_argument("add() on env " + std::to_string(env_at(i)) +
                                             " before start(): expected an open episode (begin each with start(first_frame)), got none");
-        for (int e = 0; e < n; ++e)
-            slots[e] = add_locked(e, action[e], reward[e], next_frames ? next_frames + e * frame_bytes_ : nullptr,
-                                  terminated[e], truncated ? truncated[e] : false);
+        for (int i = 0; i < n; ++i)
+            slots[i] = add_locked(env_at(i), action[i], reward[i], next_frames ? next_frames + i * frame_bytes_ : nullptr,
+                                  terminated[i], truncated ? truncated[i] : false);
     }
 
 private:

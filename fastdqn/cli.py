@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import os
 import signal
 import sys
 
 from fastdqn.env.vector import WorkerDied
+from fastdqn.run import supervisor
 from fastdqn.run.config import ENV_BACKENDS, PRESETS, TrainConfig
 
 _D = TrainConfig()  # the pong preset, for the defaults shown in --help
@@ -68,6 +71,19 @@ _TRAIN_FLAGS = [
     ("--wandb-name", "wandb_name", str, "W&B run name with --track (default: the run directory's name)"),
     ("--threads", "torch_threads", int,
      "torch CPU threads (default: torch's choice; 1 is steadier on a busy shared machine)"),
+    ("--actors", "actors", int, "--ray: Ray actors, one CPU each, each stepping its own vector env with its own "
+     "epsilon (Ape-X: 0.4^(1 + 7i/(N-1)); one actor: the --eps-* schedule) (default: 1)"),
+    ("--envs-per-actor", "envs_per_actor", int, "--ray: envs each actor steps (default: 1)"),
+    ("--chunk-steps", "chunk_steps", int, f"--ray: agent steps per env in each chunk an actor sends "
+     f"(default: {_D.chunk_steps})"),
+    ("--weights-every", "weights_every", int, f"--ray: gradient steps between weight broadcasts to the actors "
+     f"(default: {_D.weights_every})"),
+    ("--actor-in-flight", "actor_in_flight", int, f"--ray: chunk requests queued per actor, how far it may run "
+     f"ahead of the learner (default: {_D.actor_in_flight})"),
+    ("--actor-restarts", "actor_restarts", int, f"--ray: restarts of a dead actor before the run fails "
+     f"(default: {_D.actor_restarts})"),
+    ("--actor-timeout", "actor_timeout", float, f"--ray: seconds an actor may send nothing before the run fails "
+     f"(default: {_D.actor_timeout:g})"),
     ("--checkpoint-every", "checkpoint_every", int,
      f"agent steps between last.pt saves (default: {_D.checkpoint_every:,})"),
 ]
@@ -126,6 +142,10 @@ def build_parser() -> argparse.ArgumentParser:
         t.add_argument(flag, dest=dest, type=typ, default=None, help=hlp, **kw)
     for flag, dest, value, hlp in _TRAIN_SWITCHES:
         t.add_argument(flag, dest=dest, action="store_const", const=value, default=None, help=hlp)
+    t.add_argument("--ray", dest="ray_cli", nargs="?", const="", default=None, metavar="ADDRESS",
+                   help="Ape-X scale-out: --actors Ray actors step the envs, this process learns. ADDRESS: a "
+                   "cluster's HOST:PORT, ray://HOST:PORT or auto; alone: a private cluster on this machine, "
+                   "bound to 127.0.0.1 (pip install \"fastdqn[ray]\")")
 
     pl = sub.add_parser("play", help="play a checkpoint, print the rewards, write an mp4",
                         description="Play a trained agent greedily (or epsilon-greedy) and record a video.")
@@ -164,21 +184,47 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _train(args) -> int:
+def _ray_run(args) -> tuple[bool, str | None]:
+    """(whether this `train` runs on Ray, the cluster address): --ray, or --resume of a Ray run."""
+    if args.ray_cli is not None:
+        return True, args.ray_cli or None
+    if args.resume is not None:
+        try:
+            with open(os.path.join(args.resume, "config.json")) as f:
+                saved = json.load(f)
+        except (OSError, ValueError):  # no run there: the child says so
+            return False, None
+        if isinstance(saved, dict) and saved.get("ray") is True:
+            return True, saved.get("ray_address")
+    return False, None
+
+
+def _train(args, argv: list[str]) -> int:
     from fastdqn.run.config import preset
     from fastdqn.run.estimate import cpu_notice
+    from fastdqn.run.runlog import default_out_dir
     from fastdqn.run.trainer import train
 
     fields = {dest for _, dest, _, _ in _TRAIN_FLAGS} | {dest for _, dest, _, _ in _TRAIN_SWITCHES} | {"gym_packages"}
     overrides = {k: getattr(args, k) for k in fields if getattr(args, k) is not None}
-    if args.resume is not None:
-        if args.preset is not None:
-            raise UserError("--preset: expected no preset with --resume (the run keeps its own), got "
-                            f"{args.preset!r}")
+    if args.ray_cli is not None:
+        overrides |= {"ray": True} | ({"ray_address": args.ray_cli} if args.ray_cli else {})
+    if args.resume is not None and args.preset is not None:
+        raise UserError(f"--preset: expected no preset with --resume (the run keeps its own), got {args.preset!r}")
+    cfg = None
+    if args.resume is None:
+        cfg = preset(args.preset or "pong", **overrides)
+        cfg.validate()  # before a Ray learner's child starts too: a mistake is this process's one-line error
+    ray_run, address = _ray_run(args)
+    if ray_run and not supervisor.supervised():  # Ray may end the learner's process: run it as a child
+        return supervisor.supervise(argv, address)
+    if cfg is None:
+        supervisor.report("out", args.resume)
         result = train(resume=args.resume, **overrides)
     else:
-        cfg = preset(args.preset or "pong", **overrides)
-        cfg.validate()
+        if supervisor.supervised():  # the watching process names the run directory if Ray ends this one
+            cfg = dataclasses.replace(cfg, out=cfg.out or default_out_dir(cfg.env_id))
+            supervisor.report("out", cfg.out)
         notice = cpu_notice(cfg)
         if notice:
             print(notice, flush=True)
@@ -211,6 +257,18 @@ def _bench(argv: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    code = 1  # an exception that escapes (a bug: Python prints its traceback) ends the run with 1
+    try:
+        code = _main(argv)
+        return code
+    except SystemExit as e:  # argparse's usage errors
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        raise
+    finally:
+        supervisor.report("code", code)  # a supervised Ray learner tells the CLI's process it ended itself
+
+
+def _main(argv: list[str] | None) -> int:
     import gymnasium
 
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -226,7 +284,9 @@ def main(argv: list[str] | None = None) -> int:
 
             print_info()
             return 0
-        return {"train": _train, "eval": _eval, "play": _play}[args.command](args)
+        if args.command == "train":
+            return _train(args, argv)
+        return {"eval": _eval, "play": _play}[args.command](args)
     except KeyboardInterrupt:
         print("fastdqn: interrupted", file=sys.stderr)
         return 130

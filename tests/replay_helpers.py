@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 
 class Frames:
@@ -50,3 +51,18 @@ def fill(buf, steps, rng, frame=None, end_p=0.1):
         if done.size:
             buf.start_many(np.stack([frame() for _ in done]), envs=done)
     return frame
+
+
+def check_indexed(buf, model):
+    """transition(env, t) is the model's transition t of that stream, and refuses the others."""
+    for env, stream in enumerate(model.streams):
+        for t in range(len(stream.frames) + 1):
+            want = model.transition(env, t)
+            if want is None:
+                with pytest.raises(ValueError, match="t: expected a transition stream"):
+                    buf.transition(env, t)
+                continue
+            got = buf.transition(env, t)
+            np.testing.assert_array_equal(got.obs[0].cpu().numpy(), want[0])
+            np.testing.assert_array_equal(got.next_obs[0].cpu().numpy(), want[3])
+            assert (got.action.item(), got.reward.item(), got.done.item(), got.discount.item()) == want[1:3] + want[4:]

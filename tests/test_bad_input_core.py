@@ -99,6 +99,14 @@ REPLAY = [
     ("many terminated float", ok_many(terminated=np.array([0.0, 1.0])), TypeError,
      "terminated: expected dtype kind in 'biu', got float64"),
     ("many truncated len", ok_many(truncated=np.zeros(3, bool)), ValueError, r"truncated: expected shape \(2,\), got \(3,\)"),
+    # add_many on some streams (envs=)
+    ("many envs closed stream", ok_many(envs=[1, 0]), ValueError, "add\\(\\) on env 0 before start\\(\\)"),
+    ("many envs duplicate", ok_many(envs=[1, 1]), ValueError, "expected distinct env indices, got 1 twice"),
+    ("many envs range", ok_many(actions=np.array([1]), rewards=np.zeros(1, np.float32), next_frames=frames(1),
+                                terminated=np.array([False]), envs=[2]), ValueError, r"\[0, 2\), got 2"),
+    ("many envs vs arrays", ok_many(envs=[1]), ValueError, r"expected shape \(1, 2, 3\), got \(2, 2, 3\)"),
+    ("many envs 2-D", ok_many(envs=[[1], [0]]), TypeError, r"envs: expected a sequence of stream indices, got int64 \[2, 1\]"),
+    ("many envs float", ok_many(envs=[1.0, 0.0]), TypeError, "envs: expected dtype kind in 'iu', got float64"),
     # start_many
     ("start_many duplicate", lambda b: b.start_many(frames(2), envs=[1, 1]), ValueError,
      "expected distinct env indices, got 1 twice"),

@@ -218,6 +218,29 @@ CONFIG += [
      r"update_scale: expected batch_size \* update_scale <= replay_size=10000, got 32 \* 400"),
     ("overlap None", dict(overlap=None), TypeError, "overlap: expected a bool, got None"),
     ("graph str", dict(graph="yes"), TypeError, "graph: expected a bool or None, got 'yes'"),
+    # Ray scale-out (the fields that exist only for --ray, then what the actors can run)
+    ("ray str", dict(ray="yes"), TypeError, "ray: expected a bool, got 'yes'"),
+    ("actors without ray", dict(actors=4), ValueError, "actors: expected 1 without ray \\(--ray\\), got 4"),
+    ("envs_per_actor without ray", dict(envs_per_actor=2), ValueError, "envs_per_actor: expected 1 without ray"),
+    ("ray_address without ray", dict(ray_address="auto"), ValueError, "ray_address: expected None without ray"),
+    ("ray_address int", dict(ray=True, ray_address=6379), TypeError, "ray_address: expected a str or None, got 6379"),
+    ("actors 0", dict(ray=True, actors=0), ValueError, "actors: expected an integer >= 1, got 0"),
+    ("envs_per_actor 0", dict(ray=True, envs_per_actor=0), ValueError, "envs_per_actor: expected an integer >= 1, got 0"),
+    ("chunk_steps 0", dict(ray=True, chunk_steps=0), ValueError, "chunk_steps: expected an integer >= 1, got 0"),
+    ("weights_every 0", dict(ray=True, weights_every=0), ValueError, "weights_every: expected an integer >= 1, got 0"),
+    ("actor_in_flight 0", dict(ray=True, actor_in_flight=0), ValueError,
+     "actor_in_flight: expected an integer >= 1, got 0"),
+    ("actor_restarts -1", dict(ray=True, actor_restarts=-1), ValueError,
+     "actor_restarts: expected an integer >= 0, got -1"),
+    ("actor_timeout nan", dict(ray=True, actor_timeout=NAN), ValueError,
+     "actor_timeout: expected a finite number > 0, got nan"),
+    ("num_envs with ray", dict(ray=True, num_envs=4), ValueError,
+     r"num_envs: expected 1 with ray \(set --envs-per-actor\), got 4"),
+    ("num_workers with ray", dict(ray=True, num_workers=2), ValueError, "num_workers: expected None with ray"),
+    ("video with ray", dict(ray=True, capture_video=1), ValueError,
+     r"capture_video: expected None with ray \(actors record no videos\), got 1"),
+    ("ray streams past replay", dict(ray=True, actors=40, envs_per_actor=40), ValueError,
+     r"actors: expected actors \* envs_per_actor <= replay_size/8=1250, got 40 \* 40"),
 ]
 if not torch.cuda.is_available():
     CONFIG += [
@@ -475,6 +498,10 @@ TRAIN = [  # (id, flags after `train`, regex for the error line)
     ("ale backend, video", ["--env-backend", "ale", "--capture-video", "1"],
      r"env_backend: 'ale' cannot run PongNoFrameskip-v4: it cannot record videos \(--capture-video\)"),
     ("update-scale 0", ["--update-scale", "0"], "update_scale: expected an integer >= 1, got 0"),
+    ("actors without --ray", ["--actors", "2"], r"actors: expected 1 without ray \(--ray\), got 2"),
+    ("ray with num-envs", ["--ray", "--num-envs", "4"], r"num_envs: expected 1 with ray \(set --envs-per-actor\)"),
+    ("ray actors 0", ["--ray", "--actors", "0"], "actors: expected an integer >= 1, got 0"),
+    ("ray bad address form", ["--ray", "localhost"], r"ray: expected a cluster address HOST:PORT .*got 'localhost'"),
 ]
 REAL = ["--checkpoint", "CK:real.pt"]  # "CK:x" is the checkpoint folder's file x, "TMP:x" the test's tmp_path/x
 PLAY_CLI = [  # (id, flags after `play`, regex)

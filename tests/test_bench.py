@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-GROUPS = ("preprocess", "replay", "loss", "env", "train")
+GROUPS = ("preprocess", "replay", "loss", "env", "train", "scale")
 TIMING_TABLES = {"preprocess", "replay-sample", "env-wrappers", "train", "overlap", "loss-transfer", "loss-copy", "loss-loop", "loss-compile"}
 ROLES = {"baseline", "alternative", "fastdqn", "floor"}
 
@@ -51,7 +51,7 @@ def test_every_group_has_a_table(report):
     data, _, _ = report
     assert {t["group"] for t in data["tables"]} == set(GROUPS)
     ids = {t["id"] for t in data["tables"]}
-    assert TIMING_TABLES | {"replay-memory"} <= ids
+    assert TIMING_TABLES | {"replay-memory", "scale"} <= ids
 
 
 def test_timing_tables(report):
@@ -91,6 +91,19 @@ def test_memory_table(report):
     assert all(len(row) == len(mem["columns"]) for row in mem["cells"])
     seed = mem["cells"][0]
     assert seed[1] > 4 * 84 * 84 * 4  # a float32 stack per transition at least
+
+
+def test_scale_table(report):
+    """Ray actors 1 and 2 (--tiny) against the local Trainer: rates, ratios, and who waited."""
+    data, _, _ = report
+    scale = next(t for t in data["tables"] if t["id"] == "scale")
+    assert scale["kind"] == "values" and len(scale["formats"]) == len(scale["columns"])
+    names = [row[0] for row in scale["cells"]]
+    assert names[0].startswith("local Trainer.step") and len(names) == 3
+    for row in scale["cells"]:
+        assert row[1] > 0 and row[2].endswith("x")
+    assert scale["cells"][0][2] == "1.00x" and scale["cells"][0][4] == "—"
+    assert all(row[4].endswith("%") and row[5].endswith("%") for row in scale["cells"][1:])
 
 
 def test_markdown_and_console(report):

@@ -132,3 +132,17 @@ def test_device_resident_path_matches_host(device="cpu"):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_resident_matches_host():
     test_device_resident_path_matches_host("cuda")
+
+
+def test_unpickled_arrays_are_taken():
+    """Arrays that crossed a process boundary (Ray, multiprocessing) carry their own dtype
+    objects: equal to np.uint8, not the same object. The buffer takes them."""
+    import pickle
+
+    buf = ReplayBuffer(40, num_envs=2, frame_shape=SHAPE, stack=2, seed=0)
+    first = pickle.loads(pickle.dumps(np.ones((2, *SHAPE), np.uint8)))
+    assert first.dtype is not np.dtype(np.uint8)
+    buf.start_many(first)
+    buf.add_many(*pickle.loads(pickle.dumps((np.array([1, 2]), np.array([0.5, 1.0], np.float32),
+                                             np.full((2, *SHAPE), 2, np.uint8), np.array([False, True])))))
+    assert len(buf) == 2 and buf.transition(1, 0).action.item() == 2

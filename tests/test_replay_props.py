@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from fastdqn import ReplayBuffer
-from replay_helpers import Frames, assert_same_state, snapshot
+from replay_helpers import Frames, assert_same_state, check_indexed, snapshot
 from replay_model import ReplayModel
 
 SHAPE = (2, 3)  # tiny frames keep the examples fast; every frame's pixels are a unique id
@@ -115,21 +115,6 @@ def check(buf, model):
             assert (b.action[i].item(), b.reward[i].item(), b.done[i].item(), b.discount[i].item()) == expected[key]
             seen.add(key)
     assert seen == expected.keys(), "some valid transitions are never drawn"
-
-
-def check_indexed(buf, model):
-    """transition(env, t) is the model's transition t of that stream, and refuses the others."""
-    for env, stream in enumerate(model.streams):
-        for t in range(len(stream.frames) + 1):
-            want = model.transition(env, t)
-            if want is None:
-                with pytest.raises(ValueError, match="t: expected a transition stream"):
-                    buf.transition(env, t)
-                continue
-            got = buf.transition(env, t)
-            np.testing.assert_array_equal(got.obs[0].cpu().numpy(), want[0])
-            np.testing.assert_array_equal(got.next_obs[0].cpu().numpy(), want[3])
-            assert (got.action.item(), got.reward.item(), got.done.item(), got.discount.item()) == want[1:3] + want[4:]
 
 
 def check_restore(buf, sc):
@@ -248,6 +233,39 @@ def test_vector_forms_match_single_calls(num_envs, stack, seed, data):
         for x, y in zip(one.sample(k)[:6], many.sample(k)[:6]):  # same seed, same state: the same draw
             torch.testing.assert_close(x, y)
 
+
+
+@settings(max_examples=200, deadline=None)
+@given(num_envs=st.integers(2, 5), n_step=st.sampled_from([1, 3]), seed=st.integers(0, 2**32), data=st.data())
+def test_add_many_on_some_streams_matches_single_calls(num_envs, n_step, seed, data):
+    """add_many(envs=...) on a subset of the streams, in any order (a Ray actor's envs), is the
+    per-env add() on those streams; the others are untouched."""
+    capacity = 8 * num_envs
+    one = ReplayBuffer(capacity, num_envs=num_envs, frame_shape=SHAPE, stack=2, seed=seed, n_step=n_step)
+    many = ReplayBuffer(capacity, num_envs=num_envs, frame_shape=SHAPE, stack=2, seed=seed, n_step=n_step)
+    frame = Frames(SHAPE)
+    first = np.stack([frame() for _ in range(num_envs)])
+    many.start_many(first)
+    one.start_many(first)
+    for _ in range(data.draw(st.integers(1, 30))):
+        envs = np.array(data.draw(st.permutations(range(num_envs)))[:data.draw(st.integers(1, num_envs))])
+        k = len(envs)
+        frames = np.stack([frame() for _ in range(k)])
+        actions = np.array(data.draw(st.lists(st.integers(0, 5), min_size=k, max_size=k)))
+        rewards = np.array(data.draw(st.lists(st.floats(-1, 1, width=32), min_size=k, max_size=k)), np.float32)
+        ends = np.array(data.draw(st.lists(st.sampled_from([0, 0, 0, 1, 2]), min_size=k, max_size=k)))
+        many.add_many(actions, rewards, frames, ends == 1, ends == 2, envs=envs)
+        for i, e in enumerate(envs):
+            one.add(int(actions[i]), float(rewards[i]), frames[i], ends[i] == 1, ends[i] == 2, env=int(e))
+        restart = envs[ends > 0]
+        if restart.size:
+            firsts = np.stack([frame() for _ in restart])
+            many.start_many(firsts, envs=restart)
+            one.start_many(firsts, envs=restart)
+    assert_same_state(snapshot(one), snapshot(many))
+    if len(one):
+        for x, y in zip(one.sample(min(8, len(one)))[:6], many.sample(min(8, len(one)))[:6]):
+            torch.testing.assert_close(x, y)
 
 def _stream(n_step, kinds, rewards, gamma=0.5, capacity=40):
     """One stream: start, then one add per kind with the given rewards; frames are ids 0, 1, ..."""

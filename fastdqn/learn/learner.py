@@ -21,6 +21,27 @@ def epsilon_at(frame: int, start: float, final: float, decay_frames: int) -> flo
     return start + (final - start) * min(1.0, frame / decay_frames)
 
 
+def apex_epsilon(i: int, n: int, base: float = 0.4, alpha: float = 7.0) -> float:
+    """Actor i of n's fixed exploration rate in Ape-X (Horgan et al. 2018): base^(1 + alpha i/(n-1))."""
+    if not (isinstance(i, int) and isinstance(n, int) and 0 <= i < n and n >= 2):
+        raise ValueError(f"apex_epsilon: expected 0 <= i < n with n >= 2, got i={i!r}, n={n!r}")
+    return base ** (1.0 + alpha * i / (n - 1))
+
+
+@torch.no_grad()
+def epsilon_greedy(net: torch.nn.Module, obs: torch.Tensor, n_actions: int, epsilon: float,
+                   rng: np.random.Generator) -> np.ndarray:
+    """Epsilon-greedy actions of ``net`` for a batch [N, *obs_shape]; the random draws come from
+    rng, so a seeded run repeats its actions (the net runs only if some env acts greedily)."""
+    n = obs.shape[0]
+    explore = rng.random(n) < epsilon
+    actions = rng.integers(0, n_actions, n)
+    if not explore.all():
+        greedy = net(obs).argmax(1).cpu().numpy()
+        actions = np.where(explore, actions, greedy)
+    return actions
+
+
 def td_target(
     reward: torch.Tensor,
     done: torch.Tensor,
@@ -147,17 +168,9 @@ class Learner:
         for t, o in self._pairs:
             t.copy_(o)
 
-    @torch.no_grad()
     def act(self, obs: torch.Tensor, epsilon: float, rng: np.random.Generator) -> np.ndarray:
-        """Epsilon-greedy actions for a batch of observations [N, *obs_shape] on the device.
-        The random draws come from rng, so a seeded run repeats its actions."""
-        n = obs.shape[0]
-        explore = rng.random(n) < epsilon
-        actions = rng.integers(0, self.n_actions, n)
-        if not explore.all():
-            greedy = self.online(obs).argmax(1).cpu().numpy()
-            actions = np.where(explore, actions, greedy)
-        return actions
+        """Epsilon-greedy actions for a batch of observations [N, *obs_shape] on the device."""
+        return epsilon_greedy(self.online, obs, self.n_actions, epsilon, rng)
 
     def state_dict(self) -> dict:
         return {"online": self.online.state_dict(), "target": self.target.state_dict(),

@@ -173,8 +173,7 @@ class ReplayBuffer:
 
     def start_many(self, frames, envs: Sequence[int] | None = None) -> None:
         """Begin episodes on several streams: ``frames`` [K, H, W] for ``envs`` (default: all, in order)."""
-        count = self.num_envs if envs is None else len(envs)
-        envs = None if envs is None else np.asarray(envs)
+        envs, count = self._streams(envs)
         if self._frames is None:
             self._core.start_many(frames, envs, count)
         else:
@@ -183,14 +182,18 @@ class ReplayBuffer:
                 slots = self._core.start_many(None, envs, count)
                 self._frames[torch.from_numpy(slots).to(self.device)] = frames
 
-    def add_many(self, actions, rewards, next_frames, terminated, truncated=None) -> None:
-        """Record one transition on every stream: arrays of length ``num_envs``, frames [N, H, W]."""
+    def add_many(self, actions, rewards, next_frames, terminated, truncated=None,
+                 envs: Sequence[int] | None = None) -> None:
+        """Record one transition on several streams: arrays of length K, frames [K, H, W], for
+        ``envs`` (distinct stream indices; default: every stream, in order, K = ``num_envs``).
+        All or nothing: a rejected call stores nothing."""
+        envs, count = self._streams(envs)
         if self._frames is None:
-            self._core.add_many(actions, rewards, next_frames, terminated, truncated)
+            self._core.add_many(actions, rewards, next_frames, terminated, truncated, envs, count)
         else:
-            next_frames = self._device_frames(next_frames, "next_frames", (self.num_envs,))
+            next_frames = self._device_frames(next_frames, "next_frames", (count,))
             with self._device_lock:
-                slots = self._core.add_many(actions, rewards, None, terminated, truncated)
+                slots = self._core.add_many(actions, rewards, None, terminated, truncated, envs, count)
                 self._frames[torch.from_numpy(slots).to(self.device)] = next_frames
 
     # -- sampling ---------------------------------------------------------------------------
@@ -318,6 +321,15 @@ class ReplayBuffer:
         return buf
 
     # -- helpers ----------------------------------------------------------------------------
+    def _streams(self, envs) -> tuple[np.ndarray | None, int]:
+        """(stream indices or None for all, how many) of a *_many call (the core checks range and repeats)."""
+        if envs is None:
+            return None, self.num_envs
+        envs = np.asarray(envs)
+        if envs.ndim != 1:
+            raise TypeError(f"envs: expected a sequence of stream indices, got {envs.dtype} {list(envs.shape)}")
+        return envs, len(envs)
+
     def _env(self, env) -> int:
         env = _positive_int(env, "env", minimum=0)
         if env >= self.num_envs:

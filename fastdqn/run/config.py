@@ -71,6 +71,17 @@ class TrainConfig:
     checkpoint_every: int = 100_000  # frames between last.pt saves
     save_replay: bool = False  # also save the replay buffer with last.pt (exact --resume)
     torch_threads: int | None = None  # torch intra-op threads (None: torch's default)
+    # Ape-X scale-out on Ray (fastdqn.run.ray_trainer; the ray extra): actors step the envs, this
+    # process learns. num_envs stays 1: the replay has actors * envs_per_actor streams.
+    ray: bool = False
+    ray_address: str | None = None  # HOST:PORT, ray://HOST:PORT or auto (None: a private cluster on this machine)
+    actors: int = 1  # Ray actors, one CPU each, each with its own vector env and epsilon
+    envs_per_actor: int = 1
+    chunk_steps: int = 50  # agent steps per env in each chunk an actor sends
+    weights_every: int = 100  # gradient steps between weight broadcasts to the actors
+    actor_in_flight: int = 2  # chunk requests queued per actor (how far it may run ahead of the learner)
+    actor_restarts: int = 3  # times Ray restarts a dead actor before the run fails
+    actor_timeout: float = 60.0  # seconds an actor may send nothing (dead, not restarting) before the run fails
     tensorboard: bool = True
     progress: bool = True
 
@@ -94,6 +105,33 @@ class TrainConfig:
         k = self.update_scale
         return self.batch_size * k, self.replay_ratio / k, self.lr * math.sqrt(k)
 
+    def streams(self) -> int:
+        """Envs feeding the replay, one stream each: num_envs, or with Ray actors * envs_per_actor."""
+        return self.actors * self.envs_per_actor if self.ray else self.num_envs
+
+    def _validate_ray(self) -> None:
+        """The Ray fields: only with ray=True, and then what the actors can run."""
+        ray_only = {"ray_address": None, "actors": 1, "envs_per_actor": 1}
+        if not self.ray:
+            for name, default in ray_only.items():
+                if getattr(self, name) != default:
+                    raise ValueError(f"{name}: expected {default!r} without ray (--ray), got {getattr(self, name)!r}")
+            return
+        import importlib.util
+
+        if importlib.util.find_spec("ray") is None:
+            raise ValueError('ray: expected Ray installed for --ray, got none (install the extra: '
+                             'pip install "fastdqn[ray]")')
+        for name, default, why in (("num_envs", 1, "set --envs-per-actor"), ("num_workers", None, "one core per actor"),
+                                   ("capture_video", None, "actors record no videos")):
+            if getattr(self, name) != default:
+                raise ValueError(f"{name}: expected {default!r} with ray ({why}), got {getattr(self, name)!r}")
+        if self.ray_address is not None:
+            ray_host_port(self.ray_address)
+        if self.streams() > self.replay_size // 8:
+            raise ValueError(f"actors: expected actors * envs_per_actor <= replay_size/8={self.replay_size // 8}, "
+                             f"got {self.actors} * {self.envs_per_actor}")
+
     def validate(self) -> None:
         """Raise TypeError (wrong type) or ValueError (bad value) naming the field, what it expects
         and what it got, before anything is built or written. Only reads the config."""
@@ -108,7 +146,8 @@ class TrainConfig:
                 ("checkpoint_every", 1), ("frames", 1), ("eps_decay_frames", 0), ("noop_max", 0),
                 ("num_workers", 0), ("torch_threads", 1), ("seed", 0), ("eval_every", 1), ("eval_episodes", 1),
                 ("max_episode_frames", 1), ("capture_video", 1), ("update_scale", 1), ("n_step", 1),
-                ("per_beta_frames", 1))
+                ("per_beta_frames", 1), ("actors", 1), ("envs_per_actor", 1), ("chunk_steps", 1),
+                ("weights_every", 1), ("actor_in_flight", 1), ("actor_restarts", 0))
         for name, lo in ints:
             v, none_ok = getattr(self, name), name in ("frames", "num_workers", "torch_threads", "eval_every",
                                                        "max_episode_frames", "capture_video", "per_beta_frames")
@@ -128,7 +167,8 @@ class TrainConfig:
                  ("sticky_actions", "a number in [0, 1] or None", lambda v: 0 <= v <= 1),
                  ("per_alpha", "a number in [0, 1]", lambda v: 0 <= v <= 1),
                  ("per_beta", "a number in [0, 1]", lambda v: 0 <= v <= 1),
-                 ("per_eps", "a finite number > 0", lambda v: v > 0))
+                 ("per_eps", "a finite number > 0", lambda v: v > 0),
+                 ("actor_timeout", "a finite number > 0", lambda v: v > 0))
         for name, want, ok in reals:
             v = getattr(self, name)
             if v is None and name in ("reward_bound", "sticky_actions"):
@@ -140,7 +180,7 @@ class TrainConfig:
         for name in ("env_id", "loss", "layout", "wandb_project", "env_backend", "replay_device"):
             if not isinstance(getattr(self, name), str):
                 bad(name, "a str", getattr(self, name), TypeError)
-        for name in ("wandb_entity", "wandb_name"):
+        for name in ("wandb_entity", "wandb_name", "ray_address"):
             if getattr(self, name) is not None and not isinstance(getattr(self, name), str):
                 bad(name, "a str or None", getattr(self, name), TypeError)
         if self.loss not in LOSSES:
@@ -161,6 +201,7 @@ class TrainConfig:
         if self.batch_size * self.update_scale > self.replay_size:
             raise ValueError(f"update_scale: expected batch_size * update_scale <= replay_size={self.replay_size}, "
                              f"got {self.batch_size} * {self.update_scale}")
+        self._validate_ray()
         if self.num_envs > self.replay_size // 8:
             raise ValueError(f"num_envs: expected <= replay_size/8={self.replay_size // 8}, got {self.num_envs}")
         if self.num_workers is not None and self.num_workers > self.num_envs:
@@ -175,6 +216,16 @@ class TrainConfig:
         if self.replay_device == "cuda" and device.type != "cuda":
             bad("replay_device", f"'auto' or 'cpu' with the learner on {device} (a CUDA replay feeds a CUDA learner)",
                 self.replay_device)
+
+
+def ray_host_port(address: str) -> tuple[str, int] | None:
+    """(host, port) of a Ray cluster address HOST:PORT or ray://HOST:PORT; None for "auto"."""
+    if address == "auto":
+        return None
+    host, sep, port = address.split("://", 1)[-1].rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"ray: expected a cluster address HOST:PORT (or ray://HOST:PORT, auto), got {address!r}")
+    return host, int(port)
 
 
 PRESETS = {

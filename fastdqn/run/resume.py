@@ -28,7 +28,8 @@ from fastdqn.run.state import RunState
 RESUMABLE = ("frames", "reward_bound", "checkpoint_every", "device", "num_workers", "torch_threads",
              "tensorboard", "progress", "save_replay", "compile", "eval_every", "eval_episodes",
              "capture_video", "track", "wandb_project", "wandb_entity", "wandb_name", "env_backend", "overlap",
-             "graph", "replay_device")
+             "graph", "replay_device", "ray_address", "chunk_steps", "weights_every", "actor_in_flight",
+             "actor_restarts", "actor_timeout")
 REPLAY_FILE = "replay.npz"
 _STATE_KEYS = frozenset(RunState.KEYS + ("rng", "torch_rng", "obs", "envs", "replay_written"))
 
@@ -67,7 +68,7 @@ def resume_config(run_dir: str, overrides: dict, config_type):
 def trainer_state(t, replay_saved: bool) -> dict:
     """The Trainer's part of last.pt (tensors and plain values only: weights_only loads it)."""
     return t.state.to_dict() | {
-        "rng": t.rng.bit_generator.state, "torch_rng": torch.get_rng_state(), "obs": t.stack.obs.to("cpu", copy=True),
+        "rng": t.rng.bit_generator.state, "torch_rng": torch.get_rng_state(), "obs": None if t.stack is None else t.stack.obs.to("cpu", copy=True),
         "envs": t.envs.get_state(), "replay_written": t.buf.frames_written() if replay_saved else None,
     }
 
@@ -88,13 +89,13 @@ def restore_trainer(t, ckpt: dict) -> None:
         t.envs.set_state(s["envs"])
     restored = s["replay_written"] is not None and _load_replay(t, s["replay_written"])
     t.state.load_dict(s)
-    first = t.stack.obs[:, -1].cpu().numpy()  # each env's newest frame: where its stream goes on
-    if restored and not exact:
-        t.buf.start_many(np.ascontiguousarray(first))  # the stored episodes end where they were cut
+    # Each env's newest frame is where its stream goes on (Ray actors: their first chunks start them).
+    first = None if t.stack is None else np.ascontiguousarray(t.stack.obs[:, -1].cpu().numpy())
+    if first is not None and (not restored or not exact):
+        t.buf.start_many(first)  # restored: the stored episodes end where they were cut
     if restored:
         replay = "replay restored"
     else:
-        t.buf.start_many(np.ascontiguousarray(first))
         t.state.replay_frames = 0
         t.state.due = 0  # gradient steps owed to the lost buffer: learning starts again after the refill
         why = "not saved (--save-replay)" if s["replay_written"] is None else f"{REPLAY_FILE} not found"
@@ -102,7 +103,8 @@ def restore_trainer(t, ckpt: dict) -> None:
     t.rng.bit_generator.state = s["rng"]
     torch.set_rng_state(s["torch_rng"])
     eps = epsilon_at(t.state.frame, t.cfg.eps_start, t.cfg.eps_final, t.cfg.eps_decay_frames)
-    episodes = "" if exact else "; the episodes in flight start over (the 'ale' env backend cannot snapshot emulators)"
+    why = "Ray actors start fresh episodes" if t.stack is None else "the 'ale' env backend cannot snapshot emulators"
+    episodes = "" if exact else f"; the episodes in flight start over ({why})"
     t.prog.print(f"resuming {t.out} at frame {t.state.frame:,} ({t.state.episodes} episodes, epsilon {eps:.3f}); "
                  f"{replay}{episodes}")
 

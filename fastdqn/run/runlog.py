@@ -68,6 +68,9 @@ class RunLog:
                    "charts/episodic_length": rec["length"], "charts/epsilon": rec["epsilon"], "charts/SPS": rec["fps"]}
         if rec["loss"] is not None:
             scalars["losses/td_loss"] = rec["loss"]
+        for key in ("learner_wait", "actor_idle", "restarts"):  # Ray runs (fastdqn.run.ray_trainer)
+            if key in rec:
+                scalars[f"ray/{key}"] = rec[key]
         self._scalars(scalars, rec["frame"])
 
     def _scalars(self, scalars: dict, step: int) -> None:

@@ -64,8 +64,7 @@ class Trainer:
         self.log = self.prog = self._eval_env = None
         self.video_dir = os.path.join(self.out, "videos")
         video = (self.video_dir, cfg.capture_video) if cfg.capture_video and log else None
-        self.envs, backend, workers = open_vector_env(cfg.env_spec(), cfg.num_envs, backend=cfg.env_backend,
-                                                      num_workers=cfg.num_workers, seed=cfg.seed, video=video)
+        self.envs, backend, workers = self._open_envs(video)
         self._videos_logged: set = set()
         try:
             frame_shape, dtype = self.envs.frame_shape, self.envs.frame_dtype
@@ -74,7 +73,7 @@ class Trainer:
                                    loss=cfg.loss, double=cfg.double, compile=cfg.compile, graph=cfg.graph,
                                    obs_shape=(stack, *frame_shape), dueling=cfg.dueling)
             replay_device = self.learner.device if cfg.replay_device != "cpu" and device.type == "cuda" else None
-            self.buf = ReplayBuffer(cfg.replay_size, num_envs=cfg.num_envs, frame_shape=frame_shape, stack=stack,
+            self.buf = ReplayBuffer(cfg.replay_size, num_envs=self.envs.num_envs, frame_shape=frame_shape, stack=stack,
                                     dtype=str(dtype), seed=cfg.seed, device=replay_device, n_step=cfg.n_step,
                                     gamma=cfg.gamma, prioritized=cfg.prioritized, alpha=cfg.per_alpha,
                                     eps=cfg.per_eps)
@@ -85,16 +84,15 @@ class Trainer:
                 "graph_resolved": self.learner.graphed, "compile_resolved": self.learner.compiled,
                 "learning_schedule": {"batch_size": self.batch_size, "replay_ratio": self.replay_ratio, "lr": lr}}
             self.prog = Progress(cfg.frames, cfg.progress and log)
-            first = self.envs.reset()
-            self.stack = FrameStacker(first, stack, self.learner.device)
+            first = self._first_frames(stack)
             self.state = RunState(loss_sum=torch.zeros((), device=self.learner.device))
             self.epsilon = cfg.eps_start
             self.solved = False
             if resume is not None:
                 resume_mod.restore_trainer(self, resume)
-            else:
+            elif first is not None:
                 self.buf.start_many(first)
-            self._t_win, self._f_win = time.perf_counter(), self.state.frame  # the f/s of the log lines
+            self._t_win, self._f_win, self._fps = time.perf_counter(), self.state.frame, 0.0  # the f/s of the log lines
             if log:  # opened last: a rejected resume leaves the run directory untouched
                 tracker = None
                 if cfg.track:
@@ -108,6 +106,18 @@ class Trainer:
         except BaseException:
             self.close()
             raise
+
+    def _open_envs(self, video):
+        """(envs, backend, workers): the vector env the trainer steps."""
+        cfg = self.cfg
+        return open_vector_env(cfg.env_spec(), cfg.num_envs, backend=cfg.env_backend, num_workers=cfg.num_workers,
+                               seed=cfg.seed, video=video)
+
+    def _first_frames(self, stack: int):
+        """Reset the envs; their first frames start the acting stacks (and the replay's streams)."""
+        first = self.envs.reset()
+        self.stack = FrameStacker(first, stack, self.learner.device)
+        return first
 
     frame = property(lambda self: self.state.frame, doc="agent steps so far (all envs)")
     episodes = property(lambda self: self.state.episodes, doc="games finished so far")
@@ -164,23 +174,29 @@ class Trainer:
             s.owe_updates(agent_steps, self.replay_ratio)
 
     # -- episodes, checkpoints, the run -------------------------------------------------------
-    def _episode(self, res, i: int) -> None:
+    def _ended(self, res):
+        """(env, raw return, length, extra record fields) of each game that ended in step ``res``."""
+        return [(i, float(res.episode_return[i]), int(res.episode_length[i]), {})
+                for i in np.flatnonzero(res.episode_end)]
+
+    def _episode(self, i: int, reward: float, length: int, extra: dict) -> None:
         s = self.state
         s.episodes += 1
-        reward = float(res.episode_return[i])
         s.returns.append(reward)
         s.all_rewards.append(reward)
         now = time.perf_counter()
-        fps = (s.frame - self._f_win) / max(now - self._t_win, 1e-9)
-        self._t_win, self._f_win = now, s.frame
+        if s.frame > self._f_win:  # games that end in the same step share its rate
+            self._fps = (s.frame - self._f_win) / max(now - self._t_win, 1e-9)
+            self._t_win, self._f_win = now, s.frame
+        fps = self._fps
         loss = s.take_mean_loss()
         if loss is not None and not math.isfinite(loss):
             raise self._diverged(f"the TD loss became {loss}")
         r100 = float(np.mean(s.returns))
         if self.log is not None:
             self.log.episode({"frame": s.frame, "episode": s.episodes, "reward": reward, "reward_100": r100,
-                              "epsilon": self.epsilon, "fps": fps, "loss": loss,
-                              "length": int(res.episode_length[i]), "time": now - s.t0})
+                              "epsilon": self.epsilon, "fps": fps, "loss": loss, "length": length,
+                              "time": now - s.t0} | extra)
         if s.best is None or r100 > s.best:
             s.best = r100
             if not self.cfg.eval_every:  # with evaluations, best.pt follows them instead
@@ -189,7 +205,7 @@ class Trainer:
             self._log_new_videos()
         if self.cfg.reward_bound is not None and r100 > self.cfg.reward_bound:
             self.solved = True
-        self.prog.update(s.frame, f"ep {s.episodes}  r100 {r100:6.2f}  eps {self.epsilon:.3f}  "
+        self.prog.update(s.frame, f"ep {s.episodes}  r100 {r100:6.2f}  eps {extra.get('epsilon', self.epsilon):.3f}  "
                          f"{fps:7.1f} f/s", force=True)
 
     def _log_new_videos(self) -> None:
@@ -264,8 +280,8 @@ class Trainer:
             try:
                 while (cfg.frames is None or s.frame < cfg.frames) and stop.signum is None:
                     res = self.step()
-                    for i in np.flatnonzero(res.episode_end):
-                        self._episode(res, i)
+                    for ended in self._ended(res):
+                        self._episode(*ended)
                     if self.solved:
                         break
                     if cfg.eval_every and s.frame - s.last_eval >= cfg.eval_every:
@@ -316,6 +332,15 @@ class Trainer:
                 print(f"reward curve: {png}")
 
 
+def trainer_for(cfg: TrainConfig) -> type:
+    """Trainer, or with ``cfg.ray`` the Ape-X RayTrainer (fastdqn.run.ray_trainer, loaded only then)."""
+    if cfg.ray:
+        from fastdqn.run.ray_trainer import RayTrainer
+
+        return RayTrainer
+    return Trainer
+
+
 def train(config: TrainConfig | None = None, *, resume: str | os.PathLike | None = None,
           **overrides) -> TrainResult:
     """Train DQN as the config says; write the run directory; return a summary.
@@ -325,12 +350,13 @@ def train(config: TrainConfig | None = None, *, resume: str | os.PathLike | None
         if config is not None:
             raise TypeError("train: expected either a config or resume=DIR, got both")
         cfg, ckpt = resume_mod.resume_config(resume, overrides, TrainConfig)
-        trainer = Trainer(cfg, resume=ckpt)
+        trainer = trainer_for(cfg)(cfg, resume=ckpt)
     else:
         if config is not None and not isinstance(config, TrainConfig):
             raise TypeError(f"config: expected a TrainConfig (or None), got {type(config).__name__}")
         check_fields(overrides, "train")
-        trainer = Trainer(dataclasses.replace(config or TrainConfig(), **overrides))
+        cfg = dataclasses.replace(config or TrainConfig(), **overrides)
+        trainer = trainer_for(cfg)(cfg)
     try:
         return trainer.run()
     finally:

@@ -1,0 +1,121 @@
+"""Ape-X scale-out: agent steps/s into the learner's replay from 1..N Ray actors, against the
+same envs stepped by the local Trainer. No learning (replay start is never reached), so the
+table measures what the actors deliver: stepping, acting, the transfer and the store.
+
+Rows are timed in windows of whole seconds, interleaved over rounds (local, 1, 2, 4, local,
+...), not with the per-call timer: actors run ahead of the learner by design, so the first
+chunks of a call come from the queue. Each window first drains it for a quarter of its length.
+On a machine with C cores, N actors can run at most ~C-1 times one (the learner takes a core):
+on 2 cores the rows stay flat, by design of the hardware, not of the code."""
+
+from __future__ import annotations
+
+import importlib.util
+import statistics
+import time
+
+from fastdqn.run.config import TrainConfig
+from fastdqn.run.trainer import Trainer
+
+from ..config import BenchConfig
+from ..model import Table, ValuesSpec
+
+GROUP = "scale"
+ENVS_PER_ACTOR, CHUNK_STEPS = 2, 50
+
+
+def plan(cfg: BenchConfig) -> tuple[tuple[int, ...], float, int]:
+    """(actor counts, seconds per window, rounds)."""
+    return {"tiny": ((1, 2), 0.5, 1), "quick": ((1, 2, 4), 3.0, 3)}.get(cfg.mode, ((1, 2, 4), 8.0, 3))
+
+
+def specs(cfg: BenchConfig) -> list[ValuesSpec]:
+    return [ValuesSpec("scale", GROUP, "Ape-X scale-out: agent steps/s into the replay vs Ray actors",
+                       lambda: build(cfg))]
+
+
+def build(cfg: BenchConfig) -> Table:
+    counts, window, rounds = plan(cfg)
+    k = ENVS_PER_ACTOR
+    common = dict(device="cpu", seed=cfg.seed, replay_size=max(10_000, 8 * k * max(counts)), replay_start=10**9,
+                  eps_start=0.01, eps_final=0.01, progress=False, tensorboard=False, torch_threads=1)
+    names = [f"local Trainer.step, {k} envs on 1 emulator thread (baseline)"]
+    trainers = [Trainer(TrainConfig(**common, num_envs=k, env_backend="ale", num_workers=1), log=False)]
+    no_ray = None if importlib.util.find_spec("ray") else 'needs the ray extra (pip install "fastdqn[ray]")'
+    started = False
+    try:
+        if no_ray is None:
+            from fastdqn.run.ray_trainer import RayTrainer
+
+            started = _cluster(sum(counts))
+            for n in counts:
+                names.append(f"RayTrainer.step, {n} actor(s) x {k} envs")
+                trainers.append(RayTrainer(TrainConfig(**common, ray=True, actors=n, envs_per_actor=k,
+                                                       chunk_steps=CHUNK_STEPS), log=False))
+        runs: list[list[tuple]] = [[] for _ in trainers]
+        for _ in range(rounds):
+            for i, tr in enumerate(trainers):
+                runs[i].append(_steps_per_s(tr, window))
+    finally:
+        for tr in trainers:
+            tr.close()
+        if started:
+            import ray
+
+            ray.shutdown()
+    base = statistics.median(r[0] for r in runs[0])
+    cells = []
+    for name, r in zip(names, runs):
+        rate, wait, idle = ([x[j] for x in r] for j in range(3))
+        cells.append([name, statistics.median(rate), f"{statistics.median(rate) / base:.2f}x",
+                      f"{min(rate):,.0f} – {max(rate):,.0f}", _pct(wait), _pct(idle)])
+    if no_ray:
+        cells += [[f"RayTrainer.step, {n} actor(s) x {k} envs", None, "—", "—", "—", no_ray] for n in counts]
+    return Table(id="scale", group=GROUP, title="Ape-X scale-out: agent steps/s into the replay vs Ray actors",
+                 kind="values", columns=["path", "agent steps/s (median)", "vs local", "range", "learner waited",
+                                         "actors idle"],
+                 formats=["text", "int", "text", "text", "text", "text"], cells=cells,
+                 notes=[f"Pong, 'ale' envs, CPU acting with 1 torch thread per process, {k} envs per actor, chunks "
+                        f"of {CHUNK_STEPS} agent steps, no learning; {rounds} interleaved round(s) of {window:g} s "
+                        f"windows; a private local Ray cluster with {sum(counts)} CPUs (every row's actors exist at "
+                        "once, idle but for the row being timed)."])
+
+
+def _steps_per_s(tr, window: float) -> tuple[float, float | None, float | None]:
+    """(agent steps/s stored by ``tr`` over ``window`` s after draining for window/4, and for Ray
+    the learner's share of it spent waiting and the actors' share of theirs spent idle)."""
+    end = time.perf_counter() + window / 4
+    while time.perf_counter() < end:
+        tr.step()
+    f0, t0, c0 = tr.frame, time.perf_counter(), _counters(tr)
+    while time.perf_counter() - t0 < window:
+        tr.step()
+    wall, c1 = time.perf_counter() - t0, _counters(tr)
+    if c0 is None:
+        return (tr.frame - f0) / wall, None, None
+    wait, idle, busy = (b - a for a, b in zip(c0, c1))
+    return (tr.frame - f0) / wall, wait / wall, idle / max(idle + busy, 1e-9)
+
+
+def _counters(tr) -> tuple[float, float, float] | None:
+    pool = tr.envs
+    if not hasattr(pool, "learner_wait_s"):
+        return None
+    return pool.learner_wait_s, sum(pool.actor_idle_s), sum(pool.actor_busy_s)
+
+
+def _pct(values: list) -> str:
+    return "—" if values[0] is None else f"{statistics.median(values):.0%}"
+
+
+def _cluster(num_cpus: int) -> bool:
+    """One private cluster for every row (connect() then reuses it); True if started here."""
+    import ray
+
+    from fastdqn.run.actors import init_ray, loopback_only
+
+    if ray.is_initialized():
+        return False
+    with loopback_only():
+        init_ray("local", num_cpus=num_cpus, include_dashboard=False)
+    return True

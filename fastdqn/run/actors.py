@@ -1,0 +1,378 @@
+"""Ape-X actors (Horgan et al. 2018) on a Ray cluster, and the learner's side of them.
+
+An ``EnvActor`` steps its own vector env (the fast backend) with its own epsilon and returns
+``Chunk``s: ``chunk_steps`` agent steps of its envs as single preprocessed frames, actions,
+rewards and flags, never stacks (the learner's replay rebuilds those). The learner's
+``ActorPool`` keeps at most ``in_flight`` chunk requests per actor and hands the chunks over in
+each actor's order; new weights reach the actors through the object store.
+
+Faults: Ray restarts a dead actor (``max_restarts``); its new incarnation starts new episodes.
+Every chunk carries the frame each env goes on from (``start``), so when a chunk does not follow
+the last one stored (a new incarnation, or a request lost in between) the learner restarts that
+actor's replay streams there: an episode boundary, never a torn stack. A chunk is returned
+whole or not at all.
+
+Ray is imported here only: ``fastdqn.run.actors`` is loaded by ``--ray`` runs alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import time
+import uuid
+from collections import deque
+from typing import NamedTuple
+
+import numpy as np
+import torch
+
+from fastdqn import _native
+from fastdqn.env.backend import open_vector_env
+from fastdqn.env.spec import EnvSpec
+from fastdqn.env.vector import WorkerDied
+from fastdqn.frames.stack import FrameStacker, stack_for
+from fastdqn.learn.learner import epsilon_at, epsilon_greedy
+from fastdqn.learn.model import make_q_net
+from fastdqn.run.config import ray_host_port
+
+RAY_EXTRA = 'the Ray extra: pip install "fastdqn[ray]"'
+LOOPBACK_SWITCH = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+
+
+class Chunk(NamedTuple):
+    """``T`` agent steps of an actor's ``K`` envs, in step order."""
+
+    actor: int
+    incarnation: str  # new each time Ray (re)starts the actor
+    seq: int  # chunk number within the incarnation
+    pid: int
+    start: np.ndarray  # [K, *frame]: each env's newest frame before step 0 (seq 0: its episode's first)
+    actions: np.ndarray  # int64 [T, K]
+    rewards: np.ndarray  # float32 [T, K]
+    frames: np.ndarray  # [T, K, *frame]: the frame after each action
+    terminated: np.ndarray  # bool [T, K]
+    truncated: np.ndarray  # bool [T, K]
+    reset_frames: np.ndarray  # [D, *frame]: the next episode's first frame of each done (t, k), in order
+    episodes: list  # (k, raw return, length) of each game that ended, in order
+    epsilon: float
+    weights_version: int  # of the net that acted
+    busy_s: float  # stepping this chunk
+    idle_s: float  # waiting for this request since the previous chunk
+
+
+def ray_module():
+    try:
+        import ray
+    except ImportError:
+        raise ValueError(f"ray: --ray needs {RAY_EXTRA}") from None
+    return ray
+
+
+class EnvActor:
+    """Runs in a Ray worker process (one CPU): ``collect`` steps ``chunk_steps`` agent steps.
+
+    ``epsilon``: a fixed rate, or (start, final, decay_frames) for the seeds' linear schedule
+    over the learner's frame count. The first incarnation's envs are seeded ``seed``; a restarted
+    one draws fresh seeds (replaying the same games again would bias the replay)."""
+
+    def __init__(self, spec: EnvSpec, num_envs: int, index: int, epsilon, seed: int, dueling: bool,
+                 chunk_steps: int, backend: str):
+        import ray
+
+        torch.set_num_threads(1)  # one core per actor: Ray schedules them so
+        if ray.get_runtime_context().was_current_actor_reconstructed:
+            seed = int(np.random.SeedSequence().entropy % 2**31)
+        # one emulator thread (ale) or in-process stepping (process): the actor's one core
+        self.envs, self.backend, _ = open_vector_env(spec, num_envs, backend=backend, num_workers=0, seed=seed)
+        self.index, self.epsilon, self.chunk_steps, self.dueling = index, epsilon, chunk_steps, dueling
+        self.rng = np.random.default_rng(seed)
+        self.incarnation = uuid.uuid4().hex
+        self.stack = FrameStacker(self.envs.reset(), stack_for(self.envs.frame_shape), "cpu")
+        self.net, self.version, self.seq = None, -1, 0
+        self._done_at = time.perf_counter()
+
+    def facts(self) -> dict:
+        e = self.envs
+        return {"n_actions": e.n_actions, "frame_shape": tuple(e.frame_shape), "frame_dtype": str(e.frame_dtype),
+                "protocol": e.protocol, "backend": self.backend, "pid": os.getpid(), "incarnation": self.incarnation}
+
+    def _take_weights(self, weights: list) -> None:
+        """``weights`` is [] or [version, ObjectRef]: nested, so Ray fetches it only when newer."""
+        if weights and weights[0] > self.version:
+            import ray
+
+            state = {k: torch.tensor(v) for k, v in ray.get(weights[1]).items()}
+            if self.net is None:
+                obs_shape = tuple(self.stack.obs.shape[1:])
+                self.net = make_q_net(self.envs.n_actions, obs_shape, self.dueling).eval()
+            self.net.load_state_dict(state)
+            self.version = weights[0]
+
+    def collect(self, frame: int, weights: list) -> Chunk:
+        start = time.perf_counter()
+        idle = start - self._done_at
+        self._take_weights(weights)
+        if self.net is None:
+            raise RuntimeError("collect: no weights yet (the learner sends them with the first request)")
+        eps = (self.epsilon if isinstance(self.epsilon, float)
+               else epsilon_at(frame, *self.epsilon))
+        e, steps, n = self.envs, self.chunk_steps, self.envs.num_envs
+        actions = np.zeros((steps, n), np.int64)
+        rewards = np.zeros((steps, n), np.float32)
+        frames = np.zeros((steps, n, *e.frame_shape), e.frame_dtype)
+        terminated, truncated = np.zeros((steps, n), bool), np.zeros((steps, n), bool)
+        resets, episodes = [], []
+        start_frames = self.stack.obs[:, -1].numpy().copy()
+        for t in range(steps):
+            a = epsilon_greedy(self.net, self.stack.obs, e.n_actions, eps, self.rng)
+            res = e.step(a)
+            actions[t], rewards[t], frames[t] = a, res.rewards, res.frames
+            terminated[t], truncated[t] = res.terminated, res.truncated
+            done = res.terminated | res.truncated
+            if done.any():
+                resets.append(res.reset_frames[done].copy())
+            episodes += [(int(k), float(res.episode_return[k]), int(res.episode_length[k]))
+                         for k in np.flatnonzero(res.episode_end)]
+            self.stack.push(res.frames, done, res.reset_frames)
+        reset_frames = np.concatenate(resets) if resets else np.zeros((0, *e.frame_shape), e.frame_dtype)
+        chunk = Chunk(self.index, self.incarnation, self.seq, os.getpid(), start_frames,
+                      actions, rewards, frames, terminated, truncated, reset_frames, episodes, float(eps),
+                      self.version, time.perf_counter() - start, idle)
+        self.seq += 1
+        self._done_at = time.perf_counter()
+        return chunk
+
+
+def connect(address: str | None, num_cpus: int):
+    """Connect to the Ray cluster at ``address`` ("auto": the one ``ray start`` left on this
+    machine; "HOST:PORT"; "ray://HOST:PORT"), or with ``None`` start a private one on this
+    machine with ``num_cpus`` CPUs, bound to 127.0.0.1. Returns (ray, address it runs at, started)."""
+    ray = ray_module()
+    if ray.is_initialized():
+        return ray, _gcs_address(ray), False
+    if address is None:
+        with loopback_only():  # "local": a new cluster, never one `ray start` left here
+            init_ray("local", num_cpus=num_cpus, include_dashboard=False)
+        return ray, _gcs_address(ray), True
+    where = ray_host_port(address)
+    if where is not None:
+        host, port = where
+        problem = _unreachable(host, port)
+        if problem:
+            raise ValueError(f"ray: expected a Ray cluster at {address}, got {problem} "
+                             f"(start one with `ray start --head`, or pass --ray alone for one on this machine)")
+    try:
+        init_ray(address)
+    except ConnectionError as e:
+        raise ValueError(f"ray: expected a Ray cluster at {address}, got {str(e).splitlines()[0]}") from None
+    # a Ray Client (ray://) reaches the cluster through its own server: watch that one
+    return ray, address if address.startswith("ray://") else _gcs_address(ray), False
+
+
+def init_ray(address: str, **kwargs) -> None:
+    """``ray.init`` whose workers import the fastdqn this process runs. Ray puts the driver's
+    current folder first on its workers' ``sys.path``: from a source checkout they would import
+    its uncompiled package. So the call runs from the folder that holds this fastdqn."""
+    ray, here = ray_module(), os.getcwd()
+    os.chdir(os.path.dirname(_native.PACKAGE_DIR))
+    try:
+        ray.init(address=address, log_to_driver=False, configure_logging=False, **kwargs)
+    finally:
+        os.chdir(here)
+
+
+@contextlib.contextmanager
+def loopback_only():
+    """Ray binds a single-machine cluster started meanwhile to 127.0.0.1 only with its
+    "cluster" switch off: the environment variable for its processes, and its constant, which
+    Ray reads when it is imported, for this one if Ray is imported already. Both are put back."""
+    import ray._private.ray_constants as constants
+
+    old_env, old_const = os.environ.get(LOOPBACK_SWITCH), constants.ENABLE_RAY_CLUSTER
+    os.environ[LOOPBACK_SWITCH] = "0"
+    setattr(constants, "ENABLE_RAY_CLUSTER", False)
+    try:
+        yield
+    finally:
+        setattr(constants, "ENABLE_RAY_CLUSTER", old_const)
+        if old_env is None:
+            del os.environ[LOOPBACK_SWITCH]
+        else:
+            os.environ[LOOPBACK_SWITCH] = old_env
+
+
+def _unreachable(host: str, port: int, timeout: float = 3.0) -> str | None:
+    """Why nothing answers at host:port (None: something listens): ray.init would retry for minutes."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return None
+    except OSError as e:
+        return f"nothing answering there ({e.strerror or e})"
+
+
+def _gcs_address(ray) -> str:
+    return ray.get_runtime_context().gcs_address
+
+
+class ActorPool:
+    """The learner's handle on N EnvActors: ``next(frame)`` returns the next chunk of any actor
+    (each actor's in order) and keeps ``in_flight`` requests queued at each one.
+
+    Flow control: an actor steps only on a request, and a request is sent when its chunk is
+    taken, so an actor runs at most ``in_flight`` chunks ahead of the learner and waits when the
+    learner falls behind; the learner waits in ``next`` when the actors do.
+    ``learner_wait_s`` and the actors' idle time (``actor_idle_s``) say which is happening."""
+
+    def __init__(self, spec: EnvSpec, *, actors: int, envs_per_actor: int, epsilons: list, seed: int,
+                 dueling: bool, chunk_steps: int, in_flight: int, max_restarts: int, timeout_s: float,
+                 backend: str, address: str | None):
+        ray, self.address, self._started = connect(address, num_cpus=max(actors, os.cpu_count() or 1))
+        self._ray = ray
+        try:
+            cpus = ray.cluster_resources().get("CPU", 0)
+            if cpus < actors:
+                raise ValueError(f"actors: expected at most the cluster's {cpus:g} CPUs (one per actor), got {actors}")
+            remote = ray.remote(num_cpus=1, max_restarts=max_restarts, max_task_retries=0)(EnvActor)
+            self.actors = [remote.remote(spec, envs_per_actor, i, epsilons[i], seed + 1_000 * i, dueling,
+                                         chunk_steps, backend) for i in range(actors)]
+            try:
+                facts = ray.get([a.facts.remote() for a in self.actors], timeout=timeout_s)
+            except ray.exceptions.GetTimeoutError:
+                raise WorkerDied(f"ray: the {actors} actors did not start within {timeout_s:g} s on the cluster at "
+                                 f"{self.address}") from None
+            except ray.exceptions.RayActorError as e:  # __init__ raised: the env or its spec is bad
+                raise ValueError(f"ray: an actor could not start: {_first_line(e)}") from None
+        except BaseException:
+            self.close()
+            raise
+        self.facts = facts[0]
+        self.envs_per_actor, self.in_flight, self.max_restarts = envs_per_actor, in_flight, max_restarts
+        self.timeout_s = timeout_s
+        self.num_envs = actors * envs_per_actor
+        self.incarnation = [f["incarnation"] for f in facts]
+        self.pids = [f["pid"] for f in facts]
+        self.next_seq: list = [None] * actors  # None: no chunk taken yet, the streams start at the first
+        self.restarts = [0] * actors
+        self.chunks = [0] * actors
+        self.learner_wait_s = 0.0
+        self.actor_idle_s = [0.0] * actors
+        self.actor_busy_s = [0.0] * actors
+        self._pending = [deque() for _ in range(actors)]
+        self._retry_at = [[] for _ in range(actors)]  # when to resend requests that failed
+        self._last_ok = [time.monotonic()] * actors
+        self._weights: list = []
+
+    # -- what the trainer reads of a vector env ------------------------------------------------
+    snapshots = False  # actors start fresh episodes on resume
+    n_actions = property(lambda self: self.facts["n_actions"])
+    frame_shape = property(lambda self: tuple(self.facts["frame_shape"]))
+    frame_dtype = property(lambda self: np.dtype(self.facts["frame_dtype"]))
+    protocol = property(lambda self: self.facts["protocol"])
+
+    def get_state(self) -> None:
+        return None
+
+    # -- the learner's calls ------------------------------------------------------------------
+    def push_weights(self, version: int, state: dict) -> None:
+        """Publish the online net (numpy arrays) to the object store; the next requests carry it."""
+        self._weights = [version, self._ray.put(state)]
+
+    def fill(self, frame: int) -> None:
+        """Queue requests until every actor has ``in_flight`` of them."""
+        for a in range(len(self.actors)):
+            while len(self._pending[a]) + len(self._retry_at[a]) < self.in_flight:
+                self._submit(a, frame)
+
+    def next(self, frame: int) -> tuple[Chunk, bool]:
+        """(chunk, restart): the oldest finished chunk of any actor (its request is replaced at
+        once), and whether the actor's streams must restart at ``chunk.start`` (a new
+        incarnation, or a lost chunk before it)."""
+        ray, t0 = self._ray, time.perf_counter()
+        try:
+            while True:
+                self._resend_due(frame)
+                heads = {q[0]: a for a, q in enumerate(self._pending) if q}
+                ready, _ = ray.wait(list(heads), num_returns=1, timeout=0.2) if heads else ([], [])
+                if not ready:
+                    self._check_alive()
+                    if not heads:
+                        time.sleep(0.05)
+                    continue
+                a = heads[ready[0]]
+                ref = self._pending[a].popleft()
+                try:
+                    chunk = ray.get(ref)
+                except ray.exceptions.RayActorError as e:
+                    self._failed(a, e)
+                    continue
+                self._submit(a, frame)
+                return chunk, self._accept(a, chunk)
+        finally:
+            self.learner_wait_s += time.perf_counter() - t0
+
+    def close(self) -> None:
+        ray = self._ray
+        for a in getattr(self, "actors", []):
+            try:
+                ray.kill(a, no_restart=True)
+            except Exception:  # already gone with its cluster
+                pass
+        self.actors = []
+        if self._started and ray.is_initialized():
+            ray.shutdown()
+
+    # -- requests, restarts -------------------------------------------------------------------
+    def _submit(self, a: int, frame: int) -> None:
+        self._pending[a].append(self.actors[a].collect.remote(frame, self._weights))
+
+    def _resend_due(self, frame: int) -> None:
+        now = time.monotonic()
+        for a, due in enumerate(self._retry_at):
+            while due and due[0] <= now:
+                due.pop(0)
+                self._submit(a, frame)
+
+    def _failed(self, a: int, error) -> None:
+        """A request to actor a failed: its process died (Ray restarts it) or the cluster is gone."""
+        self._check_cluster()
+        if isinstance(error, self._ray.exceptions.ActorDiedError) and self.restarts[a] >= self.max_restarts:
+            raise WorkerDied(f"ray: actor {a} died after {self.restarts[a]} restarts (max {self.max_restarts}): "
+                             f"{_first_line(error)}")
+        self._retry_at[a].append(time.monotonic() + 0.2)  # the restarted actor takes it
+        self._check_alive()
+
+    def _accept(self, a: int, chunk: Chunk) -> bool:
+        """Count the chunk; True when it does not follow the last one taken from actor a."""
+        self._last_ok[a] = time.monotonic()
+        restart = chunk.seq != self.next_seq[a]  # the first chunk, or one lost in between
+        if chunk.incarnation != self.incarnation[a]:
+            restart = True
+            self.incarnation[a] = chunk.incarnation
+            self.restarts[a] += 1
+            self.pids[a] = chunk.pid
+        self.next_seq[a] = chunk.seq + 1
+        self.chunks[a] += 1
+        self.actor_idle_s[a] += chunk.idle_s
+        self.actor_busy_s[a] += chunk.busy_s
+        return restart
+
+    def _check_alive(self) -> None:
+        now = time.monotonic()
+        for a, t in enumerate(self._last_ok):
+            if now - t > self.timeout_s:
+                self._check_cluster()
+                raise WorkerDied(f"ray: actor {a} sent nothing for {self.timeout_s:g} s (restarts: {self.restarts[a]} "
+                                 f"of {self.max_restarts}; the cluster at {self.address} is overloaded or lost it)")
+
+    def _check_cluster(self) -> None:
+        host, port = ray_host_port(self.address)
+        problem = _unreachable(host, port, timeout=1.0)
+        if problem:
+            raise WorkerDied(f"ray: the Ray cluster at {self.address} went away ({problem})")
+
+
+def _first_line(error) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

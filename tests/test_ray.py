@@ -1,0 +1,264 @@
+"""Ape-X scale-out (fastdqn.run.ray_trainer) on a real local Ray cluster, bound to 127.0.0.1.
+
+One private cluster (2 CPUs) serves the in-process tests; the fault tests start their own
+(`ray start --head` in a child process) or none. Real Pong throughout, with games cut to 50
+agent steps so that episodes end within seconds. Each test is bounded in steps and time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from fastdqn.learn.learner import apex_epsilon
+from fastdqn.run import TrainConfig, train
+from fastdqn.run.config import ray_host_port
+from replay_helpers import check_indexed
+from replay_model import ReplayModel
+
+ray = pytest.importorskip("ray")  # the test extra installs it
+
+from fastdqn.run.actors import LOOPBACK_SWITCH, init_ray, loopback_only  # noqa: E402  (after the skip: imports nothing of ray)
+from fastdqn.run.ray_trainer import RayTrainer  # noqa: E402
+
+SHORT = dict(env_id="PongNoFrameskip-v4", max_episode_frames=200, device="cpu", torch_threads=1, progress=False,
+             replay_size=2_000, replay_start=200, batch_size=16, replay_ratio=0.05, chunk_steps=10)
+CHILD_ENV = os.environ | {"RAY_AUTH_MODE": "disabled", LOOPBACK_SWITCH: "0"}  # a `ray start` cluster and its driver
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    if ray.is_initialized():
+        ray.shutdown()
+    with loopback_only():
+        init_ray("local", num_cpus=2, include_dashboard=False)
+    yield ray.get_runtime_context().gcs_address
+    ray.shutdown()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_the_cluster_listens_on_loopback_only(cluster):
+    assert ray_host_port(cluster)[0] == "127.0.0.1"
+    assert [n["NodeManagerAddress"] for n in ray.nodes()] == ["127.0.0.1"]
+
+
+def test_apex_epsilons():
+    assert apex_epsilon(0, 4) == pytest.approx(0.4)
+    assert apex_epsilon(3, 4) == pytest.approx(0.4 ** 8)
+    assert apex_epsilon(1, 3) == pytest.approx(0.4 ** 4.5)
+    with pytest.raises(ValueError, match="expected 0 <= i < n with n >= 2, got i=0, n=1"):
+        apex_epsilon(0, 1)
+
+
+def test_two_actors_train_and_the_metrics_carry_both(cluster, tmp_path):
+    out = tmp_path / "run"
+    result = train(TrainConfig(**SHORT, ray=True, actors=2, envs_per_actor=2, frames=1_600, out=str(out)))
+    assert result.frames >= 1_600
+    records = [json.loads(line) for line in open(out / "metrics.jsonl")]
+    assert {r["actor"] for r in records} == {0, 1}
+    eps = {r["actor"]: r["epsilon"] for r in records}
+    assert eps[0] == pytest.approx(0.4) and eps[1] == pytest.approx(0.4 ** 8)  # Ape-X's, one per actor
+    assert all(0 <= r["learner_wait"] <= 1 and 0 <= r["actor_idle"] <= 1 and r["restarts"] == 0 for r in records)
+    assert any(r["loss"] is not None for r in records)  # it learned on the actors' data
+    config = json.load(open(out / "config.json"))
+    assert config["ray"] and config["actors"] == 2 and config["env_backend_resolved"] == "ray/ale"
+    assert (out / "last.pt").is_file()
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    tags = EventAccumulator(str(out)).Reload().Tags()["scalars"]
+    assert {"ray/learner_wait", "ray/actor_idle", "ray/restarts", "charts/episodic_return"} <= set(tags)
+
+
+def replay_into(model: ReplayModel, got, k: int) -> None:
+    """What RayTrainer stored from one received chunk, applied to the Python model."""
+    chunk = got.chunk
+    envs = range(chunk.actor * k, (chunk.actor + 1) * k)
+    if got.restart:
+        for j, e in enumerate(envs):
+            model.start(e, chunk.start[j])
+    d = 0
+    for t in range(chunk.actions.shape[0]):
+        for j, e in enumerate(envs):
+            model.add(e, int(chunk.actions[t, j]), float(chunk.rewards[t, j]), chunk.frames[t, j],
+                      bool(chunk.terminated[t, j]), bool(chunk.truncated[t, j]))
+            if chunk.terminated[t, j] or chunk.truncated[t, j]:
+                model.start(e, chunk.reset_frames[d])
+                d += 1
+
+
+def test_a_killed_actor_restarts_and_the_replay_stays_true(cluster):
+    """SIGKILL one actor mid-run: Ray restarts it, its streams start new episodes, and the replay
+    (3-step returns, prioritized, wrapped around) is exactly the reference model fed the same chunks."""
+    cfg = TrainConfig(**(SHORT | dict(replay_size=1_200)), ray=True, actors=2, envs_per_actor=2, n_step=3,
+                      prioritized=True, weights_every=5)
+    t = RayTrainer(cfg, log=False)
+    k = cfg.envs_per_actor
+    model = ReplayModel(t.buf.capacity, t.buf.num_envs, t.buf.stack, "zeros", n_step=3, gamma=cfg.gamma)
+    try:
+        killed_pid, after, deadline, versions = None, 0, time.monotonic() + 120, set()
+        while after < 3:
+            assert time.monotonic() < deadline, f"no restart within 120 s (restarts {t.envs.restarts})"
+            got = t.step()
+            replay_into(model, got, k)
+            versions.add(got.chunk.weights_version)
+            if got.chunk.actor == 0:
+                if killed_pid is None and t.envs.chunks[0] >= 3:
+                    killed_pid = t.envs.pids[0]
+                    os.kill(killed_pid, signal.SIGKILL)
+                elif killed_pid is not None and got.chunk.pid != killed_pid:
+                    assert after > 0 or got.restart  # the new incarnation's first chunk restarts the streams
+                    after += 1
+        assert t.envs.restarts == [1, 0] and t.envs.pids[0] != killed_pid
+        assert sum(len(s.frames) for s in model.streams) > t.buf.capacity  # the streams wrapped around
+        assert t.learner.updates > 0 and max(versions) > 1  # new weights reached the actors
+        want = model.transitions()
+        assert len(t.buf) == len(want)
+        check_indexed(t.buf, model)  # every stored transition, by stream and index
+        allowed: dict = {}
+        for obs, action, reward, next_obs, done, discount in want:
+            allowed.setdefault(obs.tobytes() + next_obs.tobytes(), set()).add((action, reward, done, discount))
+        b = t.buf.sample(256, 1.0)  # what the learner samples is among them
+        for i in range(256):
+            key = b.obs[i].numpy().tobytes() + b.next_obs[i].numpy().tobytes()
+            assert (b.action[i].item(), b.reward[i].item(), b.done[i].item(), b.discount[i].item()) in allowed[key]
+    finally:
+        t.close()
+
+
+def test_flow_control_holds_the_replay_ratio_and_logs_who_waits(cluster):
+    """A learner slower than its actors keeps them waiting (each runs at most actor_in_flight
+    chunks ahead) and still takes exactly replay_ratio updates per stored agent step."""
+    cfg = TrainConfig(**(SHORT | dict(replay_start=100, replay_ratio=0.25)), ray=True, actors=2, actor_in_flight=1)
+    t = RayTrainer(cfg, log=False)
+    try:
+        idle = []
+        for i in range(14):
+            got = t.step()
+            if i >= 4:
+                idle.append(got.chunk.idle_s)
+                time.sleep(0.3)  # a slow learner
+        assert t.envs.learner_wait_s > 0  # the first chunks: the learner waited for data
+        assert np.mean(idle[4:]) > 0.1  # then the actors waited for requests
+        assert sum(t.envs.chunks) == 14 and t.state.frame == 14 * cfg.chunk_steps
+        # updates are owed from the chunk that brings the replay to replay_start on, that chunk included
+        reached = -(-100 // cfg.chunk_steps) * cfg.chunk_steps
+        learning = t.state.frame - reached + cfg.chunk_steps
+        assert t.learner.updates == int(learning * 0.25)
+    finally:
+        t.close()
+
+
+def test_a_ray_run_resumes_with_fresh_episodes(cluster, tmp_path, capsys):
+    out = tmp_path / "run"
+    first = train(TrainConfig(**SHORT, ray=True, actors=2, frames=600, save_replay=True, out=str(out)))
+    capsys.readouterr()
+    second = train(resume=str(out), frames=1_200)
+    printed = capsys.readouterr().out
+    assert f"resuming {out} at frame {first.frames:,}" in printed
+    assert "replay restored" in printed and "Ray actors start fresh episodes" in printed
+    assert second.frames >= 1_200 and second.episodes > first.episodes
+    frames = [json.loads(line)["frame"] for line in open(out / "metrics.jsonl")]
+    assert frames == sorted(frames) and frames[-1] > first.frames
+
+
+def test_actors_past_the_cluster_cpus_are_refused(cluster, tmp_path):
+    with pytest.raises(ValueError, match=r"actors: expected at most the cluster's 2 CPUs \(one per actor\), got 3"):
+        train(TrainConfig(**SHORT, ray=True, actors=3, frames=100, out=str(tmp_path / "run")))
+
+
+def run_cli(args, **kw):
+    return subprocess.run([sys.executable, "-m", "fastdqn", "train", *args], capture_output=True, text=True,
+                          timeout=180, **kw)
+
+
+def test_a_bad_address_is_a_one_line_error(tmp_path):
+    port = free_port()  # nothing listens there
+    r = run_cli(["--ray", f"127.0.0.1:{port}", "--frames", "100", "--out", str(tmp_path / "run"), "--no-progress"])
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.strip().splitlines() == [
+        f"fastdqn train: error: ray: expected a Ray cluster at 127.0.0.1:{port}, got nothing answering there "
+        "(Connection refused) (start one with `ray start --head`, or pass --ray alone for one on this machine)"]
+    assert not (tmp_path / "run").exists()
+
+
+def test_without_ray_installed_the_flag_names_the_extra(tmp_path):
+    code = ("import sys; sys.modules['ray'] = None; from fastdqn.cli import main; "
+            f"sys.exit(main(['train', '--ray', '--frames', '10', '--out', {str(tmp_path / 'run')!r}]))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2
+    assert r.stderr.strip() == ('fastdqn train: error: ray: expected Ray installed for --ray, got none '
+                                '(install the extra: pip install "fastdqn[ray]")')
+
+
+def test_a_cluster_that_goes_away_is_a_clear_error(tmp_path):
+    """`ray start --head` in a child process, a run on it, then the whole cluster stops: Ray
+    ends the learner's process with it; fastdqn says what happened and how to go on."""
+    port, out = free_port(), tmp_path / "run"
+    head = subprocess.Popen(["ray", "start", "--head", f"--port={port}", "--num-cpus=1", "--include-dashboard=false",
+                             "--disable-usage-stats", "--block"], env=CHILD_ENV, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    run = None
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.5)
+        run = subprocess.Popen([sys.executable, "-m", "fastdqn", "train", "--ray", f"127.0.0.1:{port}", "--frames",
+                                "10000000", "--max-episode-frames", "200", "--replay-start", "100000", "--device",
+                                "cpu", "--threads", "1", "--out", str(out), "--no-progress", "--checkpoint-every",
+                                "200"],
+                               env=CHILD_ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 120
+        while not (out / "last.pt").exists():
+            assert run.poll() is None and time.monotonic() < deadline, run.communicate(timeout=10)
+            time.sleep(0.5)
+        head.send_signal(signal.SIGTERM)  # `ray start --block` stops its cluster
+        _, err = run.communicate(timeout=120)
+    finally:
+        for p in (run, head):
+            if p is not None and p.poll() is None:
+                p.kill()
+        head.wait(timeout=60)
+    assert run.returncode == 1
+    errors = [line for line in err.splitlines() if line.startswith("fastdqn train: error:")]
+    assert len(errors) == 1 and "Traceback" not in err, err
+    assert re.fullmatch(rf"fastdqn train: error: ray: the Ray cluster at 127\.0\.0\.1:{port} went away .*"
+                        rf"continue from last\.pt with: fastdqn train --resume {re.escape(str(out))}", errors[0])
+
+
+def test_sigterm_to_a_ray_run_saves_last_pt(tmp_path):
+    """The CLI's process forwards SIGTERM to the learner's: last.pt is saved, exit status 143."""
+    out = tmp_path / "run"
+    run = subprocess.Popen([sys.executable, "-m", "fastdqn", "train", "--ray", "--actors", "1", "--frames", "10000000",
+                            "--max-episode-frames", "200", "--replay-start", "100000", "--device", "cpu", "--threads",
+                            "1", "--out", str(out), "--no-progress"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (out / "metrics.jsonl").exists() or not (out / "metrics.jsonl").stat().st_size:
+            assert run.poll() is None and time.monotonic() < deadline, run.communicate(timeout=10)
+            time.sleep(0.5)
+        run.send_signal(signal.SIGTERM)
+        stdout, stderr = run.communicate(timeout=120)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    assert run.returncode == 143, stderr
+    assert "SIGTERM: saving last.pt" in stdout and f"continue with: fastdqn train --resume {out}" in stdout
+    assert (out / "last.pt").is_file()
