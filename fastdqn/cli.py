@@ -129,8 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", metavar="DIR", default=None,
                    help="continue the run saved in DIR (its last.pt; Ctrl-C and SIGTERM save one); only "
                    "--frames, --reward-bound, --checkpoint-every, --device, --num-workers, --threads, "
-                   "--save-replay, --env-backend, --replay-device, --no-graph, --no-overlap and the output "
-                   "switches may change")
+                   "--save-replay, --env-backend, --replay-device, --no-graph, --no-overlap, the output "
+                   "switches, and for Ray runs --ray ADDRESS, --chunk-steps, --weights-every and --actor-* may "
+                   "change")
     t.add_argument("--gym-packages", dest="gym_packages", nargs="+", metavar="MOD", default=None,
                    help="modules to import before making the env (they register it), in the trainer and "
                    "in every env worker")

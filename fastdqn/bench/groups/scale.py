@@ -34,39 +34,48 @@ def specs(cfg: BenchConfig) -> list[ValuesSpec]:
                        lambda: build(cfg))]
 
 
+LEARN_RATIO, LEARN_START = 1 / 8, 1_000  # the learning rows: one update of batch 32 per 8 agent steps
+
+
 def build(cfg: BenchConfig) -> Table:
     counts, window, rounds = plan(cfg)
     k = ENVS_PER_ACTOR
-    common = dict(device="cpu", seed=cfg.seed, replay_size=max(10_000, 8 * k * max(counts)), replay_start=10**9,
-                  eps_start=0.01, eps_final=0.01, progress=False, tensorboard=False, torch_threads=1)
-    names = [f"local Trainer.step, {k} envs on 1 emulator thread (baseline)"]
-    trainers = [Trainer(TrainConfig(**common, num_envs=k, env_backend="ale", num_workers=1), log=False)]
+    common = dict(device="cpu", seed=cfg.seed, replay_size=max(10_000, 8 * k * max(counts)), eps_start=0.01,
+                  eps_final=0.01, progress=False, tensorboard=False, torch_threads=1, batch_size=cfg.batch_size)
+    modes = {"no learning": dict(replay_start=10**9),
+             f"learning, 1 update per {round(1 / LEARN_RATIO)} agent steps": dict(replay_start=LEARN_START,
+                                                                                  replay_ratio=LEARN_RATIO)}
     no_ray = None if importlib.util.find_spec("ray") else 'needs the ray extra (pip install "fastdqn[ray]")'
+    rows: list[tuple[str, object]] = []  # (name, trainer); the first of each mode is its baseline
     started = False
     try:
         if no_ray is None:
-            from fastdqn.run.ray_trainer import RayTrainer
+            started = _cluster(2 * sum(counts))
+        for mode, extra in modes.items():
+            rows.append((f"{mode}: local Trainer.step, {k} envs (baseline)",
+                         _ready(Trainer(TrainConfig(**common, **extra, num_envs=k, env_backend="ale", num_workers=1),
+                                        log=False))))
+            if no_ray is None:
+                from fastdqn.run.ray_trainer import RayTrainer
 
-            started = _cluster(sum(counts))
-            for n in counts:
-                names.append(f"RayTrainer.step, {n} actor(s) x {k} envs")
-                trainers.append(RayTrainer(TrainConfig(**common, ray=True, actors=n, envs_per_actor=k,
-                                                       chunk_steps=CHUNK_STEPS), log=False))
-        runs: list[list[tuple]] = [[] for _ in trainers]
+                for n in counts:
+                    tc = TrainConfig(**common, **extra, ray=True, actors=n, envs_per_actor=k, chunk_steps=CHUNK_STEPS)
+                    rows.append((f"{mode}: RayTrainer.step, {n} actor(s) x {k} envs", _ready(RayTrainer(tc, log=False))))
+        runs: list[list[tuple]] = [[] for _ in rows]
         for _ in range(rounds):
-            for i, tr in enumerate(trainers):
+            for i, (_, tr) in enumerate(rows):
                 runs[i].append(_steps_per_s(tr, window))
     finally:
-        for tr in trainers:
+        for _, tr in rows:
             tr.close()
         if started:
             import ray
 
             ray.shutdown()
-    base = statistics.median(r[0] for r in runs[0])
-    cells = []
-    for name, r in zip(names, runs):
+    cells, base = [], None
+    for (name, _), r in zip(rows, runs):
         rate, wait, idle = ([x[j] for x in r] for j in range(3))
+        base = statistics.median(rate) if "baseline" in name else base
         cells.append([name, statistics.median(rate), f"{statistics.median(rate) / base:.2f}x",
                       f"{min(rate):,.0f} – {max(rate):,.0f}", _pct(wait), _pct(idle)])
     if no_ray:
@@ -75,10 +84,18 @@ def build(cfg: BenchConfig) -> Table:
                  kind="values", columns=["path", "agent steps/s (median)", "vs local", "range", "learner waited",
                                          "actors idle"],
                  formats=["text", "int", "text", "text", "text", "text"], cells=cells,
-                 notes=[f"Pong, 'ale' envs, CPU acting with 1 torch thread per process, {k} envs per actor, chunks "
-                        f"of {CHUNK_STEPS} agent steps, no learning; {rounds} interleaved round(s) of {window:g} s "
-                        f"windows; a private local Ray cluster with {sum(counts)} CPUs (every row's actors exist at "
-                        "once, idle but for the row being timed)."])
+                 notes=[f"Pong, 'ale' envs, CPU acting and learning with 1 torch thread per process, {k} envs per "
+                        f"actor, chunks of {CHUNK_STEPS} agent steps, batch {cfg.batch_size}; learning rows after "
+                        f"{LEARN_START:,} agent steps of replay; {rounds} interleaved round(s) of {window:g} s "
+                        f"windows; a private local Ray cluster (every row's actors exist at once, idle but for the "
+                        "row being timed). 'vs local': against the local Trainer of the same mode."])
+
+
+def _ready(tr):
+    """Step ``tr`` until its learner learns (if it is to): the rows time the steady state."""
+    while tr.state.replay_frames < min(tr.cfg.replay_start, LEARN_START):
+        tr.step()
+    return tr
 
 
 def _steps_per_s(tr, window: float) -> tuple[float, float | None, float | None]:
