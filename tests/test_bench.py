@@ -31,7 +31,7 @@ def _bench(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
 def report(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
     js, md = out / "bench.json", out / "bench.md"
-    proc = _bench("--quick", "--tiny", "--quiet", "--json", str(js), "--markdown", str(md))
+    proc = _bench("--quick", "--tiny", "--quiet", "--json", str(js), "--markdown", str(md), timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(js.read_text()), md.read_text(), proc.stdout
 
@@ -94,16 +94,20 @@ def test_memory_table(report):
 
 
 def test_scale_table(report):
-    """Ray actors 1 and 2 (--tiny) against the local Trainer: rates, ratios, and who waited."""
+    """--tiny: one Ray actor against the local Trainer, without and with learning: rates, each
+    mode's ratio to its own local baseline, and who waited."""
     data, _, _ = report
     scale = next(t for t in data["tables"] if t["id"] == "scale")
     assert scale["kind"] == "values" and len(scale["formats"]) == len(scale["columns"])
     names = [row[0] for row in scale["cells"]]
-    assert names[0].startswith("local Trainer.step") and len(names) == 3
+    assert len(names) == 4 and [n.split(":")[1].split(",")[0].strip() for n in names] == [
+        "local Trainer.step", "RayTrainer.step", "local Trainer.step", "RayTrainer.step"]
+    assert names[0].startswith("no learning") and names[2].startswith("learning")
     for row in scale["cells"]:
-        assert row[1] > 0 and row[2].endswith("x")
-    assert scale["cells"][0][2] == "1.00x" and scale["cells"][0][4] == "—"
-    assert all(row[4].endswith("%") and row[5].endswith("%") for row in scale["cells"][1:])
+        assert row[1] > 0 and row[2].endswith("x") and len(row) == len(scale["columns"])
+    for base, ray_row in ((scale["cells"][0], scale["cells"][1]), (scale["cells"][2], scale["cells"][3])):
+        assert base[2] == "1.00x" and base[4] == "—"
+        assert ray_row[4].endswith("%") and ray_row[5].endswith("%")
 
 
 def test_markdown_and_console(report):

@@ -27,7 +27,7 @@ from replay_model import ReplayModel
 
 ray = pytest.importorskip("ray")  # the test extra installs it
 
-from fastdqn.run.actors import LOOPBACK_SWITCH, init_ray, loopback_only  # noqa: E402  (after the skip: imports nothing of ray)
+from fastdqn.run.ray_cluster import LOOPBACK_SWITCH, init_ray, loopback_only  # noqa: E402
 from fastdqn.run.ray_trainer import RayTrainer  # noqa: E402
 
 SHORT = dict(env_id="PongNoFrameskip-v4", max_episode_frames=200, device="cpu", torch_threads=1, progress=False,
@@ -154,6 +154,7 @@ def test_flow_control_holds_the_replay_ratio_and_logs_who_waits(cluster):
         assert t.envs.learner_wait_s > 0  # the first chunks: the learner waited for data
         assert np.mean(idle[4:]) > 0.1  # then the actors waited for requests
         assert sum(t.envs.chunks) == 14 and t.state.frame == 14 * cfg.chunk_steps
+        assert abs(t.envs.chunks[0] - t.envs.chunks[1]) <= 1  # both ready: taken in turn, none starves
         # updates are owed from the chunk that brings the replay to replay_start on, that chunk included
         reached = -(-100 // cfg.chunk_steps) * cfg.chunk_steps
         learning = t.state.frame - reached + cfg.chunk_steps

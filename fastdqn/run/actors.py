@@ -12,14 +12,12 @@ the last one stored (a new incarnation, or a request lost in between) the learne
 actor's replay streams there: an episode boundary, never a torn stack. A chunk is returned
 whole or not at all.
 
-Ray is imported here only: ``fastdqn.run.actors`` is loaded by ``--ray`` runs alone.
+Ray is loaded only by ``--ray`` runs (this module and fastdqn.run.ray_cluster).
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
-import socket
 import time
 import uuid
 from collections import deque
@@ -28,7 +26,6 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from fastdqn import _native
 from fastdqn.env.backend import open_vector_env
 from fastdqn.env.spec import EnvSpec
 from fastdqn.env.vector import WorkerDied
@@ -36,9 +33,7 @@ from fastdqn.frames.stack import FrameStacker, stack_for
 from fastdqn.learn.learner import epsilon_at, epsilon_greedy
 from fastdqn.learn.model import make_q_net
 from fastdqn.run.config import ray_host_port
-
-RAY_EXTRA = 'the Ray extra: pip install "fastdqn[ray]"'
-LOOPBACK_SWITCH = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+from fastdqn.run.ray_cluster import connect, unreachable
 
 
 class Chunk(NamedTuple):
@@ -60,14 +55,6 @@ class Chunk(NamedTuple):
     weights_version: int  # of the net that acted
     busy_s: float  # stepping this chunk
     idle_s: float  # waiting for this request since the previous chunk
-
-
-def ray_module():
-    try:
-        import ray
-    except ImportError:
-        raise ValueError(f"ray: --ray needs {RAY_EXTRA}") from None
-    return ray
 
 
 class EnvActor:
@@ -145,77 +132,6 @@ class EnvActor:
         return chunk
 
 
-def connect(address: str | None, num_cpus: int):
-    """Connect to the Ray cluster at ``address`` ("auto": the one ``ray start`` left on this
-    machine; "HOST:PORT"; "ray://HOST:PORT"), or with ``None`` start a private one on this
-    machine with ``num_cpus`` CPUs, bound to 127.0.0.1. Returns (ray, address it runs at, started)."""
-    ray = ray_module()
-    if ray.is_initialized():
-        return ray, _gcs_address(ray), False
-    if address is None:
-        with loopback_only():  # "local": a new cluster, never one `ray start` left here
-            init_ray("local", num_cpus=num_cpus, include_dashboard=False)
-        return ray, _gcs_address(ray), True
-    where = ray_host_port(address)
-    if where is not None:
-        host, port = where
-        problem = _unreachable(host, port)
-        if problem:
-            raise ValueError(f"ray: expected a Ray cluster at {address}, got {problem} "
-                             f"(start one with `ray start --head`, or pass --ray alone for one on this machine)")
-    try:
-        init_ray(address)
-    except ConnectionError as e:
-        raise ValueError(f"ray: expected a Ray cluster at {address}, got {str(e).splitlines()[0]}") from None
-    # a Ray Client (ray://) reaches the cluster through its own server: watch that one
-    return ray, address if address.startswith("ray://") else _gcs_address(ray), False
-
-
-def init_ray(address: str, **kwargs) -> None:
-    """``ray.init`` whose workers import the fastdqn this process runs. Ray puts the driver's
-    current folder first on its workers' ``sys.path``: from a source checkout they would import
-    its uncompiled package. So the call runs from the folder that holds this fastdqn."""
-    ray, here = ray_module(), os.getcwd()
-    os.chdir(os.path.dirname(_native.PACKAGE_DIR))
-    try:
-        ray.init(address=address, log_to_driver=False, configure_logging=False, **kwargs)
-    finally:
-        os.chdir(here)
-
-
-@contextlib.contextmanager
-def loopback_only():
-    """Ray binds a single-machine cluster started meanwhile to 127.0.0.1 only with its
-    "cluster" switch off: the environment variable for its processes, and its constant, which
-    Ray reads when it is imported, for this one if Ray is imported already. Both are put back."""
-    import ray._private.ray_constants as constants
-
-    old_env, old_const = os.environ.get(LOOPBACK_SWITCH), constants.ENABLE_RAY_CLUSTER
-    os.environ[LOOPBACK_SWITCH] = "0"
-    setattr(constants, "ENABLE_RAY_CLUSTER", False)
-    try:
-        yield
-    finally:
-        setattr(constants, "ENABLE_RAY_CLUSTER", old_const)
-        if old_env is None:
-            del os.environ[LOOPBACK_SWITCH]
-        else:
-            os.environ[LOOPBACK_SWITCH] = old_env
-
-
-def _unreachable(host: str, port: int, timeout: float = 3.0) -> str | None:
-    """Why nothing answers at host:port (None: something listens): ray.init would retry for minutes."""
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return None
-    except OSError as e:
-        return f"nothing answering there ({e.strerror or e})"
-
-
-def _gcs_address(ray) -> str:
-    return ray.get_runtime_context().gcs_address
-
-
 class ActorPool:
     """The learner's handle on N EnvActors: ``next(frame)`` returns the next chunk of any actor
     (each actor's in order) and keeps ``in_flight`` requests queued at each one.
@@ -242,8 +158,8 @@ class ActorPool:
             except ray.exceptions.GetTimeoutError:
                 raise WorkerDied(f"ray: the {actors} actors did not start within {timeout_s:g} s on the cluster at "
                                  f"{self.address}") from None
-            except ray.exceptions.RayActorError as e:  # __init__ raised: the env or its spec is bad
-                raise ValueError(f"ray: an actor could not start: {_first_line(e)}") from None
+            except (ray.exceptions.RayActorError, ray.exceptions.RayTaskError) as e:  # __init__ raised
+                raise WorkerDied(f"ray: an actor could not start: {_first_line(e)}") from None
         except BaseException:
             self.close()
             raise
@@ -263,6 +179,7 @@ class ActorPool:
         self._retry_at = [[] for _ in range(actors)]  # when to resend requests that failed
         self._last_ok = [time.monotonic()] * actors
         self._weights: list = []
+        self._turn = 0
 
     # -- what the trainer reads of a vector env ------------------------------------------------
     snapshots = False  # actors start fresh episodes on resume
@@ -300,13 +217,22 @@ class ActorPool:
                     if not heads:
                         time.sleep(0.05)
                     continue
-                a = heads[ready[0]]
+                # Of all the ready heads take the next actor after the last one taken: ray.wait's
+                # own pick follows no order we set, and with a slow learner it starves some actors.
+                ready = {heads[ready[0]]} | {heads[r] for r in ray.wait(list(heads), num_returns=len(heads),
+                                                                         timeout=0)[0]}
+                n = len(self._pending)
+                a = next(b % n for b in range(self._turn, self._turn + n) if b % n in ready)
+                self._turn = a + 1
                 ref = self._pending[a].popleft()
                 try:
                     chunk = ray.get(ref)
-                except ray.exceptions.RayActorError as e:
+                except ray.exceptions.RayActorError as e:  # its process died
                     self._failed(a, e)
                     continue
+                except ray.exceptions.RayTaskError as e:  # collect raised: a bug or a broken env, not a fault
+                    cause = getattr(e, "cause", None) or e
+                    raise WorkerDied(f"ray: actor {a} failed: {type(cause).__name__}: {_first_line(cause)}") from None
                 self._submit(a, frame)
                 return chunk, self._accept(a, chunk)
         finally:
@@ -368,7 +294,7 @@ class ActorPool:
 
     def _check_cluster(self) -> None:
         host, port = ray_host_port(self.address)
-        problem = _unreachable(host, port, timeout=1.0)
+        problem = unreachable(host, port, timeout=1.0)
         if problem:
             raise WorkerDied(f"ray: the Ray cluster at {self.address} went away ({problem})")
 

@@ -26,7 +26,7 @@ ENVS_PER_ACTOR, CHUNK_STEPS = 2, 50
 
 def plan(cfg: BenchConfig) -> tuple[tuple[int, ...], float, int]:
     """(actor counts, seconds per window, rounds)."""
-    return {"tiny": ((1, 2), 0.5, 1), "quick": ((1, 2, 4), 3.0, 3)}.get(cfg.mode, ((1, 2, 4), 8.0, 3))
+    return {"tiny": ((1,), 0.3, 1), "quick": ((1, 2, 4), 3.0, 3)}.get(cfg.mode, ((1, 2, 4), 8.0, 3))
 
 
 def specs(cfg: BenchConfig) -> list[ValuesSpec]:
@@ -34,16 +34,16 @@ def specs(cfg: BenchConfig) -> list[ValuesSpec]:
                        lambda: build(cfg))]
 
 
-LEARN_RATIO, LEARN_START = 1 / 8, 1_000  # the learning rows: one update of batch 32 per 8 agent steps
+LEARN_RATIO = 1 / 8  # the learning rows: one update per 8 agent steps, after replay_fill (at most 1,000) steps
 
 
 def build(cfg: BenchConfig) -> Table:
     counts, window, rounds = plan(cfg)
-    k = ENVS_PER_ACTOR
+    k, learn_start = ENVS_PER_ACTOR, min(cfg.replay_fill, 1_000)
     common = dict(device="cpu", seed=cfg.seed, replay_size=max(10_000, 8 * k * max(counts)), eps_start=0.01,
                   eps_final=0.01, progress=False, tensorboard=False, torch_threads=1, batch_size=cfg.batch_size)
     modes = {"no learning": dict(replay_start=10**9),
-             f"learning, 1 update per {round(1 / LEARN_RATIO)} agent steps": dict(replay_start=LEARN_START,
+             f"learning, 1 update per {round(1 / LEARN_RATIO)} agent steps": dict(replay_start=learn_start,
                                                                                   replay_ratio=LEARN_RATIO)}
     no_ray = None if importlib.util.find_spec("ray") else 'needs the ray extra (pip install "fastdqn[ray]")'
     rows: list[tuple[str, object]] = []  # (name, trainer); the first of each mode is its baseline
@@ -86,14 +86,14 @@ def build(cfg: BenchConfig) -> Table:
                  formats=["text", "int", "text", "text", "text", "text"], cells=cells,
                  notes=[f"Pong, 'ale' envs, CPU acting and learning with 1 torch thread per process, {k} envs per "
                         f"actor, chunks of {CHUNK_STEPS} agent steps, batch {cfg.batch_size}; learning rows after "
-                        f"{LEARN_START:,} agent steps of replay; {rounds} interleaved round(s) of {window:g} s "
+                        f"{learn_start:,} agent steps of replay; {rounds} interleaved round(s) of {window:g} s "
                         f"windows; a private local Ray cluster (every row's actors exist at once, idle but for the "
                         "row being timed). 'vs local': against the local Trainer of the same mode."])
 
 
 def _ready(tr):
     """Step ``tr`` until its learner learns (if it is to): the rows time the steady state."""
-    while tr.state.replay_frames < min(tr.cfg.replay_start, LEARN_START):
+    while tr.state.replay_frames < tr.cfg.replay_start < 10**9:
         tr.step()
     return tr
 
@@ -129,7 +129,7 @@ def _cluster(num_cpus: int) -> bool:
     """One private cluster for every row (connect() then reuses it); True if started here."""
     import ray
 
-    from fastdqn.run.actors import init_ray, loopback_only
+    from fastdqn.run.ray_cluster import init_ray, loopback_only
 
     if ray.is_initialized():
         return False
