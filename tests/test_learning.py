@@ -4,13 +4,16 @@
 - PixelCatch-v0 (tests/pixel_catch.py): Atari-sized RGB frames through the fused kernel, the
   frame-deduplicating replay and Nature DQN, as Pong; one frame cannot show where the ball
   drifts, so the frame stack is needed; games end by termination (a miss) and truncation. Also
-  with 3-step returns, prioritized replay, the dueling head and Double DQN together.
+  with 3-step returns, prioritized replay, the dueling head and Double DQN together, and once
+  through Ape-X scale-out (two Ray actors feeding the learner's replay).
 
 Planted bugs (``PLANTS``) must make the learning tests fail: each is run against a test and the
 learned policy must then stay near random. README "What learns" lists which bug fails which test.
 """
 
 from __future__ import annotations
+
+import os
 
 import numpy as np
 import pytest
@@ -22,6 +25,7 @@ from fastdqn.evaluate import evaluate
 from fastdqn.learn import learner as learner_mod
 from fastdqn.run import TrainConfig, Trainer
 
+TESTS = os.path.dirname(os.path.abspath(__file__))
 CARTPOLE = ["train", "--preset", "cartpole", "--seed", "0", "--threads", "1", "--no-progress", "--no-tensorboard"]
 CATCH = ["train", "--env", "PixelCatch-v0", "--gym-packages", "pixel_catch", "--seed", "0", "--threads", "2",
          "--num-envs", "4", "--num-workers", "0", "--replay-size", "20000", "--replay-start", "2000", "--lr", "5e-4",
@@ -31,9 +35,23 @@ CATCH = ["train", "--env", "PixelCatch-v0", "--gym-packages", "pixel_catch", "--
 # PixelCatch again with the improvements past Nature DQN (issue 13): 3-step returns, prioritized
 # replay, the dueling head and the Double DQN target, all at once.
 CATCH_PLUS = CATCH + ["--n-step", "3", "--prioritized", "--dueling", "--double"]
+# PixelCatch once more through Ape-X scale-out (issue 14): the same 4 envs as 2 Ray actors of 2,
+# with Ape-X's fixed epsilons (0.4 and 0.4^8) instead of the decay; frames reach the replay as chunks.
+def _without(argv: list[str], *flags: str) -> list[str]:
+    """argv without these flags and their values."""
+    out, skip = [], False
+    for a in argv:
+        if not skip and a in flags:
+            skip = True
+            continue
+        out, skip = out + ([] if skip else [a]), False
+    return out
+
+
+CATCH_RAY = _without(CATCH, "--num-envs", "--num-workers") + ["--ray", "--actors", "2", "--envs-per-actor", "2"]
 # (test, argv, the greedy mean it must reach over 20 episodes, a random policy's mean)
 GAMES = {"cartpole": (CARTPOLE, 450.0, 22.0), "catch": (CATCH, 20.0, -0.64), "catch-nstep-per-dueling-double":
-         (CATCH_PLUS, 20.0, -0.64)}
+         (CATCH_PLUS, 20.0, -0.64), "catch-ray-actors": (CATCH_RAY, 20.0, -0.64)}
 
 
 def random_mean(env_id: str, episodes: int = 100, **kw) -> float:
@@ -50,9 +68,11 @@ def random_mean(env_id: str, episodes: int = 100, **kw) -> float:
     return float(np.mean(out))
 
 
-def train_and_evaluate(game: str, tmp_path) -> dict:
+def train_and_evaluate(game: str, tmp_path, monkeypatch=None) -> dict:
     argv, _, _ = GAMES[game]
     out = tmp_path / game
+    if "--ray" in argv and monkeypatch is not None:  # the learner's child and the actors import pixel_catch too
+        monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [TESTS, os.environ.get("PYTHONPATH")])))
     assert main([*argv, "--out", str(out)]) == 0
     return evaluate(str(out / "best.pt"), episodes=20, epsilon=0.0, device="cpu", echo=lambda s: None)
 
@@ -64,9 +84,9 @@ def test_the_random_baselines_are_what_the_margins_assume():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("game", sorted(GAMES))
-def test_learns_far_above_random(game, tmp_path):
+def test_learns_far_above_random(game, tmp_path, monkeypatch):
     _, want, random = GAMES[game]
-    summary = train_and_evaluate(game, tmp_path)
+    summary = train_and_evaluate(game, tmp_path, monkeypatch)
     assert summary["mean"] >= want, f"{game}: greedy mean {summary['mean']:.2f}, random {random}"
 
 
