@@ -67,8 +67,9 @@ def resume_config(run_dir: str, overrides: dict, config_type):
 
 def trainer_state(t, replay_saved: bool) -> dict:
     """The Trainer's part of last.pt (tensors and plain values only: weights_only loads it)."""
+    obs = None if t.stack is None else t.stack.obs.to("cpu", copy=True)  # Ray runs act in their actors
     return t.state.to_dict() | {
-        "rng": t.rng.bit_generator.state, "torch_rng": torch.get_rng_state(), "obs": None if t.stack is None else t.stack.obs.to("cpu", copy=True),
+        "rng": t.rng.bit_generator.state, "torch_rng": torch.get_rng_state(), "obs": obs,
         "envs": t.envs.get_state(), "replay_written": t.buf.frames_written() if replay_saved else None,
     }
 

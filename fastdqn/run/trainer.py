@@ -73,8 +73,8 @@ class Trainer:
                                    loss=cfg.loss, double=cfg.double, compile=cfg.compile, graph=cfg.graph,
                                    obs_shape=(stack, *frame_shape), dueling=cfg.dueling)
             replay_device = self.learner.device if cfg.replay_device != "cpu" and device.type == "cuda" else None
-            self.buf = ReplayBuffer(cfg.replay_size, num_envs=self.envs.num_envs, frame_shape=frame_shape, stack=stack,
-                                    dtype=str(dtype), seed=cfg.seed, device=replay_device, n_step=cfg.n_step,
+            self.buf = ReplayBuffer(cfg.replay_size, num_envs=self.envs.num_envs, frame_shape=frame_shape,
+                                    stack=stack, dtype=str(dtype), seed=cfg.seed, device=replay_device, n_step=cfg.n_step,
                                     gamma=cfg.gamma, prioritized=cfg.prioritized, alpha=cfg.per_alpha,
                                     eps=cfg.per_eps)
             self.config_dict = dataclasses.asdict(cfg) | {

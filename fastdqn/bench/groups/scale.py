@@ -60,7 +60,8 @@ def build(cfg: BenchConfig) -> Table:
 
                 for n in counts:
                     tc = TrainConfig(**common, **extra, ray=True, actors=n, envs_per_actor=k, chunk_steps=CHUNK_STEPS)
-                    rows.append((f"{mode}: RayTrainer.step, {n} actor(s) x {k} envs", _ready(RayTrainer(tc, log=False))))
+                    name = f"{mode}: RayTrainer.step, {n} actor(s) x {k} envs"
+                    rows.append((name, _ready(RayTrainer(tc, log=False))))
         runs: list[list[tuple]] = [[] for _ in rows]
         for _ in range(rounds):
             for i, (_, tr) in enumerate(rows):
