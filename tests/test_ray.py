@@ -209,9 +209,9 @@ def test_a_cluster_that_goes_away_is_a_clear_error(tmp_path):
     """`ray start --head` in a child process, a run on it, then the whole cluster stops: Ray
     ends the learner's process with it; fastdqn says what happened and how to go on."""
     port, out = free_port(), tmp_path / "run"
-    head = subprocess.Popen(["ray", "start", "--head", f"--port={port}", "--num-cpus=1", "--include-dashboard=false",
-                             "--disable-usage-stats", "--block"], env=CHILD_ENV, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+    head = subprocess.Popen(["ray", "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=1",
+                             "--include-dashboard=false", "--disable-usage-stats", "--block"], env=CHILD_ENV,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     run = None
     try:
         deadline = time.monotonic() + 60
