@@ -27,7 +27,7 @@ from replay_model import ReplayModel
 
 ray = pytest.importorskip("ray")  # the test extra installs it
 
-from fastdqn.run.ray_cluster import LOOPBACK_SWITCH, init_ray, loopback_only  # noqa: E402
+from fastdqn.run.ray_cluster import LOOPBACK_SWITCH, start_local  # noqa: E402
 from fastdqn.run.ray_trainer import RayTrainer  # noqa: E402
 
 SHORT = dict(env_id="PongNoFrameskip-v4", max_episode_frames=200, device="cpu", torch_threads=1, progress=False,
@@ -39,8 +39,7 @@ CHILD_ENV = os.environ | {"RAY_AUTH_MODE": "disabled", LOOPBACK_SWITCH: "0"}  # 
 def cluster():
     if ray.is_initialized():
         ray.shutdown()
-    with loopback_only():
-        init_ray("local", num_cpus=2, include_dashboard=False)
+    start_local(2)
     yield ray.get_runtime_context().gcs_address
     ray.shutdown()
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
+import warnings
 from collections import deque
 from typing import NamedTuple
 
@@ -90,7 +91,9 @@ class EnvActor:
         if weights and weights[0] > self.version:
             import ray
 
-            state = {k: torch.tensor(v) for k, v in ray.get(weights[1]).items()}
+            with warnings.catch_warnings():  # read-only views of the object store: load_state_dict only reads
+                warnings.simplefilter("ignore", UserWarning)
+                state = {k: torch.from_numpy(v) for k, v in ray.get(weights[1]).items()}
             if self.net is None:
                 obs_shape = tuple(self.stack.obs.shape[1:])
                 self.net = make_q_net(self.envs.n_actions, obs_shape, self.dueling).eval()
@@ -119,7 +122,7 @@ class EnvActor:
             terminated[t], truncated[t] = res.terminated, res.truncated
             done = res.terminated | res.truncated
             if done.any():
-                resets.append(res.reset_frames[done].copy())
+                resets.append(res.reset_frames[done])  # boolean indexing: already a copy
             episodes += [(int(k), float(res.episode_return[k]), int(res.episode_length[k]))
                          for k in np.flatnonzero(res.episode_end)]
             self.stack.push(res.frames, done, res.reset_frames)
@@ -190,6 +193,10 @@ class ActorPool:
 
     def get_state(self) -> None:
         return None
+
+    def waits(self) -> tuple[float, float, float]:
+        """Seconds so far: the learner waiting for chunks, the actors idle, the actors stepping."""
+        return self.learner_wait_s, sum(self.actor_idle_s), sum(self.actor_busy_s)
 
     # -- the learner's calls ------------------------------------------------------------------
     def push_weights(self, version: int, state: dict) -> None:

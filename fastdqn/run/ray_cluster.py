@@ -34,8 +34,7 @@ def connect(address: str | None, num_cpus: int):
     if ray.is_initialized():
         return ray, _gcs_address(ray), False
     if address is None:
-        with loopback_only():  # "local": a new cluster, never one `ray start` left here
-            init_ray("local", num_cpus=num_cpus, include_dashboard=False)
+        start_local(num_cpus)
         return ray, _gcs_address(ray), True
     where = ray_host_port(address)
     if where is not None:
@@ -50,6 +49,13 @@ def connect(address: str | None, num_cpus: int):
         raise ValueError(f"ray: expected a Ray cluster at {address}, got {str(e).splitlines()[0]}") from None
     # a Ray Client (ray://) reaches the cluster through its own server: watch that one
     return ray, address if address.startswith("ray://") else _gcs_address(ray), False
+
+
+def start_local(num_cpus: int) -> None:
+    """A new private cluster on this machine ("local": never one `ray start` left here), bound
+    to 127.0.0.1, with ``num_cpus`` CPUs and no dashboard."""
+    with loopback_only():
+        init_ray("local", num_cpus=num_cpus, include_dashboard=False)
 
 
 def init_ray(address: str, **kwargs) -> None:

@@ -82,14 +82,13 @@ class RayTrainer(Trainer):
         envs = np.arange(chunk.actor * k, (chunk.actor + 1) * k)
         if restart:
             self.buf.start_many(chunk.start, envs=envs)
-        d = 0
+        done, d = chunk.terminated | chunk.truncated, 0
         for t in range(chunk.actions.shape[0]):
             self.buf.add_many(chunk.actions[t], chunk.rewards[t], chunk.frames[t], chunk.terminated[t],
                               chunk.truncated[t], envs=envs)
-            done = chunk.terminated[t] | chunk.truncated[t]
-            if done.any():
-                n = int(done.sum())
-                self.buf.start_many(chunk.reset_frames[d:d + n], envs=envs[done])
+            if done[t].any():
+                n = int(done[t].sum())
+                self.buf.start_many(chunk.reset_frames[d:d + n], envs=envs[done[t]])
                 d += n
 
     def _report_restarts(self) -> None:
@@ -110,17 +109,16 @@ class RayTrainer(Trainer):
     def _idle_fractions(self) -> dict:
         """Since the last call: the learner's share of wall time spent waiting for chunks, and the
         actors' share of their time spent waiting for requests; restarts so far."""
-        pool, now = self.envs, time.perf_counter()
-        wall0, wait0, idle0, busy0 = self._window
-        wait, idle, busy = pool.learner_wait_s, sum(pool.actor_idle_s), sum(pool.actor_busy_s)
+        now, (wall0, wait0, idle0, busy0) = time.perf_counter(), self._window
+        wait, idle, busy = self.envs.waits()
         self._window = (now, wait, idle, busy)
         return {"learner_wait": (wait - wait0) / max(now - wall0, 1e-9),
                 "actor_idle": (idle - idle0) / max(idle - idle0 + busy - busy0, 1e-9),
-                "restarts": sum(pool.restarts)}
+                "restarts": sum(self.envs.restarts)}
 
     def _summary(self, seconds: float, signal_name: str | None) -> str:
         pool = self.envs
-        busy, idle = sum(pool.actor_busy_s), sum(pool.actor_idle_s)
+        wait, idle, busy = pool.waits()
         return (f"{super()._summary(seconds, signal_name)}; ray: {len(pool.restarts)} actors, "
-                f"{sum(pool.chunks)} chunks, learner waited {pool.learner_wait_s / max(seconds, 1e-9):.0%}, "
+                f"{sum(pool.chunks)} chunks, learner waited {wait / max(seconds, 1e-9):.0%}, "
                 f"actors idle {idle / max(idle + busy, 1e-9):.0%}, restarts {pool.restarts}")

@@ -16,6 +16,7 @@ import sys
 import tempfile
 
 from fastdqn.run.config import ray_host_port
+from fastdqn.run.ray_cluster import unreachable
 
 STATUS_ENV = "FASTDQN_RAY_STATUS"  # in the child: the file it reports its run directory and exit status to
 
@@ -74,15 +75,11 @@ def _what_ended(rc: int, address: str | None) -> str:
 def _goes_quiet(where: tuple[str, int], seconds: float) -> bool:
     """Whether nothing answers at ``where`` within ``seconds`` (a stopping cluster's head outlives
     its nodes by a few seconds)."""
-    import socket
     import time
 
     end = time.monotonic() + seconds
-    while True:
-        try:
-            socket.create_connection(where, timeout=1.0).close()
-        except OSError:
-            return True
+    while not unreachable(*where, timeout=1.0):
         if time.monotonic() > end:
             return False
         time.sleep(0.5)
+    return True

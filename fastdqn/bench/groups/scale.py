@@ -116,10 +116,8 @@ def _steps_per_s(tr, window: float) -> tuple[float, float | None, float | None]:
 
 
 def _counters(tr) -> tuple[float, float, float] | None:
-    pool = tr.envs
-    if not hasattr(pool, "learner_wait_s"):
-        return None
-    return pool.learner_wait_s, sum(pool.actor_idle_s), sum(pool.actor_busy_s)
+    waits = getattr(tr.envs, "waits", None)  # a Ray run's ActorPool; the local Trainer has none
+    return None if waits is None else waits()
 
 
 def _pct(values: list) -> str:
@@ -130,10 +128,9 @@ def _cluster(num_cpus: int) -> bool:
     """One private cluster for every row (connect() then reuses it); True if started here."""
     import ray
 
-    from fastdqn.run.ray_cluster import init_ray, loopback_only
+    from fastdqn.run.ray_cluster import start_local
 
     if ray.is_initialized():
         return False
-    with loopback_only():
-        init_ray("local", num_cpus=num_cpus, include_dashboard=False)
+    start_local(num_cpus)
     return True
