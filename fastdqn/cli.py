@@ -10,6 +10,7 @@ import signal
 import sys
 
 from fastdqn.env.vector import WorkerDied
+from fastdqn.errors import UserError, is_user_error, user_input
 from fastdqn.run import supervisor
 from fastdqn.run.config import ENV_BACKENDS, PRESETS, TrainConfig
 
@@ -98,7 +99,9 @@ _TRAIN_SWITCHES = [  # (flag, field, value, help)
     ("--no-overlap", "overlap", False, "step the envs after the learner's updates, not while they run"),
     ("--episodic-life", "episodic_life", True, "a lost life ends the episode for learning (breakout preset)"),
     ("--clip-rewards", "clip_rewards", True, "clip rewards to -1, 0, 1 (breakout preset)"),
-    ("--no-fire-reset", "fire_reset", False, "do not press FIRE on reset (default: when the game has FIRE)"),
+    ("--fire-reset", "fire_reset", True, "press FIRE, then action 2, after every reset and lost life, as the "
+     "DeepMind wrappers do (breakout preset; Pong serves without it; runs on the process env backend)"),
+    ("--no-fire-reset", "fire_reset", False, "do not press FIRE on reset (the default but for the breakout preset)"),
     ("--no-tensorboard", "tensorboard", False, "do not write TensorBoard events"),
     ("--no-progress", "progress", False, "no live progress line"),
     ("--track", "track", True, "log the scalars (and --capture-video videos) to Weights & Biases, as CleanRL's "
@@ -106,10 +109,6 @@ _TRAIN_SWITCHES = [  # (flag, field, value, help)
     ("--save-replay", "save_replay", True,
      "save the replay buffer (replay.npz) with every last.pt, so --resume continues exactly"),
 ]
-
-
-class UserError(Exception):
-    """A mistake on the command line: reported in one line, no traceback."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -214,8 +213,9 @@ def _train(args, argv: list[str]) -> int:
         raise UserError(f"--preset: expected no preset with --resume (the run keeps its own), got {args.preset!r}")
     cfg = None
     if args.resume is None:
-        cfg = preset(args.preset or "pong", **overrides)
-        cfg.validate()  # before a Ray learner's child starts too: a mistake is this process's one-line error
+        with user_input():
+            cfg = preset(args.preset or "pong", **overrides)
+            cfg.validate()  # before a Ray learner's child starts too: a mistake is this process's one-line error
     ray_run, address = _ray_run(args)
     if ray_run and not supervisor.supervised():  # Ray may end the learner's process: run it as a child
         return supervisor.supervise(argv, address)
@@ -269,9 +269,11 @@ def main(argv: list[str] | None = None) -> int:
         supervisor.report("code", code)  # a supervised Ray learner tells the CLI's process it ended itself
 
 
-def _main(argv: list[str] | None) -> int:
-    import gymnasium
+# Named failures of a run that was set up right: one line (the README lists them), exit 1.
+RUN_FAILURES = (WorkerDied, FloatingPointError)
 
+
+def _main(argv: list[str] | None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["bench"]:
         args = argparse.Namespace(command="bench")
@@ -291,13 +293,13 @@ def _main(argv: list[str] | None) -> int:
     except KeyboardInterrupt:
         print("fastdqn: interrupted", file=sys.stderr)
         return 130
-    except (UserError, ValueError, TypeError, FileNotFoundError, gymnasium.error.Error, WorkerDied,
-            FloatingPointError) as e:
-        if os.environ.get("FASTDQN_DEBUG"):
-            raise
+    except Exception as e:
+        users = is_user_error(e)  # raised where fastdqn checks the user's flags, config, env or files
+        if os.environ.get("FASTDQN_DEBUG") or not (users or isinstance(e, RUN_FAILURES)):
+            raise  # anything else is a bug: its traceback, exit 1
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         print(f"fastdqn {args.command}: error: {msg}", file=sys.stderr)
-        return 1 if isinstance(e, (WorkerDied, FloatingPointError)) else 2  # 2: a usage mistake; 1: the run failed
+        return 2 if users else 1
 
 
 if __name__ == "__main__":

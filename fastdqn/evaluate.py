@@ -9,9 +9,10 @@ import os
 
 import numpy as np
 
-from fastdqn.atomic import atomic_write
+from fastdqn.atomic import atomic_write, check_output_path
 from fastdqn.env.atari_scores import human_normalized
 from fastdqn.env.wrappers import rgb_screen as screen
+from fastdqn.errors import user_input
 from fastdqn.play import check_play_args, open_policy, video_writer
 from fastdqn.run.evaluation import play_episodes
 
@@ -21,14 +22,18 @@ def evaluate(checkpoint, *, episodes: int = 30, epsilon: float = 0.05, sticky_ac
              echo=print) -> dict:
     """Play ``episodes`` episodes; return (and print) the summary. ``json_out`` gets the summary
     and every episode's return and length; ``video`` an mp4 of the first episode."""
-    check_play_args(checkpoint, episodes=episodes, epsilon=epsilon, seed=seed, max_steps=max_steps, video=video)
-    if json_out is not None and not isinstance(json_out, (str, os.PathLike)):
-        raise TypeError(f"json: expected a file path, got {type(json_out).__name__}")
-    model, state, spec, env = open_policy(checkpoint, device, sticky_actions)
+    with user_input():  # the arguments, the checkpoint and its env
+        check_play_args(checkpoint, episodes=episodes, epsilon=epsilon, seed=seed, max_steps=max_steps, video=video)
+        if json_out is not None:
+            if not isinstance(json_out, (str, os.PathLike)):
+                raise TypeError(f"json: expected a file path, got {type(json_out).__name__}")
+            check_output_path(json_out, "json", directory=False)  # before the episodes, not after
+        model, state, spec, env = open_policy(checkpoint, device, sticky_actions)
     writer = None
     try:
         if video is not None:
-            writer = video_writer(env, spec, video)
+            with user_input():  # an env with no screen to record
+                writer = video_writer(env, spec, video)
         returns, lengths = [], []
 
         def record(e):
@@ -56,5 +61,6 @@ def evaluate(checkpoint, *, episodes: int = 30, epsilon: float = 0.05, sticky_ac
         line += f"; human-normalised {100 * summary['human_normalized']:.1f}%"
     echo(line)
     if json_out is not None:
-        atomic_write(json_out, lambda f: f.write((json.dumps(summary, indent=2) + "\n").encode()), what="json")
+        with user_input():  # a --json path that cannot be written
+            atomic_write(json_out, lambda f: f.write((json.dumps(summary, indent=2) + "\n").encode()), what="json")
     return summary

@@ -12,6 +12,7 @@ from fastdqn.atomic import check_output_path
 from fastdqn.devices import resolve_device
 from fastdqn.env.spec import make_env_from_spec
 from fastdqn.env.wrappers import rgb_screen as screen
+from fastdqn.errors import user_input
 from fastdqn.frames.video import Mp4Writer
 from fastdqn.learn.model import make_q_net
 from fastdqn.run.checkpoint import load_checkpoint
@@ -78,13 +79,15 @@ def play(checkpoint: str, *, episodes: int = 3, video: str | None = None, epsilo
          echo=print) -> list[float]:
     """Play `episodes` games with the checkpoint's online net (epsilon-greedy), print and
     return each game's score; with `video`, write every agent step's screen to an mp4."""
-    check_play_args(checkpoint, episodes=episodes, epsilon=epsilon, seed=seed, max_steps=max_steps, video=video,
-                    scale=scale)
-    model, state, spec, env = open_policy(checkpoint, device)
+    with user_input():  # the arguments, the checkpoint and its env
+        check_play_args(checkpoint, episodes=episodes, epsilon=epsilon, seed=seed, max_steps=max_steps, video=video,
+                        scale=scale)
+        model, state, spec, env = open_policy(checkpoint, device)
     writer = None
     try:
         if video:
-            writer = video_writer(env, spec, video, scale)
+            with user_input():  # an env with no screen to record
+                writer = video_writer(env, spec, video, scale)
         record = None if writer is None else (lambda e: writer.write(screen(e)))
         scores = []
         for ep, (score, steps, done) in enumerate(play_episodes(model, env, episodes=episodes, epsilon=epsilon,

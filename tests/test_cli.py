@@ -1,14 +1,19 @@
 """`fastdqn train | eval | play | info | bench`: help, one-line user errors, real runs through the CLI."""
 
 import json
+import re
 import subprocess
 import sys
+import textwrap
 
 import numpy as np
 import pytest
 import torch
 
 from fastdqn.cli import main
+from fastdqn.errors import is_user_error, user_input
+from fastdqn.run import supervisor
+from fastdqn.run.trainer import Trainer
 
 TRAIN_FLAGS = ["--env", "--device", "--seed", "--frames", "--num-envs", "--out", "--batch-size", "--replay-size",
                "--replay-start", "--lr", "--gamma", "--sync-target", "--eps-start", "--eps-final",
@@ -37,6 +42,7 @@ def test_train_help_documents_every_flag(capsys):
     (["train", "--resume", "/nonexistent/run"], "resume: expected a run directory"),
     (["train", "--resume", "TMP"], "no such file"),  # TMP: an empty directory, no last.pt
     (["train", "--resume", "TMP", "--preset", "breakout"], "--preset: expected no preset with --resume"),
+    (["eval", "--checkpoint", "x.pt", "--json", "TMP"], "json: expected a file path, got"),  # before any episode
 ])
 def test_user_mistakes_are_one_line_errors(argv, needle, capsys, tmp_path):
     argv = [a.replace("x.pt", str(tmp_path / "x.pt")).replace("TMP", str(tmp_path)) for a in argv]
@@ -52,6 +58,74 @@ def test_cli_process_error_has_no_traceback():
     p = subprocess.run([sys.executable, "-m", "fastdqn", "train", "--gamma", "2"], capture_output=True, text=True)
     assert p.returncode == 2
     assert "gamma: expected" in p.stderr and "Traceback" not in p.stderr
+
+
+# A short CartPole run: two envs, learning from the 32nd agent step on.
+CARTPOLE = ["train", "--preset", "cartpole", "--num-envs", "2", "--frames", "64", "--replay-start", "32",
+            "--batch-size", "8", "--no-progress", "--no-tensorboard", "--threads", "1"]
+
+
+def test_the_user_input_phase_marks_its_errors_and_nothing_else():
+    with pytest.raises(ValueError, match="^bad$") as inside:
+        with user_input():
+            raise ValueError("bad")
+    assert is_user_error(inside.value)  # the same ValueError, marked
+    with pytest.raises(RuntimeError) as other:
+        with user_input():
+            raise RuntimeError("not the user's")
+    assert not is_user_error(other.value) and not is_user_error(ValueError("raised elsewhere"))
+
+
+def test_a_damaged_file_in_the_run_directory_is_the_users_one_line_error(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main([*CARTPOLE, "--save-replay", "--out", str(out)]) == 0
+    (out / "replay.npz").write_bytes(b"not a zip file")  # read while the resumed Trainer is put back
+    capsys.readouterr()
+    assert main(["train", "--resume", str(out), "--frames", "128", "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert re.fullmatch(r"fastdqn train: error: replay file '.*replay\.npz': expected a ReplayBuffer\.save\(\) "
+                        r"\.npz, got unreadable data \(.*\)", err), err
+
+
+def _lose_one_action(monkeypatch):
+    """The bug: the training loop stores one action fewer than it has envs (the replay refuses it)."""
+    store = Trainer._store
+    monkeypatch.setattr(Trainer, "_store", lambda self, actions, res: store(self, actions[:-1], res))
+
+
+BUG = r"actions: expected shape \(2,\), got \(1,\)"
+
+
+def test_a_bug_inside_the_training_loop_is_not_reported_as_a_usage_error(tmp_path, monkeypatch, capsys):
+    _lose_one_action(monkeypatch)
+    reports = []
+    monkeypatch.setattr(supervisor, "report", lambda key, value: reports.append((key, value)))
+    with pytest.raises(ValueError, match=BUG):  # the trainer's own ValueError, out of main as it was raised
+        main([*CARTPOLE, "--out", str(tmp_path / "run")])
+    assert "error:" not in capsys.readouterr().err
+    assert reports[-1] == ("code", 1)  # what a supervised Ray learner tells the CLI's process
+
+
+def test_a_bug_inside_the_training_loop_is_a_traceback_and_exit_1(tmp_path):
+    bugged = textwrap.dedent("""
+        import sys
+        from fastdqn.cli import main
+        from fastdqn.run.trainer import Trainer
+        store = Trainer._store
+        Trainer._store = lambda self, actions, res: store(self, actions[:-1], res)  # the bug of _lose_one_action
+        sys.exit(main(sys.argv[1:]))
+    """)
+    p = subprocess.run([sys.executable, "-c", bugged, *CARTPOLE, "--out", str(tmp_path / "run")],
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 1, p.stderr
+    assert "Traceback (most recent call last)" in p.stderr and "fastdqn train: error" not in p.stderr
+    assert re.fullmatch("ValueError: " + BUG, p.stderr.strip().splitlines()[-1]), p.stderr
+
+
+def test_fastdqn_debug_shows_the_traceback_of_a_user_mistake(monkeypatch):
+    monkeypatch.setenv("FASTDQN_DEBUG", "1")
+    with pytest.raises(ValueError, match="gamma: expected"):
+        main(["train", "--gamma", "2"])
 
 
 def test_info(capsys):

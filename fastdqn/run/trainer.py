@@ -20,6 +20,7 @@ from fastdqn.devices import resolve_device
 from fastdqn.env.backend import open_vector_env
 from fastdqn.env.spec import make_env_from_spec
 from fastdqn.env.vector import WorkerDied
+from fastdqn.errors import user_input
 from fastdqn.frames.stack import FrameStacker, stack_for
 from fastdqn.learn.learner import Learner, epsilon_at
 from fastdqn.replay.buffer import ReplayBuffer
@@ -51,11 +52,13 @@ class Trainer:
     ``state`` (a RunState), the one part of the Trainer that resume writes."""
 
     def __init__(self, cfg: TrainConfig, *, log: bool = True, resume: dict | None = None):
-        cfg.validate()
-        self.cfg, self.out = cfg, cfg.out or default_out_dir(cfg.env_id)
-        if log and resume is None:
-            check_new_run_dir(self.out)
-        device = resolve_device(cfg.device)
+        # user_input(): what the user gave is checked there (their mistake); the rest is fastdqn's
+        with user_input():
+            cfg.validate()
+            self.cfg, self.out = cfg, cfg.out or default_out_dir(cfg.env_id)
+            if log and resume is None:
+                check_new_run_dir(self.out)
+            device = resolve_device(cfg.device)
         if cfg.torch_threads is not None:
             torch.set_num_threads(cfg.torch_threads)
         torch.manual_seed(cfg.seed)
@@ -64,7 +67,8 @@ class Trainer:
         self.log = self.prog = self._eval_env = None
         self.video_dir = os.path.join(self.out, "videos")
         video = (self.video_dir, cfg.capture_video) if cfg.capture_video and log else None
-        self.envs, backend, workers = self._open_envs(video)
+        with user_input():  # the env id, its backend, a Ray cluster
+            self.envs, backend, workers = self._open_envs(video)
         self._videos_logged: set = set()
         try:
             frame_shape, dtype = self.envs.frame_shape, self.envs.frame_dtype
@@ -89,20 +93,22 @@ class Trainer:
             self.epsilon = cfg.eps_start
             self.solved = False
             if resume is not None:
-                resume_mod.restore_trainer(self, resume)
+                with user_input():  # last.pt and replay.npz as the run directory holds them
+                    resume_mod.restore_trainer(self, resume)
             elif first is not None:
                 self.buf.start_many(first)
             self._t_win, self._f_win, self._fps = time.perf_counter(), self.state.frame, 0.0  # the f/s of the log lines
             if log:  # opened last: a rejected resume leaves the run directory untouched
-                tracker = None
-                if cfg.track:
-                    from fastdqn.run.tracking import Tracker  # the optional wandb extra
+                with user_input():  # --track without wandb, a run directory that cannot be made or is in use
+                    tracker = None
+                    if cfg.track:
+                        from fastdqn.run.tracking import Tracker  # the optional wandb extra
 
-                    tracker = Tracker(project=cfg.wandb_project, entity=cfg.wandb_entity,
-                                      name=cfg.wandb_name or os.path.basename(os.path.abspath(self.out)),
-                                      config=self.config_dict, out_dir=self.out, resume=resume is not None)
-                self.log = RunLog(self.out, self.config_dict, tensorboard=cfg.tensorboard,
-                                  resume_frame=self.state.frame if resume is not None else None, tracker=tracker)
+                        tracker = Tracker(project=cfg.wandb_project, entity=cfg.wandb_entity,
+                                          name=cfg.wandb_name or os.path.basename(os.path.abspath(self.out)),
+                                          config=self.config_dict, out_dir=self.out, resume=resume is not None)
+                    self.log = RunLog(self.out, self.config_dict, tensorboard=cfg.tensorboard,
+                                      resume_frame=self.state.frame if resume is not None else None, tracker=tracker)
         except BaseException:
             self.close()
             raise
@@ -346,17 +352,17 @@ def train(config: TrainConfig | None = None, *, resume: str | os.PathLike | None
     """Train DQN as the config says; write the run directory; return a summary.
     ``resume=DIR`` continues the run saved in DIR (its last.pt) instead; overrides may then
     change only fastdqn.run.resume.RESUMABLE settings (e.g. frames)."""
-    if resume is not None:
-        if config is not None:
-            raise TypeError("train: expected either a config or resume=DIR, got both")
-        cfg, ckpt = resume_mod.resume_config(resume, overrides, TrainConfig)
-        trainer = trainer_for(cfg)(cfg, resume=ckpt)
-    else:
-        if config is not None and not isinstance(config, TrainConfig):
-            raise TypeError(f"config: expected a TrainConfig (or None), got {type(config).__name__}")
-        check_fields(overrides, "train")
-        cfg = dataclasses.replace(config or TrainConfig(), **overrides)
-        trainer = trainer_for(cfg)(cfg)
+    with user_input():  # the config, the overrides, the run directory to resume
+        if resume is not None:
+            if config is not None:
+                raise TypeError("train: expected either a config or resume=DIR, got both")
+            cfg, ckpt = resume_mod.resume_config(resume, overrides, TrainConfig)
+        else:
+            if config is not None and not isinstance(config, TrainConfig):
+                raise TypeError(f"config: expected a TrainConfig (or None), got {type(config).__name__}")
+            check_fields(overrides, "train")
+            cfg, ckpt = dataclasses.replace(config or TrainConfig(), **overrides), None
+    trainer = trainer_for(cfg)(cfg, resume=ckpt)  # its __init__ marks the user's part of the setup
     try:
         return trainer.run()
     finally:
