@@ -119,8 +119,9 @@ def test_make_env_presets_and_validation():
     while isinstance(e, gym.Wrapper):
         names.append(type(e).__name__)
         e = e.env
-    assert names[:2] == ["FireReset", "MaxAndSkip"]  # the seeds' Pong chain
-    b = make_env("BreakoutNoFrameskip-v4", noop_max=30, episodic_life=True, clip_rewards=True)
+    assert names[:1] == ["MaxAndSkip"]  # Pong: no FIRE reset (it serves by itself)
+    assert isinstance(make_env(PONG, fire_reset=None), FireReset)  # None: FIRE is Pong's action 1
+    b = make_env("BreakoutNoFrameskip-v4", noop_max=30, fire_reset=True, episodic_life=True, clip_rewards=True)
     assert isinstance(b, ClipReward) and isinstance(b.env, FireReset) and isinstance(b.env.env, EpisodicLife)
     with pytest.raises(ValueError, match="Discrete action space"):
         make_env("MountainCarContinuous-v0")

@@ -2,44 +2,81 @@
 once, ``recv()`` waits for the frames. The trainer learns in between.
 
 ale-py's ``AtariVectorEnv`` steps the emulators (frame skip, max-pool of the last two RGB
-frames, sticky actions, no-op and FIRE resets, the episode cap) on its own threads, without the
-GIL. Its raw 210x160 RGB output then goes through fastdqn's fused kernel (luma, INTER_AREA
-resize, crop) on C++ threads, straight into the frame array the replay copies from: the same
-frames the process backend's wrappers make from the same screens.
+frames, sticky actions) on its own threads, without the GIL. Its raw 210x160 RGB output then
+goes through fastdqn's fused kernel (luma, INTER_AREA resize, crop) on C++ threads, straight
+into the frame array the replay copies from: the same frames the process backend's wrappers
+make from the same screens (tests/test_atari_parity.py compares every stored transition).
 
-Same interface as ``fastdqn.env.vector.VectorEnv`` (``StepResult``, auto-reset), with these
-differences, all from what ale-py's vector env exposes:
-- emulators cannot be snapshotted: ``get_state()`` is None, and a resumed run restarts the
-  episodes that were in flight (``fastdqn.run.resume``);
-- with ``episodic_life`` a lost life ends the episode for learning and the game goes on from the
-  frame after the loss; the seeds' wrappers also take a no-op and FIRE there (ale-py fires only
-  when a game starts);
-- no videos (``--capture-video`` uses the process backend).
+It plays only what it plays exactly as the process backend does (``ale_backend_problem``
+names the rest, and ``auto`` then picks the process backend):
+- no FIRE reset, no random no-ops and no episodic life: the DeepMind wrappers take those steps
+  for one env at a time (FIRE then 2 after every reset, a no-op after each lost life), and
+  ale-py's vector env steps all envs or none (it presses FIRE for one frame at game start, and
+  draws 0..N-1 no-ops from its own RNG);
+- the episode cap is fastdqn's, as on the process backend: truncation at the end of the agent
+  step that reaches it, then a partial reset (ale-py's own cap stops mid-step and misses the
+  step's last screen);
+- ale-py reads no screen on the frame that ends a game: its ``final_obs`` there is a blend of
+  older frames. The next frame of a game-over transition is stored blank (zeros) here, a
+  frame no screen could be; terminal transitions never bootstrap from it.
+Also: emulators cannot be snapshotted (``get_state()`` is None: a resumed run restarts the
+episodes in flight), and no videos (``--capture-video`` uses the process backend).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import re
 
 import numpy as np
 
 from fastdqn import _native
 from fastdqn.env.spec import EnvSpec, fires_on_reset, make_env_from_spec, played_protocol
+
+ALE_PY_NEEDED = (0, 12, 1)  # AtariVectorEnv with autoreset_mode and working partial resets (reset_mask)
+NO_CAP = 2**31 - 1  # ale-py's own episode cap, off: fastdqn truncates at step ends
 from fastdqn.env.vector import ClosedOnExit, StepResult, check_actions
 from fastdqn.frames.geometry import OUT_SHAPE, RAW_HEIGHTS, RAW_WIDTH
 
 
 def ale_backend_problem(spec: EnvSpec, video: bool = False) -> str | None:
-    """Why this backend cannot run ``spec`` (None: it can)."""
+    """Why this backend cannot run ``spec`` exactly as the process backend does (None: it can)."""
     if not spec.atari:
         return f"{spec.env_id} is not an Atari id"
     if spec.layout not in ("crop", "full") or spec.frame_stack != 0:
         return "it makes single 84x84 frames only (layout 'crop' or 'full', frame_stack 0)"
     if video:
         return "it cannot record videos (--capture-video)"
+    if spec.episodic_life:
+        return "episodic life: the wrappers take a no-op after each lost life, one env alone"
+    if spec.noop_max > 0:
+        return "no-op resets: the wrappers draw 1..noop_max no-ops, one env alone"
+    if spec.fire_reset is not False and _fires(spec):
+        return "FIRE reset: the wrappers press FIRE then 2 after every reset, one env alone"
+    version = _ale_py_version()
+    if version < ALE_PY_NEEDED:
+        return (f"it needs ale-py >= {'.'.join(map(str, ALE_PY_NEEDED))}, found "
+                f"{'.'.join(map(str, version))}")
     if _native.core_or_none() is None:
         return _native.why_missing("_core")
     return None
+
+
+def _fires(spec: EnvSpec) -> bool:
+    if spec.fire_reset is not None:
+        return spec.fire_reset
+    env = make_env_from_spec(dataclasses.replace(spec, fire_reset=False))
+    try:
+        return fires_on_reset(spec, env.unwrapped.get_action_meanings())
+    finally:
+        env.close()
+
+
+def _ale_py_version() -> tuple:
+    from importlib.metadata import version
+
+    return tuple(int(p) for p in re.findall(r"\d+", version("ale-py"))[:3])
 
 
 def default_threads(num_envs: int) -> int:
@@ -83,7 +120,6 @@ class AleVectorEnv(ClosedOnExit):
             self.protocol = played_protocol(probe, spec)
             self._raw_height = int(ale_env.observation_space.shape[0])
             game = probe.spec.kwargs["game"] if probe.spec is not None else None
-            fire = fires_on_reset(spec, self.action_meanings)
         finally:
             probe.close()
         if self._raw_height not in RAW_HEIGHTS or game is None:
@@ -93,22 +129,19 @@ class AleVectorEnv(ClosedOnExit):
         self._env = AtariVectorEnv(
             game, num_envs, num_threads=threads, autoreset_mode="SameStep",
             img_height=self._raw_height, img_width=RAW_WIDTH, grayscale=False, stack_num=1, maxpool=True,
-            frameskip=spec.skip, noop_max=spec.noop_max, use_fire_reset=bool(fire),
-            episodic_life=False, life_loss_info=spec.episodic_life,  # terminal on a lost life, the game goes on
+            frameskip=spec.skip, noop_max=0, use_fire_reset=False, episodic_life=False, life_loss_info=False,
             reward_clipping=False,  # raw scores for the statistics; clipped here when the spec clips
-            repeat_action_probability=self.protocol["sticky_actions"],
-            max_num_frames_per_episode=self.protocol["max_episode_frames"] or 0,
+            repeat_action_probability=self.protocol["sticky_actions"], max_num_frames_per_episode=NO_CAP,
         )
+        self._max_frames = self.protocol["max_episode_frames"] or NO_CAP
         n = num_envs
         self._frames = np.zeros((n, *OUT_SHAPE), np.uint8)
         self._reset_frames = np.zeros((n, *OUT_SHAPE), np.uint8)
-        self._final = np.zeros((n, *OUT_SHAPE), np.uint8)
         self._rewards = np.zeros(n, np.float32)
         self._terminated, self._truncated = np.zeros(n, bool), np.zeros(n, bool)
         self._episode_end = np.zeros(n, bool)
         self._episode_return, self._episode_length = np.zeros(n), np.zeros(n, np.int64)
         self._ret, self._len = np.zeros(n), np.zeros(n, np.int64)
-        self._lives = np.zeros(n, np.int64)
         self._actions = np.zeros(n, np.int64)
         self._sent = False
 
@@ -123,7 +156,6 @@ class AleVectorEnv(ClosedOnExit):
             self._sent = False
         obs, info = self._env.reset(seed=self.seed)
         self._preprocess(obs, self._frames)
-        self._lives[:] = info["lives"]
         self._ret[:], self._len[:] = 0.0, 0
         return self._frames
 
@@ -143,29 +175,33 @@ class AleVectorEnv(ClosedOnExit):
         self._sent = False
         if not np.array_equal(info["env_id"], np.arange(self.num_envs)):  # batch_size == num_envs: all, in order
             raise RuntimeError(f"ale-py returned envs {info['env_id']}, expected all {self.num_envs} in order")
-        self._preprocess(obs, self._frames)  # where an episode ended: the next episode's first frame
-        done = terminated | truncated
+        self._preprocess(obs, self._frames)  # where a game ended: the next game's first frame
         self._ret += reward  # raw scores (ale-py's clipping is off)
         self._len += 1
         if self.spec.clip_rewards:
             np.sign(reward, out=self._rewards, casting="unsafe")
         else:
             self._rewards[:] = reward
-        self._terminated[:], self._truncated[:] = terminated, truncated
-        lives = info["lives"]
-        # A lost life with the game going on leaves fewer lives; a new game (after a real end) as many or more.
-        end = truncated | (terminated & (lives >= self._lives))
-        self._episode_end[:] = end
-        self._lives[:] = lives
-        if end.any():
-            self._episode_return[end], self._episode_length[end] = self._ret[end], self._len[end]
-            self._ret[end], self._len[end] = 0.0, 0
-        if done.any():
-            idx = np.flatnonzero(done)
-            self._reset_frames[idx] = self._frames[idx]
-            final = np.ascontiguousarray(info["final_obs"][idx])
-            self._preprocess(final, self._final[:len(idx)])
-            self._frames[idx] = self._final[:len(idx)]
+        self._terminated[:] = terminated  # a game over: no lives in play, so exactly the game's end
+        np.greater_equal(info["episode_frame_number"], self._max_frames, out=self._truncated)
+        self._truncated &= ~self._terminated
+        end = np.logical_or(self._terminated, self._truncated, out=self._episode_end)
+        if not end.any():
+            return self._result()
+        self._episode_return[end], self._episode_length[end] = self._ret[end], self._len[end]
+        self._ret[end], self._len[end] = 0.0, 0
+        over = self._terminated
+        self._reset_frames[over] = self._frames[over]
+        self._frames[over] = 0  # ale-py read no screen on the game's last frame (module docstring)
+        if self._truncated.any():  # the real last frame is in obs; now start the next episode
+            first, _ = self._env.reset(options={"reset_mask": self._truncated.copy()})
+            idx = np.flatnonzero(self._truncated)
+            starts = np.empty((len(idx), *OUT_SHAPE), np.uint8)
+            self._preprocess(np.ascontiguousarray(first[idx]), starts)
+            self._reset_frames[idx] = starts
+        return self._result()
+
+    def _result(self) -> StepResult:
         return StepResult(self._frames, self._rewards, self._terminated, self._truncated, self._reset_frames,
                           self._episode_end, self._episode_return, self._episode_length)
 

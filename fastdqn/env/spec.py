@@ -52,12 +52,12 @@ class EnvSpec:
     layout: str = "crop"
     skip: int = 4
     noop_max: int = 0
-    fire_reset: bool | None = None  # None: when the game has FIRE as action 1
+    fire_reset: bool | None = False  # press FIRE, then 2, after every reset (None: when FIRE is action 1)
     episodic_life: bool = False
     clip_rewards: bool = False
     frame_stack: int = 0  # 0: single frames (the trainer stacks in the replay buffer)
     sticky_actions: float | None = None  # None: the id's protocol (v5: 0.25, v4: 0)
-    max_episode_frames: int | None = None  # emulator frames per episode (None: v5 108,000; v4 ale-py's default)
+    max_episode_frames: int | None = None  # emulator frames per episode (None: the id's, 108,000 in ale-py)
     gym_packages: tuple = ()  # modules to import first: they register the env id
 
     def __post_init__(self):
@@ -89,23 +89,36 @@ class EnvSpec:
         return is_atari_id(self.env_id)
 
     def protocol(self) -> dict:
-        """What an Atari env is asked to play with; {} for other families. ``played_protocol(env)``
-        reads back what the built emulator uses (config.json records that)."""
+        """What an Atari env plays ({} for other families); config.json records it. An episode is
+        truncated at the end of the agent step in which its emulator frame count reaches
+        ``max_episode_frames`` (both env backends: an agent step is never cut)."""
         if not self.atari:
             return {}
         v5 = self.env_id.startswith("ALE/")
         sticky = (V5_STICKY if v5 else 0.0) if self.sticky_actions is None else float(self.sticky_actions)
-        frames = (V5_MAX_FRAMES if v5 else None) if self.max_episode_frames is None else self.max_episode_frames
-        return {"frameskip": self.skip, "sticky_actions": sticky, "max_episode_frames": frames}
+        frames = registered_max_frames(self.env_id) if self.max_episode_frames is None else self.max_episode_frames
+        return {"frameskip": self.skip, "sticky_actions": sticky, "max_episode_frames": frames,
+                "noop_max": self.noop_max, "episodic_life": self.episodic_life}
+
+
+def registered_max_frames(env_id: str) -> int | None:
+    """The episode cap (emulator frames) ale-py registers for an Atari id (108,000 for v4 and v5)."""
+    _register_ale()
+    try:
+        return gym.spec(env_id).kwargs.get("max_num_frames_per_episode")
+    except gym.error.Error:
+        return None  # an unknown id: making the env names it
 
 
 def played_protocol(env: gym.Env, spec: EnvSpec) -> dict:
-    """The Atari protocol the emulator of ``env`` really plays ({} for other families)."""
+    """The Atari protocol the emulator of ``env`` really plays ({} for other families): the
+    spec's, with the sticky-action probability read back from the emulator and whether resets
+    press FIRE (then action 2, after every reset: the DeepMind wrappers)."""
     ale = getattr(env.unwrapped, "ale", None)
     if ale is None:
         return {}
-    return {"frameskip": spec.skip, "sticky_actions": round(float(ale.getFloat("repeat_action_probability")), 6),
-            "max_episode_frames": int(ale.getInt("max_num_frames_per_episode")) or None}
+    return spec.protocol() | {"sticky_actions": round(float(ale.getFloat("repeat_action_probability")), 6),
+                              "fire_reset": fires_on_reset(spec, env.unwrapped.get_action_meanings())}
 
 
 def import_gym_packages(modules) -> None:
@@ -153,15 +166,14 @@ def _gym_make(env_id: str, what: str, **kw) -> gym.Env:
 def _make_atari(spec: EnvSpec) -> gym.Env:
     _register_ale()
     proto = spec.protocol()
-    kw = {"repeat_action_probability": proto["sticky_actions"]}
+    # ALE's own cap (0: none) would cut an agent step; MaxAndSkip truncates at the step's end.
+    kw = {"repeat_action_probability": proto["sticky_actions"], "max_num_frames_per_episode": 0}
     if spec.env_id.startswith("ALE/"):
         kw["frameskip"] = 1  # MaxAndSkip skips (and max-pools)
-    if proto["max_episode_frames"] is not None:
-        kw["max_num_frames_per_episode"] = proto["max_episode_frames"]
     env = _gym_make(spec.env_id, "Atari", **kw)
     if spec.noop_max > 0:
         env = NoopReset(env, spec.noop_max)
-    env = MaxAndSkip(env, spec.skip, spec.layout)
+    env = MaxAndSkip(env, spec.skip, spec.layout, max_frames=proto["max_episode_frames"])
     if spec.episodic_life:
         env = EpisodicLife(env)
     if fires_on_reset(spec, env.unwrapped.get_action_meanings()):

@@ -50,16 +50,20 @@ class MaxAndSkip(gym.Wrapper, Record):
     kernel call and the observation is uint8 [84, 84]; with ``layout=None`` it stays RGB.
     On a bare ale-py env it drives the emulator directly and reads only the two screens it
     needs (the generic path copies a screen on every raw frame).
+
+    ``max_frames`` truncates an episode at the end of the agent step in which the emulator's
+    episode frame count reaches it (ALE's own cap would stop mid-step, on a frame that is not
+    the step's observation).
     """
 
-    def __init__(self, env: gym.Env, skip: int = 4, layout: str | None = "crop"):
-        Record.__init__(self, skip=skip, layout=layout)
+    def __init__(self, env: gym.Env, skip: int = 4, layout: str | None = "crop", max_frames: int | None = None):
+        Record.__init__(self, skip=skip, layout=layout, max_frames=max_frames)
         super().__init__(env)
         if skip < 1:
             raise ValueError(f"skip: expected >= 1, got {skip}")
         if layout is not None and layout not in LAYOUTS:
             raise ValueError(f"layout: expected 'crop', 'full' or None, got {layout!r}")
-        self.skip, self.layout = skip, layout
+        self.skip, self.layout, self.max_frames = skip, layout, max_frames
         raw_shape = env.observation_space.shape
         self._frames = np.zeros((2, *raw_shape), np.uint8)
         base = env.unwrapped
@@ -87,7 +91,12 @@ class MaxAndSkip(gym.Wrapper, Record):
             if terminated or truncated:
                 break
         prev = self._frames[(n + 1) % 2] if n > 0 else None
-        return self._out(self._frames[n % 2], prev), total, terminated, truncated, info
+        return self._out(self._frames[n % 2], prev), total, terminated, truncated or self._capped(terminated), info
+
+    def _capped(self, terminated: bool) -> bool:
+        ale = getattr(self.unwrapped, "ale", None)
+        return (not terminated and self.max_frames is not None and ale is not None
+                and ale.getEpisodeFrameNumber() >= self.max_frames)
 
     def _step_ale(self, action: int):
         ale, base = self._ale, self.env.unwrapped
@@ -104,7 +113,7 @@ class MaxAndSkip(gym.Wrapper, Record):
         # An episode that ends early has only its final screen read: no max for it.
         prev = self._frames[(n + 1) % 2] if n == self.skip - 1 and self.skip > 1 else None
         terminated = ale.game_over(with_truncation=False)
-        truncated = ale.game_truncated()
+        truncated = ale.game_truncated() or self._capped(terminated)
         return self._out(last, prev), total, terminated, truncated, {"lives": ale.lives()}
 
 

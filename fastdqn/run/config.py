@@ -55,7 +55,7 @@ class TrainConfig:
     update_scale: int = 1  # k: batches k times larger, k times fewer updates, lr * sqrt(k)
     layout: str = "crop"
     noop_max: int = 0
-    fire_reset: bool | None = None  # None: when the game has FIRE
+    fire_reset: bool | None = False  # FIRE then 2 after every reset (None: when the game has FIRE); Pong serves alone
     episodic_life: bool = False
     clip_rewards: bool = False
     sticky_actions: float | None = None  # Atari: None keeps the id's protocol (v5: 0.25, v4: 0)
@@ -248,8 +248,9 @@ PRESETS = {
     "pong-rainbow-lite": dict(env_id="PongNoFrameskip-v4", n_step=3, prioritized=True, per_alpha=0.5, per_beta=0.4,
                               dueling=True, double=True, lr=6.25e-5, replay_size=100_000, replay_start=20_000,
                               sync_target=8_000, replay_ratio=0.25, eps_final=0.01, eps_decay_frames=250_000),
-    # seeds 001/002: FIRE reset, episodic life, clipped rewards, Huber, larger replay
-    "breakout": dict(env_id="BreakoutNoFrameskip-v4", noop_max=30, episodic_life=True, clip_rewards=True,
+    # seeds 001/002: FIRE reset, episodic life, clipped rewards, Huber, larger replay (the process
+    # env backend: the ale one cannot take those reset steps for one env alone)
+    "breakout": dict(env_id="BreakoutNoFrameskip-v4", noop_max=30, fire_reset=True, episodic_life=True, clip_rewards=True,
                      loss="huber", batch_size=64, replay_size=65_536, replay_start=16_384,
                      sync_target=10_000, eps_decay_frames=1_000_000, reward_bound=400.0),
 }
