@@ -96,10 +96,10 @@ def vector_spec(cfg: BenchConfig, live: list) -> TableSpec:
         def setup():
             from ale_py.vector_env import AtariVectorEnv
 
-            # Same work as ours: frame skip 4, max-pool, FIRE reset, no noops, 84x84 grey,
+            # Same work as ours: frame skip 4, max-pool, no FIRE reset, no noops, 84x84 grey,
             # one frame per env per step (the buffer stacks), rewards unclipped.
             venv = AtariVectorEnv("pong", num_envs, num_threads=threads, stack_num=1, img_height=84,
-                                  img_width=84, noop_max=0, use_fire_reset=True, reward_clipping=False,
+                                  img_width=84, noop_max=0, use_fire_reset=False, reward_clipping=False,
                                   autoreset_mode="SameStep")
             live.append(venv)
             buf, feed = _into_replay(num_envs, cfg.seed)
