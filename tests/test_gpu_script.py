@@ -4,6 +4,7 @@ stage at tiny sizes, so the script cannot rot between the sessions that have a G
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,8 +14,10 @@ SCRIPT = Path(__file__).resolve().parents[1] / "bench" / "gpu_pong.sh"
 
 @pytest.mark.skipif(not SCRIPT.exists(), reason="needs the source checkout's bench/")
 def test_gpu_script_dry_run_runs_every_stage(tmp_path):
-    env = dict(os.environ, DRY_RUN="1", OUT=str(tmp_path), TRAIN_SECONDS="60")
-    proc = subprocess.run(["bash", str(SCRIPT)], env=env, capture_output=True, text=True, timeout=600)
+    # PYTHON: this interpreter, whose packages the stages need (a venv's python need not be on PATH).
+    # TRAIN_SECONDS: only a deadline, far off; the dry run's --frames 400 ends the training.
+    env = dict(os.environ, DRY_RUN="1", OUT=str(tmp_path), TRAIN_SECONDS="600", PYTHON=sys.executable)
+    proc = subprocess.run(["bash", str(SCRIPT)], env=env, capture_output=True, text=True, timeout=3000)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     stages = json.loads((tmp_path / "stages.json").read_text())
     assert stages["dry_run"] == 1
