@@ -12,7 +12,7 @@ import sys
 from fastdqn.env.vector import WorkerDied
 from fastdqn.errors import UserError, is_user_error, user_input
 from fastdqn.run import supervisor
-from fastdqn.run.config import ENV_BACKENDS, PRESETS, TrainConfig
+from fastdqn.run.config import ENV_BACKENDS, PRECISIONS, PRESETS, TrainConfig
 
 _D = TrainConfig()  # the pong preset, for the defaults shown in --help
 
@@ -57,6 +57,8 @@ _TRAIN_FLAGS = [
      f"stop when the mean reward of the last 100 episodes exceeds this (default: {_D.reward_bound:g})"),
     ("--loss", "loss", str, "mse (seeds) | huber (default: mse)"),
     ("--replay-ratio", "replay_ratio", float, f"gradient steps per agent step (default: {_D.replay_ratio:g})"),
+    ("--precision", "precision", str, "fp32 | bf16: the forward passes under bf16 autocast, on a CPU or GPU with "
+     "native bf16; weights, Adam and TD targets stay fp32 (default: fp32)"),
     ("--layout", "layout", str, "frame layout: crop (seeds, 84x110 cropped) | full (84x84) (default: crop)"),
     ("--noop-max", "noop_max", int, "random NOOPs (1..N) after reset, 0 = off (default: 0; breakout: 30)"),
     ("--sticky-actions", "sticky_actions", float,
@@ -128,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", metavar="DIR", default=None,
                    help="continue the run saved in DIR (its last.pt; Ctrl-C and SIGTERM save one); only "
                    "--frames, --reward-bound, --checkpoint-every, --device, --num-workers, --threads, "
-                   "--save-replay, --env-backend, --replay-device, --no-graph, --no-overlap, the output "
+                   "--save-replay, --env-backend, --replay-device, --precision, --no-graph, --no-overlap, the output "
                    "switches, and for Ray runs --ray ADDRESS, --chunk-steps, --weights-every and --actor-* may "
                    "change")
     t.add_argument("--gym-packages", dest="gym_packages", nargs="+", metavar="MOD", default=None,
@@ -139,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
         kw = {"choices": ["crop", "full"]} if dest == "layout" else kw
         kw = {"choices": ["auto", "cpu", "cuda"]} if dest in ("device", "replay_device") else kw
         kw = {"choices": list(ENV_BACKENDS)} if dest == "env_backend" else kw
+        kw = {"choices": list(PRECISIONS)} if dest == "precision" else kw
         t.add_argument(flag, dest=dest, type=typ, default=None, help=hlp, **kw)
     for flag, dest, value, hlp in _TRAIN_SWITCHES:
         t.add_argument(flag, dest=dest, action="store_const", const=value, default=None, help=hlp)

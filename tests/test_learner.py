@@ -250,3 +250,34 @@ def test_importance_weights_scale_each_samples_loss_and_td_errors_come_back():
     learner = Learner(6, device="cpu")
     learner.update((obs, action, reward, nxt, done, discount, weights))
     assert learner.td_errors.shape == (8,) and (learner.td_errors >= 0).all()
+
+
+def test_bf16_precision_keeps_weights_and_targets_fp32_and_tracks_fp32():
+    from fastdqn.learn.learner import native_bf16
+
+    if not native_bf16(torch.device("cpu")):
+        with pytest.raises(ValueError, match="precision: expected 'fp32' on cpu, which has no native bf16"):
+            Learner(6, device="cpu", precision="bf16")
+        return
+    torch.manual_seed(0)
+    fp32, bf16 = Learner(6, device="cpu"), Learner(6, device="cpu", precision="bf16")
+    bf16.online.load_state_dict(fp32.online.state_dict())
+    bf16.target.load_state_dict(fp32.target.state_dict())
+    g = torch.Generator().manual_seed(1)
+    obs = torch.randint(0, 255, (16, 4, 84, 84), dtype=torch.uint8, generator=g)
+    nxt = torch.randint(0, 255, (16, 4, 84, 84), dtype=torch.uint8, generator=g)
+    batch = (obs, torch.randint(0, 6, (16,), generator=g), torch.randn(16, generator=g), nxt, torch.zeros(16))
+    a, b = fp32.update(batch), bf16.update(batch)
+    assert b.dtype == torch.float32 and bf16.td_errors.dtype == torch.float32
+    assert all(p.dtype == torch.float32 for p in bf16.online.parameters())
+    assert b.item() == pytest.approx(a.item(), rel=0.05)  # bf16 keeps 8 mantissa bits: close, not equal
+    assert b.item() != a.item()  # and autocast did run in bf16
+
+
+def test_a_precision_that_does_not_exist_is_refused():
+    with pytest.raises(ValueError, match=r"precision: expected one of \('fp32', 'bf16'\), got 'fp16'"):
+        Learner(6, device="cpu", precision="fp16")
+    from fastdqn.run import TrainConfig
+
+    with pytest.raises(ValueError, match=r"precision: expected one of \('fp32', 'bf16'\), got 'fp16'"):
+        TrainConfig(precision="fp16").validate()

@@ -1,6 +1,7 @@
 """fastdqn learns: fixed seeds, frame budgets, greedy evaluations far above a random policy.
 
-- CartPole-v1 (vector observations, the MLP): ``fastdqn train --preset cartpole``.
+- CartPole-v1 (vector observations, the MLP): ``fastdqn train --preset cartpole``, also with
+  ``--precision bf16`` (bf16 autocast) where the CPU computes bf16 natively.
 - PixelCatch-v0 (tests/pixel_catch.py): Atari-sized RGB frames through the fused kernel, the
   frame-deduplicating replay and Nature DQN, as Pong; one frame cannot show where the ball
   drifts, so the frame stack is needed; games end by termination (a miss) and truncation. Also
@@ -50,7 +51,8 @@ def _without(argv: list[str], *flags: str) -> list[str]:
 
 CATCH_RAY = _without(CATCH, "--num-envs", "--num-workers") + ["--ray", "--actors", "2", "--envs-per-actor", "2"]
 # (test, argv, the greedy mean it must reach over 20 episodes, a random policy's mean)
-GAMES = {"cartpole": (CARTPOLE, 450.0, 22.0), "catch": (CATCH, 20.0, -0.64), "catch-nstep-per-dueling-double":
+GAMES = {"cartpole": (CARTPOLE, 450.0, 22.0), "cartpole-bf16": (CARTPOLE + ["--precision", "bf16"], 450.0, 22.0),
+         "catch": (CATCH, 20.0, -0.64), "catch-nstep-per-dueling-double":
          (CATCH_PLUS, 20.0, -0.64), "catch-ray-actors": (CATCH_RAY, 20.0, -0.64)}
 
 
@@ -85,7 +87,9 @@ def test_the_random_baselines_are_what_the_margins_assume():
 @pytest.mark.slow
 @pytest.mark.parametrize("game", sorted(GAMES))
 def test_learns_far_above_random(game, tmp_path, monkeypatch):
-    _, want, random = GAMES[game]
+    argv, want, random = GAMES[game]
+    if "bf16" in argv and not learner_mod.native_bf16(torch.device("cpu")):
+        pytest.skip("this CPU has no native bf16")
     summary = train_and_evaluate(game, tmp_path, monkeypatch)
     assert summary["mean"] >= want, f"{game}: greedy mean {summary['mean']:.2f}, random {random}"
 

@@ -3,6 +3,8 @@ batched epsilon-greedy acting."""
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -12,6 +14,14 @@ from fastdqn.learn.graphed import make_graphed_update
 from fastdqn.learn.model import make_q_net
 
 LOSSES = ("mse", "huber")
+PRECISIONS = ("fp32", "bf16")
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` computes bf16 natively (CUDA: Ampere and later; CPU: AVX-512 BF16 or AMX)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 def epsilon_at(frame: int, start: float, final: float, decay_frames: int) -> float:
@@ -66,10 +76,10 @@ def td_loss(online, target, obs, action, reward, next_obs, done, discount=None, 
     """Mean TD loss of a batch (uint8 frames, int64 actions, float32 reward/done/discount),
     each sample's loss weighted by ``weights`` (prioritized replay's importance weights) when
     given. ``errors=True`` returns (loss, |TD error| per sample): the new priorities."""
-    q = online(obs).gather(1, action.unsqueeze(1)).squeeze(1)
+    q = online(obs).float().gather(1, action.unsqueeze(1)).squeeze(1)  # float: bf16 nets give fp32 targets
     with torch.no_grad():
-        next_online = online(next_obs) if double else None
-        y = td_target(reward, done, target(next_obs), gamma, next_online, discount)
+        next_online = online(next_obs).float() if double else None
+        y = td_target(reward, done, target(next_obs).float(), gamma, next_online, discount)
     fn = F.smooth_l1_loss if loss == "huber" else F.mse_loss
     value = fn(q, y) if weights is None else (weights * fn(q, y, reduction="none")).mean()
     return (value, (q - y).detach().abs()) if errors else value
@@ -83,20 +93,27 @@ class Learner:
     (fastdqn.learn.graphed) at the first update and replays it after; the returned loss is then the
     same tensor every call. Otherwise compile=None compiles on CUDA and stays eager on the CPU
     (compilation there costs more than it saves for a 1.7M-parameter net at batch 32);
-    ``compile_mode`` is torch.compile's mode.
+    ``compile_mode`` is torch.compile's mode. ``precision="bf16"`` runs the forward passes (acting
+    and the update) under bf16 autocast, on a device with native bf16; weights, Adam and the TD
+    targets stay fp32.
     """
 
     def __init__(self, n_actions: int, *, device="auto", lr: float = 1e-4, gamma: float = 0.99,
                  loss: str = "mse", double: bool = False, compile: bool | None = None,
                  compile_mode: str | None = None, obs_shape: tuple = (4, 84, 84), graph: bool | None = False,
-                 dueling: bool = False):
+                 dueling: bool = False, precision: str = "fp32"):
         if loss not in LOSSES:
             raise ValueError(f"loss: expected one of {LOSSES}, got {loss!r}")
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision: expected one of {PRECISIONS}, got {precision!r}")
         if not 0.0 <= gamma <= 1.0:
             raise ValueError(f"gamma: expected 0 <= gamma <= 1, got {gamma}")
         if not lr > 0:
             raise ValueError(f"lr: expected > 0, got {lr}")
         self.device = resolve_device(device)
+        if precision == "bf16" and not native_bf16(self.device):
+            raise ValueError(f"precision: expected 'fp32' on {self.device}, which has no native bf16, got 'bf16'")
+        self.precision = precision
         self.gamma, self.loss_kind, self.double = float(gamma), loss, bool(double)
         self.obs_shape = tuple(obs_shape)
         self.dueling = bool(dueling)
@@ -126,9 +143,16 @@ class Learner:
     def n_actions(self) -> int:
         return self.online.n_actions
 
+    def _autocast(self):
+        if self.precision == "fp32":
+            return contextlib.nullcontext()
+        # no weight-cast cache under a CUDA graph: the capture would keep stale casts
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, cache_enabled=not self.graphed)
+
     def _update(self, obs, action, reward, next_obs, done, discount=None, weights=None):
-        loss, errors = td_loss(self.online, self.target, obs, action, reward, next_obs, done, discount, weights,
-                               gamma=self.gamma, loss=self.loss_kind, double=self.double, errors=True)
+        with self._autocast():  # backward runs outside, in the dtypes the forward chose
+            loss, errors = td_loss(self.online, self.target, obs, action, reward, next_obs, done, discount, weights,
+                                   gamma=self.gamma, loss=self.loss_kind, double=self.double, errors=True)
         self.optimizer.zero_grad(set_to_none=False)
         loss.backward()
         self.optimizer.step()
@@ -170,7 +194,8 @@ class Learner:
 
     def act(self, obs: torch.Tensor, epsilon: float, rng: np.random.Generator) -> np.ndarray:
         """Epsilon-greedy actions for a batch of observations [N, *obs_shape] on the device."""
-        return epsilon_greedy(self.online, obs, self.n_actions, epsilon, rng)
+        with self._autocast():
+            return epsilon_greedy(self.online, obs, self.n_actions, epsilon, rng)
 
     def state_dict(self) -> dict:
         return {"online": self.online.state_dict(), "target": self.target.state_dict(),

@@ -13,7 +13,7 @@ import torch
 from fastdqn.devices import resolve_device
 from fastdqn.env.backend import BACKENDS as ENV_BACKENDS
 from fastdqn.env.spec import EnvSpec
-from fastdqn.learn.learner import LOSSES
+from fastdqn.learn.learner import LOSSES, PRECISIONS, native_bf16
 
 
 @dataclass
@@ -47,6 +47,7 @@ class TrainConfig:
     per_beta_frames: int | None = None  # agent steps of that annealing (None: --frames, else 1,000,000)
     per_eps: float = 1e-6  # added to |TD error| so no transition's priority is zero
     replay_ratio: float = 1.0  # gradient steps per agent step (the seeds: one)
+    precision: str = "fp32"  # "bf16": forward passes under bf16 autocast (CPUs and GPUs with native bf16)
     compile: bool | None = None  # torch.compile the update (None: on CUDA when it is not graphed)
     graph: bool | None = None  # the whole update as one CUDA-graph replay (None: on CUDA)
     replay_device: str = "auto"  # where the replay's frames live: "auto" (the learner's CUDA device, else host), "cpu", "cuda"
@@ -177,7 +178,7 @@ class TrainConfig:
                 bad(name, want, v, TypeError)
             if (isinstance(v, float) and not math.isfinite(v)) or not ok(v):  # NaN and inf are never meant
                 bad(name, want, v)
-        for name in ("env_id", "loss", "layout", "wandb_project", "env_backend", "replay_device"):
+        for name in ("env_id", "loss", "layout", "wandb_project", "env_backend", "replay_device", "precision"):
             if not isinstance(getattr(self, name), str):
                 bad(name, "a str", getattr(self, name), TypeError)
         for name in ("wandb_entity", "wandb_name", "ray_address"):
@@ -191,7 +192,8 @@ class TrainConfig:
             bad("out", "a directory path or None", self.out, TypeError)
         if not isinstance(self.device, (str, torch.device)):
             bad("device", "'auto', 'cpu' or 'cuda'", self.device, TypeError)
-        for name, allowed in (("env_backend", ENV_BACKENDS), ("replay_device", ("auto", "cpu", "cuda"))):
+        for name, allowed in (("env_backend", ENV_BACKENDS), ("replay_device", ("auto", "cpu", "cuda")),
+                              ("precision", PRECISIONS)):
             if getattr(self, name) not in allowed:
                 bad(name, f"one of {allowed}", getattr(self, name))
         if self.n_step > 64:
@@ -213,6 +215,8 @@ class TrainConfig:
         if self.graph and self.compile:
             raise ValueError("compile: expected False or None with graph=True (the graph captures the eager "
                              "update), got True")
+        if self.precision == "bf16" and not native_bf16(device):
+            bad("precision", f"'fp32' on {device}, which has no native bf16", self.precision)
         if self.replay_device == "cuda" and device.type != "cuda":
             bad("replay_device", f"'auto' or 'cpu' with the learner on {device} (a CUDA replay feeds a CUDA learner)",
                 self.replay_device)

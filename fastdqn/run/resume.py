@@ -28,7 +28,7 @@ from fastdqn.run.state import RunState
 RESUMABLE = ("frames", "reward_bound", "checkpoint_every", "device", "num_workers", "torch_threads",
              "tensorboard", "progress", "save_replay", "compile", "eval_every", "eval_episodes",
              "capture_video", "track", "wandb_project", "wandb_entity", "wandb_name", "env_backend", "overlap",
-             "graph", "replay_device", "ray_address", "chunk_steps", "weights_every", "actor_in_flight",
+             "graph", "replay_device", "precision", "ray_address", "chunk_steps", "weights_every", "actor_in_flight",
              "actor_restarts", "actor_timeout")
 REPLAY_FILE = "replay.npz"
 _STATE_KEYS = frozenset(RunState.KEYS + ("rng", "torch_rng", "obs", "envs", "replay_written"))
