@@ -4,6 +4,7 @@ the native modules, a light ``import fastdqn``, and a checkout that imports (or 
 from __future__ import annotations
 
 import ast
+import importlib.util
 import os
 import subprocess
 import sys
@@ -18,7 +19,7 @@ PACKAGE = ROOT / "fastdqn"
 # Layers, lowest first. A unit may import its own modules and units of lower layers; units of one
 # layer never import each other (env, replay and learn are independent stages), except on top.
 LAYERS = [
-    ["fastdqn._native", "fastdqn.atomic", "fastdqn.devices"],
+    ["fastdqn._native", "fastdqn.atomic", "fastdqn.devices", "fastdqn.errors"],
     ["fastdqn.frames"],
     ["fastdqn.env", "fastdqn.replay", "fastdqn.learn"],
     ["fastdqn.run"],
@@ -126,8 +127,17 @@ def test_only_the_native_loader_imports_core():
             assert not imports_of(path) & NATIVE, path
 
 
+def _installed_in_editable_mode() -> bool:
+    """Whether the fastdqn the tests import (conftest keeps the checkout off sys.path) is this
+    checkout: an editable install, whose import hook gives the checkout its _core anywhere."""
+    spec = importlib.util.find_spec("fastdqn")
+    return spec is not None and spec.origin is not None and Path(spec.origin).resolve() == PACKAGE / "__init__.py"
+
+
 @pytest.mark.skipif(any(PACKAGE.glob("_core*.so")) or any(PACKAGE.glob("_core*.pyd")),
                     reason="this checkout holds an in-place build of _core")
+@pytest.mark.skipif(_installed_in_editable_mode(), reason="this checkout is installed in editable mode: "
+                    "it imports with its _core (test_the_editable_install_imports_from_the_checkout_root)")
 def test_the_source_checkout_says_where_it_imported_from_and_what_works():
     """Run from the checkout root, Python imports the bare sources, not the installed package."""
     r = _run("from fastdqn import ReplayBuffer; ReplayBuffer(10)", ROOT)
@@ -138,16 +148,29 @@ def test_the_source_checkout_says_where_it_imported_from_and_what_works():
     assert "pip install --no-build-isolation -e ." in last, last
 
 
+def _venv_that_sees_these_packages(env_dir: Path) -> str:
+    """A fresh venv of this interpreter's Python (not a python found on PATH) that imports what
+    this one imports: its base's packages (system_site_packages) and, through a .pth file, this
+    environment's own site-packages, where a venv's torch, pip and build tools are. Its python."""
+    pip_here = importlib.util.find_spec("pip") is not None
+    venv.create(env_dir, system_site_packages=True, with_pip=not pip_here)  # this pip: a bundled one may be old
+    python = env_dir / "bin" / "python"
+    purelib = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+    sites = [p for p in sys.path if Path(p).name in ("site-packages", "dist-packages")]
+    (Path(purelib) / "_parent_site_packages.pth").write_text("".join(f"{p}\n" for p in sites))
+    return str(python)
+
+
 @pytest.mark.slow
 def test_the_editable_install_imports_from_the_checkout_root(tmp_path):
     """The README's contributor command, in a fresh venv (the system's packages visible, as
     --no-build-isolation needs): from the checkout root the sources import with their _core."""
-    env_dir = tmp_path / "venv"
-    venv.create(env_dir, system_site_packages=True, with_pip=True)
-    python = str(env_dir / "bin" / "python")
+    python = _venv_that_sees_these_packages(tmp_path / "venv")
     build = subprocess.run(
         [python, "-m", "pip", "install", "-q", "--no-build-isolation", "--no-deps", "-e", str(ROOT),
-         "-C", f"build-dir={tmp_path / 'build'}", "-C", "cmake.define.FASTDQN_CUDA=OFF"],
+         "--config-settings", f"build-dir={tmp_path / 'build'}",
+         "--config-settings", "cmake.define.FASTDQN_CUDA=OFF"],
         cwd=tmp_path, capture_output=True, text=True, timeout=900)
     assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
     code = ("import fastdqn, fastdqn._core; from fastdqn import ReplayBuffer; b = ReplayBuffer(10); "
