@@ -104,6 +104,34 @@ void preprocess_batch(py::array frames, py::object prev_obj, py::array out, cons
     });
 }
 
+// The replay bench's baseline, not used by the replay: out[b] = frames[starts[b] : starts[b] + width]
+// (width = out.shape[1]), one memcpy per window. A sample of the same windows from the same ring
+// cannot be faster than this plain copy.
+void copy_windows(py::array frames, py::object starts_obj, py::array out) {
+    if (frames.ndim() < 1 || out.ndim() != frames.ndim() + 1)
+        throw py::value_error("out: expected shape (len(starts), width, *frames.shape[1:]), got " + shape_str(out) +
+                              " for frames " + shape_str(frames));
+    const py::ssize_t n = out.shape(0), width = out.shape(1), ring = frames.shape(0);
+    std::vector<py::ssize_t> ring_shape(frames.shape(), frames.shape() + frames.ndim());
+    require_array(frames, "frames", ring_shape, frames.dtype());  // contiguity
+    std::vector<py::ssize_t> shape{n, width};
+    shape.insert(shape.end(), ring_shape.begin() + 1, ring_shape.end());
+    require_array(out, "out", shape, frames.dtype());
+    require_writable(out, "out");
+    const auto starts = vector_arg<int64_t>(starts_obj, "starts", n, "iu");
+    for (py::ssize_t i = 0; i < n; ++i)
+        if (starts.at(i) < 0 || starts.at(i) > ring - width)
+            throw py::value_error("starts: expected window starts in [0, " + std::to_string(ring - width) + "], got " +
+                                  std::to_string(starts.at(i)) + " at " + std::to_string(i));
+    const size_t frame = ring ? static_cast<size_t>(frames.nbytes() / ring) : 0;
+    const auto* src = static_cast<const uint8_t*>(frames.data());
+    auto* dst = ptr<uint8_t>(out);
+    const int64_t* st = starts.data();
+    py::gil_scoped_release nogil;
+    for (py::ssize_t i = 0; i < n; ++i)
+        std::memcpy(dst + i * width * frame, src + st[i] * frame, width * frame);
+}
+
 // ReplayStore plus the frame shape and dtype, so errors can name them. The store itself keeps
 // frames as bytes: uint8 pixels and float32 vectors take the same code path.
 class ReplayCore {
@@ -343,6 +371,8 @@ PYBIND11_MODULE(_core, m) {
           py::arg("layout") = "crop", py::arg("threads") = 0,
           "Max-pool (when prev is given), luma, INTER_AREA resize and crop of [N,H,160,3] uint8 frames into out [N,84,84].");
     m.def("hardware_threads", &hardware_threads);
+    m.def("copy_windows", &copy_windows, py::arg("frames"), py::arg("starts"), py::arg("out"),
+          "Bench baseline: out[b] = frames[starts[b]:starts[b] + out.shape[1]], one memcpy per window.");
 
     py::class_<ReplayCore>(m, "ReplayCore")
         .def(py::init<int64_t, int, std::vector<py::ssize_t>, int, bool, uint64_t, bool, const std::string&, int,
