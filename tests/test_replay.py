@@ -81,8 +81,9 @@ def test_sampling_is_uniform_over_valid_transitions():
     assert chi2 < n + 6 * np.sqrt(2 * n), f"chi2 {chi2:.1f} for {n} cells: not uniform"
 
 
-def test_batch_never_changes_after_return():
-    buf = ReplayBuffer(30, frame_shape=SHAPE, seed=0)
+@pytest.mark.parametrize("prioritized", [False, True])
+def test_batch_never_changes_after_return(prioritized):
+    buf = ReplayBuffer(30, frame_shape=SHAPE, seed=0, prioritized=prioritized)
     frame = fill_episodes(buf, [10])
     b = buf.sample(8)
     kept = [t.clone() for t in b if t is not None]  # weights, indices: None unless prioritized
@@ -146,3 +147,83 @@ def test_unpickled_arrays_are_taken():
     buf.add_many(*pickle.loads(pickle.dumps((np.array([1, 2]), np.array([0.5, 1.0], np.float32),
                                              np.full((2, *SHAPE), 2, np.uint8), np.array([False, True])))))
     assert len(buf) == 2 and buf.transition(1, 0).action.item() == 2
+
+
+def _twins(**kw):
+    """Two buffers with the same seed and contents: they sample the same batches."""
+    bufs = [ReplayBuffer(64, num_envs=2, stack=3, seed=1, **kw) for _ in range(2)]
+    shape, dtype = bufs[0].frame_shape, bufs[0].dtype
+    rng = np.random.default_rng(0)
+    for buf in bufs:
+        buf.start_many(np.zeros((2, *shape), dtype))
+    for i in range(150):
+        frames = (rng.random((2, *shape)) * 255).astype(dtype)
+        term = np.array([i % 11 == 10, i % 17 == 16])
+        for buf in bufs:
+            buf.add_many(np.array([i % 4, 3]), np.array([0.5, -1.0], np.float32), frames, term)
+            for env in np.flatnonzero(term):
+                buf.start(frames[env], env=int(env))
+    return bufs
+
+
+@pytest.mark.parametrize("kw", [{}, {"n_step": 3}, {"prioritized": True}, {"frame_shape": (5,), "dtype": "float32"}],
+                         ids=["1-step", "n-step", "prioritized", "float32"])
+def test_pinned_views_match_the_numpy_path(monkeypatch, kw):
+    """With CUDA a batch's tensors are torch views of one pinned block (the numpy path's
+    from_numpy tensors would let the block be reused under a non_blocking copy). Pinning is
+    faked here, so those views are checked on any machine against the numpy path's."""
+    plain, pinned = _twins(**kw)
+    empty = torch.empty
+    monkeypatch.setattr(torch, "empty", lambda *a, pin_memory=False, **k: empty(*a, **k))
+    pinned._pin = True
+    for _ in range(3):
+        x, y = plain.sample(16), pinned.sample(16)
+        for name, u, v in zip(x._fields, x, y):
+            if u is None:
+                assert v is None, name
+                continue
+            assert u.dtype == v.dtype and u.shape == v.shape and u.stride() == v.stride(), name
+            assert torch.equal(u, v), name
+        storage = y.obs.untyped_storage().data_ptr()
+        assert all(t.untyped_storage().data_ptr() == storage for t in y if t is not None), "one block"
+        assert y.next_obs.data_ptr() - y.obs.data_ptr() == (y.obs.shape[1] if kw.get("n_step") else 1) * \
+            y.obs[0, 0].nbytes, "obs and next_obs: two views of one window"
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_pinned_batches_cross_to_cuda():
+    from fastdqn.learn.learner import to_device
+
+    buf, _ = _twins()
+    b = buf.sample(16)
+    assert all(t.is_pinned() for t in b if t is not None)
+    on_gpu = to_device(b, torch.device("cuda"))
+    del b  # the block must outlive the non_blocking copies
+    buf.sample(16)
+    again = _twins()[0].sample(16)
+    for x, y in zip(on_gpu, again):
+        torch.testing.assert_close(x.cpu(), y)
+
+
+def test_copy_windows_is_a_plain_copy():
+    """The replay bench's baseline: out[b] = frames[starts[b]:starts[b] + width], checked."""
+    from fastdqn import _native
+
+    copy = _native.core().copy_windows
+    ring = np.arange(10 * 6, dtype=np.uint8).reshape(10, 2, 3)
+    out = np.empty((3, 4, 2, 3), np.uint8)
+    copy(ring, np.array([0, 6, 3]), out)
+    for b, s in enumerate([0, 6, 3]):
+        np.testing.assert_array_equal(out[b], ring[s:s + 4])
+    for bad in (7, -1):
+        with pytest.raises(ValueError, match=r"starts: expected window starts in \[0, 6\]"):
+            copy(ring, np.array([bad]), out[:1])
+    with pytest.raises(ValueError, match="out: expected shape"):
+        copy(ring, np.array([0]), np.empty((1, 4, 3, 2), np.uint8))
+    with pytest.raises(TypeError, match="out: expected dtype uint8"):
+        copy(ring, np.array([0]), np.empty((1, 4, 2, 3), np.float32))
+    readonly = np.empty((1, 4, 2, 3), np.uint8)
+    readonly.setflags(write=False)
+    with pytest.raises(ValueError, match="writable"):
+        copy(ring, np.array([0]), readonly)

@@ -117,6 +117,10 @@ class ReplayBuffer:
         if self.device is not None:
             self._frames = torch.zeros((capacity, *frame_shape), dtype=self._torch_dtype, device=self.device)
         self._pin = self.device is None and torch.cuda.is_available()
+        self._frame_shape, self._stack, self._width = frame_shape, stack, self._core.window
+        self._frame_bytes = int(np.prod(frame_shape)) * self.dtype.itemsize
+        self._prioritized = prioritized
+        self._layouts: dict[tuple[int, bool], tuple] = {}  # (batch, prioritized) -> _layout()
 
     # -- size -------------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -207,43 +211,65 @@ class ReplayBuffer:
         if isinstance(beta, bool) or not isinstance(beta, numbers.Real) or not 0.0 <= beta <= 1.0:
             raise ValueError(f"beta: expected a number in [0, 1], got {beta!r}")
         self._core.check_batch(batch_size)  # before allocating: 10**9 is a ValueError, not a MemoryError
-        if self.prioritized:
-            return self._sample_prioritized(batch_size, float(beta))
-        width = self._core.window
-        pin = self._pin
-        slots = np.empty((batch_size, width), np.int64)
-        action = torch.empty(batch_size, dtype=torch.int64, pin_memory=pin)
-        reward, done, discount = (torch.empty(batch_size, dtype=torch.float32, pin_memory=pin) for _ in range(3))
-        fields = (action.numpy(), reward.numpy(), done.numpy(), discount.numpy())
-        if self._frames is None:
-            window = torch.empty((batch_size, width, *self.frame_shape), dtype=self._torch_dtype, pin_memory=pin)
-            self._core.sample_into(batch_size, slots, *fields, window.numpy())
-        else:
-            with self._device_lock:
-                self._core.sample_into(batch_size, slots, *fields, None)
-                window = self._gather_on_device(torch.from_numpy(slots))
-            action, reward, done, discount = (t.to(self.device, non_blocking=True)
-                                              for t in (action, reward, done, discount))
-        return self._batch(window, action, reward, done, discount)
+        return self._sample(batch_size, self._prioritized, float(beta))
 
-    def _sample_prioritized(self, batch_size: int, beta: float) -> Batch:
-        width, pin = self._core.window, self._pin
-        slots, indices = np.empty((batch_size, width), np.int64), np.empty(batch_size, np.int64)
-        action = torch.empty(batch_size, dtype=torch.int64, pin_memory=pin)
-        reward, done, discount, weights = (torch.empty(batch_size, dtype=torch.float32, pin_memory=pin)
-                                           for _ in range(4))
-        fields = (action.numpy(), reward.numpy(), done.numpy(), discount.numpy(), weights.numpy(), indices)
-        if self._frames is None:
-            window = torch.empty((batch_size, width, *self.frame_shape), dtype=self._torch_dtype, pin_memory=pin)
-            self._core.sample_prioritized_into(batch_size, beta, slots, *fields, window.numpy())
+    def _sample(self, b: int, prioritized: bool, beta: float) -> Batch:
+        """sample() after its checks: the core fills one fresh block (host store) or draws the
+        slots that the device gathers (device store)."""
+        host = self._frames is None
+        slots, window, fields, window_t, tensors = self._outputs(b, prioritized, host)
+        draw = self._core.sample_prioritized_into if prioritized else self._core.sample_into
+        args = (b, beta) if prioritized else (b,)
+        if host:
+            draw(*args, slots, *fields, window)
         else:
             with self._device_lock:
-                self._core.sample_prioritized_into(batch_size, beta, slots, *fields, None)
-                window = self._gather_on_device(torch.from_numpy(slots))
-            action, reward, done, discount, weights = (t.to(self.device, non_blocking=True)
-                                                       for t in (action, reward, done, discount, weights))
-        return self._batch(window, action, reward, done, discount)._replace(weights=weights,
-                                                                              indices=torch.from_numpy(indices))
+                draw(*args, slots, *fields, None)
+                window_t = self._gather_on_device(torch.from_numpy(slots))
+            # indices stay on the host: they go back to update_priorities
+            tensors = [t.to(self.device, non_blocking=True) for t in tensors[:5]] + tensors[5:]
+        s, w = self._stack, self._width
+        if window_t is None:  # from_numpy of two numpy views costs less than two tensor slices
+            obs, next_obs = torch.from_numpy(window[:, :s]), torch.from_numpy(window[:, w - s:])
+        else:
+            obs, next_obs = window_t[:, :s], window_t[:, w - s:]
+        return Batch(obs, tensors[0], tensors[1], next_obs, tensors[2], tensors[3], *tensors[4:])
+
+    def _layout(self, b: int, prioritized: bool) -> tuple:
+        """Byte offsets of one batch's block: the fields in Batch order (action, reward, done,
+        discount[, weights, indices]), the window slots, then the frames on a cache line."""
+        names = (("int64", "float32", "float32", "float32", "float32", "int64") if prioritized
+                 else ("int64", "float32", "float32", "float32"))
+        fields, at = [], 0
+        for name in names:
+            fields.append((np.dtype(name), getattr(torch, name), at))
+            at += 8 * b  # 8 bytes a row for every field: the int64 ones stay aligned
+        slots_at, frames_at = at, -(-(at + 8 * b * self._width) // 64) * 64
+        return tuple(fields), slots_at, frames_at, frames_at + b * self._width * self._frame_bytes
+
+    def _outputs(self, b: int, prioritized: bool, frames: bool) -> tuple:
+        """One batch's outputs in one fresh block (a Batch never changes once returned; the block
+        lives while any of its tensors does): the numpy views the core fills (slots, window or
+        None, fields in Batch order) and the tensors over them (window, fields). Pinned when CUDA
+        is there, as torch views of the pinned tensor: a non_blocking copy of one then keeps the
+        block from reuse until it is done (a from_numpy view would not)."""
+        key = (b, prioritized)
+        lay = self._layouts.get(key) or self._layouts.setdefault(key, self._layout(b, prioritized))
+        specs, slots_at, frames_at, nbytes = lay
+        if not frames:
+            nbytes = frames_at
+        pinned = torch.empty(nbytes, dtype=torch.uint8, pin_memory=True) if self._pin else None
+        block = np.empty(nbytes, np.uint8) if pinned is None else pinned.numpy()
+        nd = np.ndarray
+        slots = nd((b, self._width), np.int64, block, slots_at)
+        fields = [nd((b,), dt, block, at) for dt, _, at in specs]
+        shape = (b, self._width, *self._frame_shape)
+        window = nd(shape, self.dtype, block, frames_at) if frames else None
+        if pinned is None:  # the window's tensors come from _sample
+            return slots, window, fields, None, [torch.from_numpy(a) for a in fields]
+        tensors = [pinned[at:at + dt.itemsize * b].view(tdt) for dt, tdt, at in specs]
+        window_t = pinned[frames_at:].view(self._torch_dtype).view(shape) if frames else None
+        return slots, window, fields, window_t, tensors
 
     def update_priorities(self, indices, priorities) -> None:
         """Set the sampled transitions ``indices`` (a Batch's) to priority ``priorities`` (e.g.
