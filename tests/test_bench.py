@@ -75,7 +75,8 @@ def test_timing_tables(report):
 
 
 def test_seed_baselines_always_run(report):
-    """The baselines need no compiled code, so they are measured on any machine."""
+    """The baselines need no compiled code (the replay table's, the plain copy, only fastdqn's
+    core), so they are measured on any machine."""
     data, _, _ = report
     tables = {t["id"]: t for t in data["tables"]}
     for tid in TIMING_TABLES - {"loss-compile"}:
@@ -111,11 +112,24 @@ def test_scale_table(report):
 
 
 def test_markdown_and_console(report):
+    """Every table's title names the CPU it ran on, in both renderings."""
     data, md, stdout = report
     assert md.startswith("## Performance")
+    cpu = data["machine"]["cpu"]
+    assert cpu
     for t in data["tables"]:
-        assert f"### {t['title']}" in md
-        assert t["title"] in stdout
+        assert f"### {t['title']} ({cpu})" in md
+        assert f"{t['title']} ({cpu})" in stdout
+
+
+def test_replay_sample_baseline_is_the_plain_copy(report):
+    """sample(B) is measured against a plain copy of the same windows from the same ring."""
+    data, _, _ = report
+    table = next(t for t in data["tables"] if t["id"] == "replay-sample")
+    base = next(r for r in table["rows"] if r["role"] == "baseline")
+    assert base["name"].startswith("plain copy of the same") and base["skipped"] is None
+    fast = next(r for r in table["rows"] if r["name"].startswith("fastdqn CPU ReplayBuffer"))
+    assert fast["skipped"] is None and fast["ratio"] > 0
 
 
 @pytest.mark.parametrize("args", [("--only", "nope"), ("--rounds", "0"), ("--device", "tpu"),

@@ -56,3 +56,8 @@ def header_line(m: dict) -> str:
     return (f"{m['cpu']}, {m['cores']} cores ({m['usable_cores']} usable, torch threads {m['torch_threads']}), "
             f"{gpu}; Python {m['python']}, torch {m['torch']}, numpy {m['numpy']}, numba {m['numba']}, "
             f"OpenCV {m['opencv']}, ale-py {m['ale_py']}")
+
+
+def titled(title: str, m: dict) -> str:
+    """A table's title with the CPU it ran on: a table copied out of its report still says where."""
+    return f"{title} ({m.get('cpu') or 'unknown CPU'})"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from .machine import header_line
+from .machine import header_line, titled
 from .model import Report, Row, Table
 
 
@@ -85,7 +85,7 @@ def to_markdown(report: Report) -> str:
            "per-round ratios (IQR in brackets); > 1 is faster.", ""]
     for t in report.tables:
         head, rows = table_cells(t)
-        out += [f"### {t.title}", ""]
+        out += [f"### {titled(t.title, report.machine)}", ""]
         out.append("| " + " | ".join(h.replace("|", "\\|") for h in head) + " |")
         out.append("|" + "|".join("---" for _ in head) + "|")
         out += ["| " + " | ".join(" ".join(c.split()).replace("|", "\\|") for c in r) + " |" for r in rows]
@@ -96,14 +96,16 @@ def to_markdown(report: Report) -> str:
 def print_report(report: Report, console=None) -> None:
     from rich.console import Console
     from rich.table import Table as RichTable
+    from rich.text import Text
 
     # Not a terminal (pipe, CI log): wide enough that rows don't fold into columns of 12.
     console = console or Console(width=None if sys.stdout.isatty() else 180)
     console.print(f"[bold]fastdqn bench[/] ({report.config.get('mode')}) on {header_line(report.machine)}")
     for t in report.tables:
         head, rows = table_cells(t)
-        rt = RichTable(title=t.title, title_justify="left", caption=" ".join(t.notes) or None,
-                       caption_justify="left")
+        # The title on its own line: as the table's title it would wrap to a narrow table's width.
+        console.print(Text(titled(t.title, report.machine), style="italic"), soft_wrap=True)
+        rt = RichTable(caption=" ".join(t.notes) or None, caption_justify="left")
         for i, h in enumerate(head):
             rt.add_column(h, justify="left" if i == 0 or h == "notes" else "right",
                           overflow="fold", max_width=48 if i == 0 or h == "notes" else None)
