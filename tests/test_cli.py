@@ -176,7 +176,8 @@ def test_train_then_play_through_the_cli(tmp_path, capsys):
     assert len(got["returns"]) == 2 and got["lengths"] == [20, 20] and got["epsilon"] == 0.05
     assert got["mean"] == pytest.approx(np.mean(got["returns"]))
     assert got["human_normalized"] == pytest.approx((got["mean"] + 20.7) / (9.3 + 20.7))
-    assert got["protocol"] == {"frameskip": 4, "sticky_actions": 0.0, "max_episode_frames": None}
+    assert got["protocol"] == {"frameskip": 4, "sticky_actions": 0.0, "max_episode_frames": 108_000, "noop_max": 0,
+                               "episodic_life": False}
 
 
 def test_eval_on_a_cartpole_checkpoint(tmp_path, capsys):
