@@ -217,7 +217,7 @@ class ReplayBuffer:
         """sample() after its checks: the core fills one fresh block (host store) or draws the
         slots that the device gathers (device store)."""
         host = self._frames is None
-        slots, window, fields, window_t, tensors = self._outputs(b, prioritized, host)
+        slots, window, fields, views, tensors = self._outputs(b, prioritized, host)
         draw = self._core.sample_prioritized_into if prioritized else self._core.sample_into
         args = (b, beta) if prioritized else (b,)
         if host:
@@ -225,15 +225,16 @@ class ReplayBuffer:
         else:
             with self._device_lock:
                 draw(*args, slots, *fields, None)
-                window_t = self._gather_on_device(torch.from_numpy(slots))
+                views = self._views(self._gather_on_device(torch.from_numpy(slots)))
             # indices stay on the host: they go back to update_priorities
             tensors = [t.to(self.device, non_blocking=True) for t in tensors[:5]] + tensors[5:]
+        (obs, next_obs), (action, reward, done, discount, *rest) = views, tensors
+        return Batch(obs, action, reward, next_obs, done, discount, *rest)
+
+    def _views(self, window: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """obs and next_obs: two views of one [B, window, *frame] tensor."""
         s, w = self._stack, self._width
-        if window_t is None:  # from_numpy of two numpy views costs less than two tensor slices
-            obs, next_obs = torch.from_numpy(window[:, :s]), torch.from_numpy(window[:, w - s:])
-        else:
-            obs, next_obs = window_t[:, :s], window_t[:, w - s:]
-        return Batch(obs, tensors[0], tensors[1], next_obs, tensors[2], tensors[3], *tensors[4:])
+        return window[:, :s], window[:, w - s:]
 
     def _layout(self, b: int, prioritized: bool) -> tuple:
         """Byte offsets of one batch's block: the fields in Batch order (action, reward, done,
@@ -250,9 +251,10 @@ class ReplayBuffer:
     def _outputs(self, b: int, prioritized: bool, frames: bool) -> tuple:
         """One batch's outputs in one fresh block (a Batch never changes once returned; the block
         lives while any of its tensors does): the numpy views the core fills (slots, window or
-        None, fields in Batch order) and the tensors over them (window, fields). Pinned when CUDA
-        is there, as torch views of the pinned tensor: a non_blocking copy of one then keeps the
-        block from reuse until it is done (a from_numpy view would not)."""
+        None, fields in Batch order) and the tensors over them ((obs, next_obs) or None, fields),
+        all made before the copy. Pinned when CUDA is there, as torch views of the pinned tensor:
+        a non_blocking copy of one then keeps the block from reuse until it is done (a
+        from_numpy view would not)."""
         key = (b, prioritized)
         lay = self._layouts.get(key) or self._layouts.setdefault(key, self._layout(b, prioritized))
         specs, slots_at, frames_at, nbytes = lay
@@ -265,11 +267,13 @@ class ReplayBuffer:
         fields = [nd((b,), dt, block, at) for dt, _, at in specs]
         shape = (b, self._width, *self._frame_shape)
         window = nd(shape, self.dtype, block, frames_at) if frames else None
-        if pinned is None:  # the window's tensors come from _sample
-            return slots, window, fields, None, [torch.from_numpy(a) for a in fields]
+        if pinned is None:  # from_numpy of two numpy views costs less than two tensor slices
+            s, w, to_t = self._stack, self._width, torch.from_numpy
+            views = (to_t(window[:, :s]), to_t(window[:, w - s:])) if frames else None
+            return slots, window, fields, views, [to_t(a) for a in fields]
         tensors = [pinned[at:at + dt.itemsize * b].view(tdt) for dt, tdt, at in specs]
-        window_t = pinned[frames_at:].view(self._torch_dtype).view(shape) if frames else None
-        return slots, window, fields, window_t, tensors
+        views = self._views(pinned[frames_at:].view(self._torch_dtype).view(shape)) if frames else None
+        return slots, window, fields, views, tensors
 
     def update_priorities(self, indices, priorities) -> None:
         """Set the sampled transitions ``indices`` (a Batch's) to priority ``priorities`` (e.g.
