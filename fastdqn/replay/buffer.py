@@ -25,7 +25,9 @@ DTYPES = {"uint8": torch.uint8, "float32": torch.float32}  # frame dtypes: pixel
 
 class Batch(NamedTuple):
     """A sampled batch. ``obs`` and ``next_obs`` are two views of one window: [B, stack+1, *frame]
-    for 1-step returns, [B, 2*stack, *frame] (the two stacks side by side) for n-step ones."""
+    for 1-step returns, [B, 2*stack, *frame] (the two stacks side by side) for n-step ones. Pinned
+    (CUDA there) or on a device they are slices of one window tensor; otherwise each is a tensor
+    over its part of one numpy window (whose storage therefore does not span the other's)."""
 
     obs: torch.Tensor       # [B, stack, *frame] of the buffer's dtype (uint8 pixels, float32 vectors)
     action: torch.Tensor    # int64 [B]
