@@ -6,6 +6,12 @@ rewards and flags, never stacks (the learner's replay rebuilds those). The learn
 ``ActorPool`` keeps at most ``in_flight`` chunk requests per actor and hands the chunks over in
 each actor's order; new weights reach the actors through the object store.
 
+Weights lag (bounded staleness): the learner offers each weight broadcast to every actor at once
+(a second thread of the actor takes it while a chunk runs), and an actor starts each chunk with
+the newest weights it holds, never older than those current when the chunk was requested. A
+request overtaken by ``max_overtakes`` later ones is waited for, so a chunk is stored a bounded
+number of chunks (and so of updates) after it was requested, whatever the actors' speeds.
+
 Faults: Ray restarts a dead actor (``max_restarts``); its new incarnation starts new episodes.
 Every chunk carries the frame each env goes on from (``start``), so when a chunk does not follow
 the last one stored (a new incarnation, or a request lost in between) the learner restarts that
@@ -18,6 +24,7 @@ Ray is loaded only by ``--ray`` runs (this module and fastdqn.run.ray_cluster).
 from __future__ import annotations
 
 import os
+import threading
 import time
 import uuid
 import warnings
@@ -53,13 +60,17 @@ class Chunk(NamedTuple):
     reset_frames: np.ndarray  # [D, *frame]: the next episode's first frame of each done (t, k), in order
     episodes: list  # (k, raw return, length) of each game that ended, in order
     epsilon: float
-    weights_version: int  # of the net that acted
+    weights_version: int  # the learner's update count when the acting net was published
     busy_s: float  # stepping this chunk
     idle_s: float  # waiting for this request since the previous chunk
 
 
+WEIGHTS_GROUP = "weights"  # the actor's thread for weight offers: they arrive while collect runs
+
+
 class EnvActor:
-    """Runs in a Ray worker process (one CPU): ``collect`` steps ``chunk_steps`` agent steps.
+    """Runs in a Ray worker process (one CPU): ``collect`` steps ``chunk_steps`` agent steps;
+    ``offer_weights`` (in its own concurrency group) keeps the newest weights for the next chunk.
 
     ``epsilon``: a fixed rate, or (start, final, decay_frames) for the seeds' linear schedule
     over the learner's frame count. The first incarnation's envs are seeded ``seed``; a restarted
@@ -79,6 +90,9 @@ class EnvActor:
         self.incarnation = uuid.uuid4().hex
         self.stack = FrameStacker(self.envs.reset(), stack_for(self.envs.frame_shape), "cpu")
         self.net, self.version, self.seq = None, -1, 0
+        self._offered: list = []  # [version, ObjectRef]: the newest weights offered
+        self._begun = 0  # collect calls begun
+        self._offer_lock = threading.Lock()  # an offer lands before or after a chunk's start, not during
         self._done_at = time.perf_counter()
 
     def facts(self) -> dict:
@@ -100,10 +114,22 @@ class EnvActor:
             self.net.load_state_dict(state)
             self.version = weights[0]
 
+    def offer_weights(self, weights: list) -> int:
+        """[version, ObjectRef] of a new broadcast; runs beside ``collect`` (WEIGHTS_GROUP), so
+        the chunk after the one running starts with it, not with its request's older ones.
+        Returns the chunks begun before it (this incarnation): every later one acts with it or newer."""
+        with self._offer_lock:
+            if not self._offered or weights[0] > self._offered[0]:
+                self._offered = weights
+            return self._begun
+
     def collect(self, frame: int, weights: list) -> Chunk:
+        """``weights``: those current when the learner queued this request; newer offered ones win."""
         start = time.perf_counter()
         idle = start - self._done_at
-        self._take_weights(weights)
+        with self._offer_lock:
+            offered, self._begun = self._offered, self._begun + 1
+        self._take_weights(offered if offered and (not weights or offered[0] > weights[0]) else weights)
         if self.net is None:
             raise RuntimeError("collect: no weights yet (the learner sends them with the first request)")
         eps = (self.epsilon if isinstance(self.epsilon, float)
@@ -142,7 +168,12 @@ class ActorPool:
     Flow control: an actor steps only on a request, and a request is sent when its chunk is
     taken, so an actor runs at most ``in_flight`` chunks ahead of the learner and waits when the
     learner falls behind; the learner waits in ``next`` when the actors do.
-    ``learner_wait_s`` and the actors' idle time (``actor_idle_s``) say which is happening."""
+    ``learner_wait_s`` and the actors' idle time (``actor_idle_s``) say which is happening.
+
+    Ready chunks are taken in turn, except that a request which ``max_overtakes`` (actors *
+    in_flight) later requests have overtaken is waited for: at most actors * in_flight - 1
+    earlier and max_overtakes later chunks are stored between a request and its chunk, which
+    bounds the chunk's weights lag in updates (RayTrainer.weights_lag_bound)."""
 
     def __init__(self, spec: EnvSpec, *, actors: int, envs_per_actor: int, epsilons: list, seed: int,
                  dueling: bool, chunk_steps: int, in_flight: int, max_restarts: int, timeout_s: float,
@@ -153,7 +184,8 @@ class ActorPool:
             cpus = ray.cluster_resources().get("CPU", 0)
             if cpus < actors:
                 raise ValueError(f"actors: expected at most the cluster's {cpus:g} CPUs (one per actor), got {actors}")
-            remote = ray.remote(num_cpus=1, max_restarts=max_restarts, max_task_retries=0)(EnvActor)
+            remote = ray.remote(num_cpus=1, max_restarts=max_restarts, max_task_retries=0,
+                                concurrency_groups={WEIGHTS_GROUP: 1})(EnvActor)
             self.actors = [remote.remote(spec, envs_per_actor, i, epsilons[i], seed + 1_000 * i, dueling,
                                          chunk_steps, backend) for i in range(actors)]
             try:
@@ -178,7 +210,10 @@ class ActorPool:
         self.learner_wait_s = 0.0
         self.actor_idle_s = [0.0] * actors
         self.actor_busy_s = [0.0] * actors
-        self._pending = [deque() for _ in range(actors)]
+        self._pending = [deque() for _ in range(actors)]  # each actor's _Requests, oldest first
+        self._tickets = 0  # requests sent so far: their order
+        self.max_overtakes = actors * in_flight
+        self.most_overtaken = 0  # the most later requests any taken chunk's request was overtaken by
         self._retry_at = [[] for _ in range(actors)]  # when to resend requests that failed
         self._last_ok = [time.monotonic()] * actors
         self._weights: list = []
@@ -198,10 +233,19 @@ class ActorPool:
         """Seconds so far: the learner waiting for chunks, the actors idle, the actors stepping."""
         return self.learner_wait_s, sum(self.actor_idle_s), sum(self.actor_busy_s)
 
+    def outstanding(self) -> list[int]:
+        """Requests each actor has queued or due to be resent (at most ``in_flight``)."""
+        return [len(q) + len(r) for q, r in zip(self._pending, self._retry_at)]
+
     # -- the learner's calls ------------------------------------------------------------------
-    def push_weights(self, version: int, state: dict) -> None:
-        """Publish the online net (numpy arrays) to the object store; the next requests carry it."""
+    def push_weights(self, version: int, state: dict) -> list:
+        """Publish the online net (numpy arrays) to the object store and offer it to every actor
+        (each takes it at its next chunk); the next requests carry it too (a restarted actor
+        missed the offers). Nested in a list: Ray passes the reference, fetched only if newer.
+        Returns the offers' ObjectRefs (EnvActor.offer_weights); the learner never waits for them."""
         self._weights = [version, self._ray.put(state)]
+        # fire and forget: a dead actor's offer fails with it, its restart gets the requests' weights
+        return [a.offer_weights.options(concurrency_group=WEIGHTS_GROUP).remote(self._weights) for a in self.actors]
 
     def fill(self, frame: int) -> None:
         """Queue requests until every actor has ``in_flight`` of them."""
@@ -217,7 +261,11 @@ class ActorPool:
         try:
             while True:
                 self._resend_due(frame)
-                heads = {q[0]: a for a, q in enumerate(self._pending) if q}
+                heads = {q[0].ref: a for a, q in enumerate(self._pending) if q}
+                oldest = min((a for a, q in enumerate(self._pending) if q), default=None,
+                             key=lambda a: self._pending[a][0].ticket)
+                if oldest is not None and self._pending[oldest][0].overtaken >= self.max_overtakes:
+                    heads = {self._pending[oldest][0].ref: oldest}  # bounded staleness: wait for it
                 ready, _ = ray.wait(list(heads), num_returns=1, timeout=0.2) if heads else ([], [])
                 if not ready:
                     self._check_alive()
@@ -231,15 +279,16 @@ class ActorPool:
                 n = len(self._pending)
                 a = next(b % n for b in range(self._turn, self._turn + n) if b % n in ready)
                 self._turn = a + 1
-                ref = self._pending[a].popleft()
+                req = self._pending[a].popleft()
                 try:
-                    chunk = ray.get(ref)
+                    chunk = ray.get(req.ref)
                 except ray.exceptions.RayActorError as e:  # its process died
                     self._failed(a, e)
                     continue
                 except ray.exceptions.RayTaskError as e:  # collect raised: a bug or a broken env, not a fault
                     cause = getattr(e, "cause", None) or e
                     raise WorkerDied(f"ray: actor {a} failed: {type(cause).__name__}: {_first_line(cause)}") from None
+                self._overtake(req)
                 self._submit(a, frame)
                 return chunk, self._accept(a, chunk)
         finally:
@@ -258,7 +307,16 @@ class ActorPool:
 
     # -- requests, restarts -------------------------------------------------------------------
     def _submit(self, a: int, frame: int) -> None:
-        self._pending[a].append(self.actors[a].collect.remote(frame, self._weights))
+        self._tickets += 1
+        self._pending[a].append(_Request(self.actors[a].collect.remote(frame, self._weights), self._tickets))
+
+    def _overtake(self, taken: "_Request") -> None:
+        """The chunk of ``taken`` is stored before the older requests still queued."""
+        self.most_overtaken = max(self.most_overtaken, taken.overtaken)
+        for q in self._pending:
+            for r in q:
+                if r.ticket < taken.ticket:
+                    r.overtaken += 1
 
     def _resend_due(self, frame: int) -> None:
         now = time.monotonic()
@@ -304,6 +362,16 @@ class ActorPool:
         problem = unreachable(host, port, timeout=1.0)
         if problem:
             raise WorkerDied(f"ray: the Ray cluster at {self.address} went away ({problem})")
+
+
+class _Request:
+    """A queued chunk request: its ObjectRef, its place in the order sent, and how many requests
+    sent after it have had their chunks taken first."""
+
+    __slots__ = ("ref", "ticket", "overtaken")
+
+    def __init__(self, ref, ticket: int):
+        self.ref, self.ticket, self.overtaken = ref, ticket, 0
 
 
 def _first_line(error) -> str:

@@ -29,7 +29,8 @@ class RunLog:
     """One finished episode -> one metrics.jsonl line + TensorBoard scalars.
 
     TensorBoard keys: the seeds' (reward, reward_100, epsilon, speed) and CleanRL's
-    (charts/episodic_return, charts/SPS, losses/td_loss, charts/epsilon).
+    (charts/episodic_return, charts/SPS, losses/td_loss, charts/epsilon); Ray runs add ray/*
+    (fastdqn.run.ray_trainer).
     """
 
     def __init__(self, out_dir: str, config: dict, *, tensorboard: bool = True, resume_frame: int | None = None,
@@ -68,8 +69,8 @@ class RunLog:
                    "charts/episodic_length": rec["length"], "charts/epsilon": rec["epsilon"], "charts/SPS": rec["fps"]}
         if rec["loss"] is not None:
             scalars["losses/td_loss"] = rec["loss"]
-        for key in ("learner_wait", "actor_idle", "restarts"):  # Ray runs (fastdqn.run.ray_trainer)
-            if key in rec:
+        for key in ("learner_wait", "actor_idle", "restarts", "weights_lag", "reward_100_actor"):  # Ray runs
+            if rec.get(key) is not None:  # reward_100_actor: None until the lowest-epsilon actor's first game
                 scalars[f"ray/{key}"] = rec[key]
         self._scalars(scalars, rec["frame"])
 
