@@ -75,18 +75,20 @@ class Trainer:
             stack = stack_for(frame_shape)
             self.learner = Learner(self.envs.n_actions, device=device, lr=lr, gamma=cfg.gamma,
                                    loss=cfg.loss, double=cfg.double, compile=cfg.compile, graph=cfg.graph,
-                                   obs_shape=(stack, *frame_shape), dueling=cfg.dueling)
+                                   obs_shape=(stack, *frame_shape), dueling=cfg.dueling, precision=cfg.precision)
             replay_device = self.learner.device if cfg.replay_device != "cpu" and device.type == "cuda" else None
             self.buf = ReplayBuffer(cfg.replay_size, num_envs=self.envs.num_envs, frame_shape=frame_shape,
                                     stack=stack, dtype=str(dtype), seed=cfg.seed, device=replay_device, n_step=cfg.n_step,
                                     gamma=cfg.gamma, prioritized=cfg.prioritized, alpha=cfg.per_alpha,
                                     eps=cfg.per_eps)
+            self.score_source = self._score_source()
             self.config_dict = dataclasses.asdict(cfg) | {
                 "out": self.out, "device_resolved": str(device), "num_workers": workers, "env_backend_resolved": backend,
                 "env_protocol": self.envs.protocol,  # what the emulators really play
                 "replay_device_resolved": "host" if replay_device is None else str(replay_device),
                 "graph_resolved": self.learner.graphed, "compile_resolved": self.learner.compiled,
-                "learning_schedule": {"batch_size": self.batch_size, "replay_ratio": self.replay_ratio, "lr": lr}}
+                "learning_schedule": {"batch_size": self.batch_size, "replay_ratio": self.replay_ratio, "lr": lr},
+                "score_source": self.score_source}
             self.prog = Progress(cfg.frames, cfg.progress and log)
             first = self._first_frames(stack)
             self.state = RunState(loss_sum=torch.zeros((), device=self.learner.device))
@@ -124,6 +126,16 @@ class Trainer:
         first = self.envs.reset()
         self.stack = FrameStacker(first, stack, self.learner.device)
         return first
+
+    def _score_source(self) -> dict:
+        """What --reward-bound ("reward_bound") and best.pt ("best_pt") follow: "reward_100", the
+        mean of the last 100 games, or "eval", the greedy evaluations (best.pt with --eval-every)."""
+        return {"reward_bound": "reward_100", "best_pt": "eval" if self.cfg.eval_every else "reward_100"}
+
+    def _score(self, reward: float, extra: dict, r100: float) -> tuple[float | None, dict]:
+        """(the score after this game that reward_bound and best.pt compare, None while there is
+        none; extra fields for its metrics record). Here reward_100."""
+        return r100, {}
 
     frame = property(lambda self: self.state.frame, doc="agent steps so far (all envs)")
     episodes = property(lambda self: self.state.episodes, doc="games finished so far")
@@ -199,17 +211,19 @@ class Trainer:
         if loss is not None and not math.isfinite(loss):
             raise self._diverged(f"the TD loss became {loss}")
         r100 = float(np.mean(s.returns))
+        score, fields = self._score(reward, extra, r100)
         if self.log is not None:
             self.log.episode({"frame": s.frame, "episode": s.episodes, "reward": reward, "reward_100": r100,
                               "epsilon": self.epsilon, "fps": fps, "loss": loss, "length": length,
-                              "time": now - s.t0} | extra)
-        if s.best is None or r100 > s.best:
-            s.best = r100
-            if not self.cfg.eval_every:  # with evaluations, best.pt follows them instead
+                              "time": now - s.t0} | extra | fields)
+        if score is not None and (s.best is None or score > s.best):
+            s.best = score
+            if self.score_source["best_pt"] != "eval":  # with evaluations, best.pt follows them instead
                 self._checkpoint_during_run("best.pt")
         if i == 0 and self.cfg.capture_video:
             self._log_new_videos()
-        if self.cfg.reward_bound is not None and r100 > self.cfg.reward_bound:
+        bound = self.cfg.reward_bound
+        if self.score_source["reward_bound"] != "eval" and bound is not None and score is not None and score > bound:
             self.solved = True
         self.prog.update(s.frame, f"ep {s.episodes}  r100 {r100:6.2f}  eps {extra.get('epsilon', self.epsilon):.3f}  "
                          f"{fps:7.1f} f/s", force=True)
@@ -237,6 +251,9 @@ class Trainer:
         if s.best_eval is None or rec["mean"] > s.best_eval:
             s.best_eval = rec["mean"]
             self._checkpoint_during_run("best.pt")
+        bound = cfg.reward_bound
+        if self.score_source["reward_bound"] == "eval" and bound is not None and rec["mean"] > bound:
+            self.solved = True
         self.prog.print(f"eval at frame {s.frame:,}: mean {rec['mean']:.2f} over {cfg.eval_episodes} episodes "
                         f"(best {s.best_eval:.2f})")
         return rec
@@ -293,6 +310,8 @@ class Trainer:
                     if cfg.eval_every and s.frame - s.last_eval >= cfg.eval_every:
                         s.last_eval = s.frame
                         self.evaluate()
+                        if self.solved:  # solved by the evaluations (score_source)
+                            break
                     if s.frame - s.last_ckpt >= cfg.checkpoint_every:
                         s.last_ckpt = s.frame
                         self._checkpoint_during_run("last.pt")
