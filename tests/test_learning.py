@@ -14,7 +14,11 @@ learned policy must then stay near random. README "What learns" lists which bug 
 
 from __future__ import annotations
 
+import json
 import os
+import signal
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -92,6 +96,40 @@ def test_learns_far_above_random(game, tmp_path, monkeypatch):
         pytest.skip("this CPU has no native bf16")
     summary = train_and_evaluate(game, tmp_path, monkeypatch)
     assert summary["mean"] >= want, f"{game}: greedy mean {summary['mean']:.2f}, random {random}"
+
+
+RAY_SOLVES_WITHIN_S = 1_200  # the watchdog: ~90 s on an idle 2-core machine, 8 min under load 5
+
+
+@pytest.mark.slow
+def test_a_ray_run_without_frames_stops_once_solved(tmp_path):
+    """`fastdqn train --ray --actors 2` on PixelCatch with no --frames must end by itself: solved
+    once the lowest-epsilon actor's reward_100 passes --reward-bound 1 (random play: -0.64), the
+    mix with actor 0's epsilon 0.4 notwithstanding. No frames cap: a watchdog on the wall clock
+    stops the run (SIGTERM, last.pt saved) and fails the test."""
+    pytest.importorskip("ray")
+    out = tmp_path / "run"
+    argv = _without(CATCH_RAY, "--frames", "--eval-every", "--eval-episodes") + ["--reward-bound", "1",
+                                                                               "--out", str(out)]
+    env = os.environ | {"PYTHONPATH": os.pathsep.join(filter(None, [TESTS, os.environ.get("PYTHONPATH")]))}
+    run = subprocess.Popen([sys.executable, "-m", "fastdqn", *argv], env=env, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+    try:
+        stdout, stderr = run.communicate(timeout=RAY_SOLVES_WITHIN_S)
+    except subprocess.TimeoutExpired:
+        run.send_signal(signal.SIGTERM)  # the CLI forwards it: the learner saves last.pt and stops
+        stdout, stderr = run.communicate(timeout=120)
+        pytest.fail(f"not solved within {RAY_SOLVES_WITHIN_S} s: {stdout.strip().splitlines()[-1:]}")
+    finally:
+        if run.poll() is None:
+            run.kill()
+    assert run.returncode == 0, stderr
+    assert "solved in " in stdout and "reward bound and best.pt by actor 1's reward_100 (epsilon 0.00066)" in stdout
+    records = [json.loads(line) for line in open(out / "metrics.jsonl")]
+    passed = [r for r in records if r["reward_100_actor"] is not None and r["reward_100_actor"] > 1.0]
+    assert passed and {r["frame"] for r in passed} == {records[-1]["frame"]}  # it stopped at the chunk that passed
+    assert records[-1]["actor"] == 1
+    assert (out / "best.pt").is_file() and (out / "last.pt").is_file()
 
 
 def _no_target_sync(monkeypatch):
