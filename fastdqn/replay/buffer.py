@@ -209,9 +209,11 @@ class ReplayBuffer:
 
         Each call returns new tensors, so a Batch never changes after it is returned.
         """
-        batch_size = _positive_int(batch_size, "batch_size")
-        if isinstance(beta, bool) or not isinstance(beta, numbers.Real) or not 0.0 <= beta <= 1.0:
-            raise ValueError(f"beta: expected a number in [0, 1], got {beta!r}")
+        if type(batch_size) is not int or batch_size < 1:  # the full checks only off the fast path
+            batch_size = _positive_int(batch_size, "batch_size")
+        if type(beta) is not float or not 0.0 <= beta <= 1.0:
+            if isinstance(beta, bool) or not isinstance(beta, numbers.Real) or not 0.0 <= beta <= 1.0:
+                raise ValueError(f"beta: expected a number in [0, 1], got {beta!r}")
         self._core.check_batch(batch_size)  # before allocating: 10**9 is a ValueError, not a MemoryError
         return self._sample(batch_size, self._prioritized, float(beta))
 
