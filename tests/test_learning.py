@@ -98,7 +98,7 @@ def test_learns_far_above_random(game, tmp_path, monkeypatch):
     assert summary["mean"] >= want, f"{game}: greedy mean {summary['mean']:.2f}, random {random}"
 
 
-RAY_SOLVES_WITHIN_S = 1_200  # the watchdog: ~90 s on an idle 2-core machine, 8 min under load 5
+RAY_SOLVES_WITHIN_S = 1_200  # the watchdog: measured 52 s on an idle 2-core machine, 400 s at load 4-7
 
 
 @pytest.mark.slow
