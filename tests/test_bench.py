@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-GROUPS = ("preprocess", "replay", "loss", "env", "train", "scale")
+GROUPS = ("e2e", "preprocess", "replay", "loss", "env", "train", "scale")
 TIMING_TABLES = {"preprocess", "replay-sample", "env-wrappers", "train", "overlap", "loss-transfer", "loss-copy", "loss-loop", "loss-compile"}
 ROLES = {"baseline", "alternative", "fastdqn", "floor"}
 
@@ -31,7 +31,7 @@ def _bench(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
 def report(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
     js, md = out / "bench.json", out / "bench.md"
-    proc = _bench("--quick", "--tiny", "--quiet", "--json", str(js), "--markdown", str(md), timeout=300)
+    proc = _bench("--quick", "--tiny", "--quiet", "--json", str(js), "--markdown", str(md), timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(js.read_text()), md.read_text(), proc.stdout
 
@@ -109,6 +109,24 @@ def test_scale_table(report):
     for base, ray_row in ((scale["cells"][0], scale["cells"][1]), (scale["cells"][2], scale["cells"][3])):
         assert base[2] == "1.00x" and base[4] == "—"
         assert ray_row[4].endswith("%") and ray_row[5].endswith("%")
+
+
+def test_the_end_to_end_tables_come_first_and_run_the_cli(report):
+    """The first tables time ``fastdqn train`` itself (in its own process) against the
+    alternatives; a row that cannot run here says why (SB3 missing) instead of a rate."""
+    data, _, _ = report
+    assert [t["id"] for t in data["tables"][:3]] == ["e2e-env", "e2e-learn", "e2e-cartpole"]
+    for t in data["tables"][:3]:
+        assert t["kind"] == "values" and t["columns"][:3] == ["command", "agent steps/s (median)", "vs baseline"]
+        assert any("fastdqn train" in row[0] for row in t["cells"])
+        for name, rate, ratio, note in t["cells"]:
+            assert (rate is not None and rate > 0 and (ratio.endswith("x") or ratio == "—")) or (rate is None and note), name
+    env = data["tables"][0]["cells"]
+    assert env[0][0].startswith("AtariVectorEnv plain loop") and env[1][0] == "fastdqn train (default threads)"
+    sb3 = importlib.util.find_spec("stable_baselines3") is not None
+    for row in data["tables"][1]["cells"]:
+        if "SB3" in row[0] or "CleanRL" in row[0]:
+            assert sb3 or "stable-baselines3" in row[3]
 
 
 def test_markdown_and_console(report):

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from .timer import Budget
 
-GROUPS = ("preprocess", "replay", "loss", "env", "train", "scale")
+GROUPS = ("e2e", "preprocess", "replay", "loss", "env", "train", "scale")
 
 
 @dataclass(frozen=True)

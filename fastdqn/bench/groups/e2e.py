@@ -1,0 +1,156 @@
+"""``fastdqn train`` end to end, as a user runs it, against the same work by the tools a user
+would pick instead, each in its own process on the same threads.
+
+Every command runs twice, short and long; its rate is (long - short agent steps) / (long - short
+seconds), so interpreter start, imports, env creation and the final save cancel out. Commands
+are interleaved over rounds (A short, A long, B short, ... then again), and each row's ratio is
+the median of its per-round ratios to the baseline of its table.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+from ..config import BenchConfig
+from ..model import Table, ValuesSpec
+
+GROUP = "e2e"
+PONG_ENVS, LEARN_ENVS = 8, 4
+NO_SB3 = 'needs stable-baselines3 (pip install "fastdqn[bench]")'
+
+
+def plan(cfg: BenchConfig) -> dict:
+    """Agent steps (short, long) per table, learning start and rounds for this bench mode."""
+    full = dict(env=(2_000, 16_000), learn=(400, 2_000), cartpole=(10_000, 50_000), start=1_000, rounds=3,
+                ratios=(1.0, 0.25))
+    return {"tiny": full | dict(env=(64, 128), learn=(40, 80), cartpole=(1_100, 1_400), start=200, rounds=1,
+                                ratios=(1.0,)),
+            "quick": full | dict(env=(800, 4_000), learn=(48, 144), cartpole=(1_500, 3_500), rounds=1,
+                                 ratios=(1.0,))}.get(cfg.mode, full)
+
+
+def specs(cfg: BenchConfig) -> list[ValuesSpec]:
+    return [ValuesSpec("e2e-env", GROUP, "End to end, env only: fastdqn train vs AtariVectorEnv, agent steps/s",
+                       lambda: env_only(cfg)),
+            ValuesSpec("e2e-learn", GROUP, "End to end, learning: fastdqn train vs SB3 and a CleanRL-style loop, "
+                       "agent steps/s", lambda: learning(cfg)),
+            ValuesSpec("e2e-cartpole", GROUP, "End to end, CartPole preset: fastdqn train vs SB3's DQN, agent steps/s",
+                       lambda: cartpole(cfg))]
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def _train(*flags: str):
+    """``fastdqn train`` with these flags, for ``steps`` agent steps, in a fresh run directory."""
+    def argv(steps: int, out: str) -> list[str]:
+        return [sys.executable, "-m", "fastdqn.cli", "train", *flags, "--frames", str(steps), "--out", out,
+                "--no-progress", "--no-tensorboard", "--device", "cpu", "--seed", "0"]
+    return argv
+
+
+def _alternative(name: str, *flags: str):
+    def argv(steps: int, out: str) -> list[str]:
+        return [sys.executable, "-m", "fastdqn.bench.alternatives", name, "--steps", str(steps), *flags]
+    return argv
+
+
+def _seconds(argv: list[str]) -> float:
+    t0 = time.perf_counter()
+    done = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv[2:5])}... failed ({done.returncode}): "
+                           f"{done.stderr.strip().splitlines()[-1] if done.stderr.strip() else ''}")
+    return time.perf_counter() - t0
+
+
+def _compare(rows: list[tuple[str, object, str | None]], steps: tuple[int, int], rounds: int) -> list[list]:
+    """Cells [name, agent steps/s, vs baseline, range] for rows (name, argv maker, why skipped);
+    the first row is the baseline. A round whose long run was not slower than its short one
+    (startup noise larger than the difference) gives no rate."""
+    short, long = steps
+    rates: list[list[float | None]] = [[] for _ in rows]
+    with tempfile.TemporaryDirectory(prefix="fastdqn-e2e-") as tmp:
+        for r in range(rounds):
+            for i, (_, make, skip) in enumerate(rows):
+                if skip is None:
+                    t = [_seconds(make(n, os.path.join(tmp, f"{i}-{r}-{n}"))) for n in (short, long)]
+                    rates[i].append((long - short) / (t[1] - t[0]) if t[1] > t[0] else None)
+    cells = []
+    for (name, _, skip), rate in zip(rows, rates):
+        ratios = [a / b for a, b in zip(rate, rates[0]) if a and b]
+        good = [x for x in rate if x]
+        if skip is not None or not good:
+            cells.append([name, None, "—", skip or "startup noise exceeded the run (use a longer mode)"])
+            continue
+        cells.append([name, statistics.median(good), f"{statistics.median(ratios):.2f}x" if ratios else "—",
+                      f"{min(good):,.0f} – {max(good):,.0f}"])
+    return cells
+
+
+def _table(tid: str, title: str, cells: list[list], notes: list[str]) -> Table:
+    return Table(id=tid, group=GROUP, title=title, kind="values",
+                 columns=["command", "agent steps/s (median)", "vs baseline", "range or why not run"],
+                 formats=["text", "int", "text", "text"], cells=cells, notes=notes)
+
+
+def env_only(cfg: BenchConfig) -> Table:
+    p, cores, n = plan(cfg), _cores(), PONG_ENVS if cfg.mode != "tiny" else 2
+    eps1 = ["--env", "PongNoFrameskip-v4", "--num-envs", str(n), "--eps-start", "1", "--eps-final", "1",
+            "--replay-start", "1000000000", "--replay-size", "20000"]
+    threads = min(n, cores)
+    rows = [(f"AtariVectorEnv plain loop, {threads} threads, random actions (baseline)",
+             _alternative("atari-vector", "--envs", str(n), "--threads", str(threads)), None),
+            ("fastdqn train (default threads)", _train(*eps1), None)]
+    if cfg.mode != "tiny":  # the tiny bench checks the plumbing with two rows
+        rows += [(f"fastdqn train --num-workers {w}", _train(*eps1, "--num-workers", str(w)), None)
+                 for w in sorted({1, threads})]
+    return _table("e2e-env", "End to end, env only: fastdqn train vs AtariVectorEnv, agent steps/s",
+                  _compare(rows, p["env"], p["rounds"]),
+                  [f"Pong, {n} envs, epsilon 1, no learning (replay start never reached), 84x84 frames into "
+                   f"fastdqn's replay; AtariVectorEnv makes 84x84 grey frames and stores nothing. Agent steps "
+                   f"{p['env'][0]:,} and {p['env'][1]:,}, long minus short; {p['rounds']} interleaved round(s)."])
+
+
+def learning(cfg: BenchConfig) -> Table:
+    p, n = plan(cfg), LEARN_ENVS
+    sb3 = None if importlib.util.find_spec("stable_baselines3") else NO_SB3
+    short, long = (p["start"] + s for s in p["learn"])
+    rows = []
+    labels = {1.0: "the book chapter's replay ratio 1", 0.25: "Nature's one update per 4 agent steps"}
+    for ratio, label in ((r, labels[r]) for r in p["ratios"]):
+        common = ["--envs", str(n), "--ratio", str(ratio), "--start", str(p["start"])]
+        fast = ["--env", "PongNoFrameskip-v4", "--num-envs", str(n), "--replay-ratio", str(ratio),
+                "--replay-start", str(p["start"]), "--eps-decay-frames", "100000"]
+        rows += [(f"{label}: fastdqn train (baseline)" if ratio == 1 else f"{label}: fastdqn train",
+                  _train(*fast), None),
+                 (f"{label}: SB3 DQN", _alternative("sb3", *common), sb3),
+                 (f"{label}: CleanRL-style loop", _alternative("cleanrl", *common), sb3)]
+    return _table("e2e-learn", "End to end, learning: fastdqn train vs SB3 and a CleanRL-style loop, agent steps/s",
+                  _compare(rows, (short, long), p["rounds"]),
+                  [f"Pong on the CPU, {n} envs, batch 32, replay 10,000, learning from agent step {p['start']:,}; "
+                   f"agent steps {short:,} and {long:,}, long minus short (all after learning starts); torch's "
+                   "default threads in every process. 'vs baseline': against fastdqn at replay ratio 1."])
+
+
+def cartpole(cfg: BenchConfig) -> Table:
+    p = plan(cfg)
+    sb3 = None if importlib.util.find_spec("stable_baselines3") else NO_SB3
+    rows = [("SB3 DQN, rl-baselines3-zoo's CartPole hyperparameters (baseline)", _alternative("sb3-cartpole"), sb3),
+            ("fastdqn train --preset cartpole", _train("--preset", "cartpole", "--eval-every", "1000000"), None)]
+    if sb3 is not None:  # no baseline to divide by: show fastdqn alone
+        rows = rows[1:] + rows[:1]
+    return _table("e2e-cartpole", "End to end, CartPole preset: fastdqn train vs SB3's DQN, agent steps/s",
+                  _compare(rows, p["cartpole"], p["rounds"]),
+                  [f"CartPole-v1, 1 env, lr 2.3e-3, batch 64, 128 updates per 256 agent steps from step 1,000; "
+                   f"agent steps {p['cartpole'][0]:,} and {p['cartpole'][1]:,}, long minus short; no evaluations."])
