@@ -25,8 +25,8 @@ _TRAIN_FLAGS = [
     ("--frames", "frames", int, "stop after N agent steps (default: run until reward_100 > --reward-bound)"),
     ("--num-envs", "num_envs", int, f"environments stepped together (default: {_D.num_envs})"),
     ("--num-workers", "num_workers", int,
-     "emulator threads (ale backend) or env worker processes (process backend) (default: per core, "
-     "leaving one for the learner)"),
+     "emulator threads (ale backend; default: one per core) or env worker processes (process backend; "
+     "default: per core, leaving one for the learner)"),
     ("--env-backend", "env_backend", str,
      "auto | ale (ale-py's C++ threads, stepped while the learner learns) | process (any gymnasium env, "
      "snapshots for an exact --resume, videos) (default: auto = ale for Atari where it can)"),

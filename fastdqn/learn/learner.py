@@ -121,6 +121,10 @@ class Learner:
         self.target = make_q_net(n_actions, self.obs_shape, self.dueling).to(self.device)
         self.target.load_state_dict(self.online.state_dict())
         self.target.requires_grad_(False)
+        if self.device.type == "cpu" and len(self.obs_shape) == 3:  # conv nets: oneDNN's preferred layout
+            # measured 1.05-1.12x per update on an AMD EPYC (Zen 4), fp32 and bf16 (docs/performance.md)
+            self.online.to(memory_format=torch.channels_last)
+            self.target.to(memory_format=torch.channels_last)
         cuda = self.device.type == "cuda"
         # fused Adam: one kernel for all parameters; capturable keeps its step count on the
         # device so the compiled step never syncs on it.
