@@ -66,29 +66,35 @@ py::array_t<T> vector_arg(const py::handle& obj, const char* name, py::ssize_t n
     return py::array_t<T, py::array::c_style | py::array::forcecast>::ensure(a);
 }
 
-const FramePreprocessor& preprocessor(int height, Layout layout) {
-    static const FramePreprocessor kernels[4] = {{210, Layout::Crop}, {210, Layout::Full},
-                                                 {250, Layout::Crop}, {250, Layout::Full}};
+const FramePreprocessor& preprocessor(int height, Layout layout, int channels) {
+    static const FramePreprocessor kernels[8] = {{210, Layout::Crop, 3}, {210, Layout::Full, 3},
+                                                 {250, Layout::Crop, 3}, {250, Layout::Full, 3},
+                                                 {210, Layout::Crop, 1}, {210, Layout::Full, 1},
+                                                 {250, Layout::Crop, 1}, {250, Layout::Full, 1}};
     if (height != 210 && height != 250)
         throw py::value_error("frames: expected height 210 or 250, got " + std::to_string(height));
-    return kernels[(height == 250 ? 2 : 0) + (layout == Layout::Full ? 1 : 0)];
+    return kernels[(channels == 1 ? 4 : 0) + (height == 250 ? 2 : 0) + (layout == Layout::Full ? 1 : 0)];
 }
 
-// frames, prev: [N, H, 160, 3] uint8; out: [N, 84, 84] uint8.
+// frames, prev: [N, H, 160, 3] uint8 RGB or [N, H, 160] uint8 grey; out: [N, 84, 84] uint8.
 void preprocess_batch(py::array frames, py::object prev_obj, py::array out, const std::string& layout_name, int threads) {
-    if (frames.ndim() != 4)
-        throw py::value_error("frames: expected shape (N, 210, 160, 3), got " + shape_str(frames));
+    if (frames.ndim() != 4 && frames.ndim() != 3)
+        throw py::value_error("frames: expected shape (N, 210, 160, 3) (RGB) or (N, 210, 160) (grey), got " +
+                              shape_str(frames));
     const py::ssize_t n = frames.shape(0), h = frames.shape(1);
-    require_u8(frames, "frames", {n, h, kRawWidth, 3});
+    std::vector<py::ssize_t> raw_shape{n, h, kRawWidth};
+    if (frames.ndim() == 4) raw_shape.push_back(3);
+    require_u8(frames, "frames", raw_shape);
     if (layout_name != "crop" && layout_name != "full")
         throw py::value_error("layout: expected 'crop' or 'full', got '" + layout_name + "'");
-    const FramePreprocessor& kernel = preprocessor(static_cast<int>(h), layout_name == "crop" ? Layout::Crop : Layout::Full);
+    const FramePreprocessor& kernel = preprocessor(static_cast<int>(h), layout_name == "crop" ? Layout::Crop : Layout::Full,
+                                                   frames.ndim() == 4 ? 3 : 1);
     const uint8_t* prev = nullptr;
     py::array prev_arr;
     if (!prev_obj.is_none()) {
         prev_arr = py::array::ensure(prev_obj);
         if (!prev_arr) throw py::type_error("prev: expected a uint8 array or None");
-        require_u8(prev_arr, "prev", {n, h, kRawWidth, 3});
+        require_u8(prev_arr, "prev", raw_shape);
         prev = static_cast<const uint8_t*>(prev_arr.data());
     }
     require_u8(out, "out", {n, kOutSide, kOutSide});

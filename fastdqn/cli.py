@@ -12,7 +12,7 @@ import sys
 from fastdqn.env.vector import WorkerDied
 from fastdqn.errors import UserError, is_user_error, user_input
 from fastdqn.run import supervisor
-from fastdqn.run.config import ENV_BACKENDS, PRECISIONS, PRESETS, TrainConfig
+from fastdqn.run.config import ENV_BACKENDS, POOLS, PRECISIONS, PRESETS, TrainConfig
 
 _D = TrainConfig()  # the pong preset, for the defaults shown in --help
 
@@ -59,7 +59,11 @@ _TRAIN_FLAGS = [
     ("--replay-ratio", "replay_ratio", float, f"gradient steps per agent step (default: {_D.replay_ratio:g})"),
     ("--precision", "precision", str, "fp32 | bf16: the forward passes under bf16 autocast, on a CPU or GPU with "
      "native bf16; weights, Adam and TD targets stay fp32 (default: fp32)"),
-    ("--layout", "layout", str, "frame layout: crop (seeds, 84x110 cropped) | full (84x84) (default: crop)"),
+    ("--layout", "layout", str, "frame layout: crop (the book chapter's, 84x110 cropped) | full (84x84) "
+     "(default: crop)"),
+    ("--pool", "pool", str, "Atari: the order of max-pool and grey: rgb (max of the last two RGB screens, then "
+     "luma: the book chapter, Nature DQN) | grey (ALE's grey screens, then max: gymnasium's "
+     "AtariPreprocessing, Dopamine; faster on the ale backend) (default: rgb)"),
     ("--noop-max", "noop_max", int, "random NOOPs (1..N) after reset, 0 = off (default: 0; breakout: 30)"),
     ("--sticky-actions", "sticky_actions", float,
      "Atari: probability of repeating the previous action (default: the id's protocol, v5 0.25, v4 0)"),
@@ -142,6 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
         kw = {"choices": ["auto", "cpu", "cuda"]} if dest in ("device", "replay_device") else kw
         kw = {"choices": list(ENV_BACKENDS)} if dest == "env_backend" else kw
         kw = {"choices": list(PRECISIONS)} if dest == "precision" else kw
+        kw = {"choices": list(POOLS)} if dest == "pool" else kw
         t.add_argument(flag, dest=dest, type=typ, default=None, help=hlp, **kw)
     for flag, dest, value, hlp in _TRAIN_SWITCHES:
         t.add_argument(flag, dest=dest, action="store_const", const=value, default=None, help=hlp)

@@ -26,3 +26,15 @@ def atari_frames():
         cur, prev = game_frames(game, n=16, seed=0, warmup=24, every=25)
         out[game] = np.stack([prev, cur], axis=1).reshape(-1, *cur.shape[1:])
     return out
+
+
+@pytest.fixture(scope="session")
+def atari_grey_frames():
+    """The same captures as ALE's grey screens: {game: uint8 [32, 210, 160]}."""
+    from fastdqn.bench.inputs import game_frames
+
+    out = {}
+    for game in GAMES:
+        cur, prev = game_frames(game, n=16, seed=0, warmup=24, every=25, grey=True)
+        out[game] = np.stack([prev, cur], axis=1).reshape(-1, *cur.shape[1:])
+    return out

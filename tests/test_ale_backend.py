@@ -30,13 +30,13 @@ def _play_both(spec, steps, n=2, seed=0):
         b.close()
 
 
-@pytest.mark.parametrize("layout", ["crop", "full"])
-def test_frames_rewards_and_resets_equal_the_process_backend(layout):
+@pytest.mark.parametrize("layout, pool", [("crop", "rgb"), ("full", "rgb"), ("crop", "grey")])
+def test_frames_rewards_and_resets_equal_the_process_backend(layout, pool):
     """Without no-ops (each side draws them from its own RNG), the two backends play the same
     deterministic game: every frame, reward, flag and episode statistic is equal, truncations
     (100 agent steps here) and their reset frames too (tests/test_atari_parity.py compares the
     stored transitions, game overs included)."""
-    spec = EnvSpec(PONG, layout=layout, max_episode_frames=400)
+    spec = EnvSpec(PONG, layout=layout, max_episode_frames=400, pool=pool)
     ends = 0
     for ra, rb in _play_both(spec, 230):
         for name in ("frames", "rewards", "terminated", "truncated", "episode_end"):
@@ -94,7 +94,7 @@ def test_backend_choice():
     with envs:
         assert (backend, threads, envs.num_threads) == ("ale", 2, 2)
         assert envs.protocol == {"frameskip": 4, "sticky_actions": 0.25, "max_episode_frames": 108_000,
-                                 "noop_max": 0, "episodic_life": False, "fire_reset": False}
+                                 "noop_max": 0, "episodic_life": False, "fire_reset": False, "pool": "rgb"}
 
 
 def test_the_device_stack_path_matches_the_host_path():

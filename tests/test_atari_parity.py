@@ -2,7 +2,8 @@
 same seed and random actions (epsilon 1, no learning), once on the ``ale`` backend (ale-py's
 C++ threads) and once on ``process`` (the DeepMind wrappers), with deterministic emulators (no
 sticky actions). Every stored transition is read back through ``ReplayBuffer.transition`` and
-compared: through game overs, lost lives and truncations at 400 and 401 frames.
+compared: through game overs, lost lives and truncations at 400 and 401 frames, in both pool
+orders (max of RGB screens then luma; ALE's grey screens then max).
 
 One difference is by design, and asserted exactly: ale-py reads no screen on the frame that ends
 a game, so the ale backend stores that transition's next frame blank (zeros) where the process
@@ -14,7 +15,7 @@ import pytest
 import torch
 
 from fastdqn.env.ale_vector import AleVectorEnv
-from fastdqn.env.backend import resolve_backend
+from fastdqn.env.backend import open_vector_env, resolve_backend
 from fastdqn.env.spec import EnvSpec
 from fastdqn.run import TrainConfig, Trainer
 
@@ -64,6 +65,10 @@ def _compare(tmp_path, **kw) -> dict:
     return seen | {"transitions": len(ale)}
 
 
+def open_env(backend: str, spec: EnvSpec):
+    return open_vector_env(spec, 1, backend=backend, num_workers=0, seed=5)[0]
+
+
 def _episode_ends(tmp_path, **kw):
     """(terminated, truncated) counts of a process-backend run of the same settings."""
     cfg = TrainConfig(out=str(tmp_path / "ends"), env_backend="process", replay_size=kw["frames"] + 64,
@@ -80,25 +85,46 @@ def _episode_ends(tmp_path, **kw):
     return terminated, truncated
 
 
-@pytest.mark.parametrize("cap", [400, 401])
-def test_truncated_pong_is_stored_alike(tmp_path, cap):
+@pytest.mark.parametrize("cap, pool", [(400, "rgb"), (401, "rgb"), (401, "grey")])
+def test_truncated_pong_is_stored_alike(tmp_path, cap, pool):
     """A cap inside an agent step (401) truncates at the end of that step on both backends: the
     truncated transition bootstraps from the step's real last screen."""
-    seen = _compare(tmp_path, env_id="PongNoFrameskip-v4", max_episode_frames=cap, frames=460)
+    seen = _compare(tmp_path, env_id="PongNoFrameskip-v4", max_episode_frames=cap, frames=460, pool=pool)
     assert seen["transitions"] >= 440 and seen["game_overs"] == 0
-    assert _episode_ends(tmp_path, env_id="PongNoFrameskip-v4", max_episode_frames=cap, frames=460) == (0, 4)
+    assert _episode_ends(tmp_path, env_id="PongNoFrameskip-v4", max_episode_frames=cap, frames=460,
+                         pool=pool) == (0, 4)
 
 
-def test_pong_through_a_game_over_is_stored_alike(tmp_path):
-    seen = _compare(tmp_path, env_id="PongNoFrameskip-v4", frames=2_000)
+@pytest.mark.parametrize("pool", ["rgb", "grey"])
+def test_pong_through_a_game_over_is_stored_alike(tmp_path, pool):
+    seen = _compare(tmp_path, env_id="PongNoFrameskip-v4", frames=2_000, pool=pool)
     assert seen["game_overs"] >= 1
 
 
-def test_breakout_through_lost_lives_and_game_overs_is_stored_alike(tmp_path):
+@pytest.mark.parametrize("pool", ["rgb", "grey"])
+def test_breakout_through_lost_lives_and_game_overs_is_stored_alike(tmp_path, pool):
     """Without episodic life a lost life is an ordinary transition on both backends; with random
     actions (FIRE among them) a game of Breakout lasts about 200 agent steps."""
-    seen = _compare(tmp_path, env_id="BreakoutNoFrameskip-v4", frames=1_200, max_episode_frames=2_000)
+    seen = _compare(tmp_path, env_id="BreakoutNoFrameskip-v4", frames=1_200, max_episode_frames=2_000, pool=pool)
     assert seen["game_overs"] >= 4
+
+
+@pytest.mark.parametrize("backend", ["ale", "process"])
+def test_the_grey_pool_pools_ales_grey_screens(backend):
+    """pool="grey": the max of ALE's two grey screens, then resized; not the luma of pooled RGB.
+    The same steps in both orders differ where the max of two colours is not the colour of the
+    max grey (Pong's moving green paddle over the brown field: up to 16 levels before the
+    resize), and agree within rounding elsewhere."""
+    frames = {}
+    for pool in ("rgb", "grey"):
+        spec = EnvSpec("PongNoFrameskip-v4", pool=pool)
+        with open_env(backend, spec) as venv:
+            venv.reset()
+            out = [venv.step(np.array([2 + (t // 8) % 2])).frames.copy() for t in range(300)]  # up, down
+        frames[pool] = np.concatenate(out)
+    assert frames["rgb"].shape == frames["grey"].shape == (300, 84, 84)
+    diff = np.abs(frames["rgb"].astype(int) - frames["grey"])
+    assert (diff <= 1).mean() > 0.99 and diff.max() > 1
 
 
 @pytest.mark.parametrize("kw, why", [
@@ -126,7 +152,7 @@ def test_the_breakout_preset_plays_the_wrappers_protocol_on_the_process_backend(
         assert t.config_dict["env_backend_resolved"] == "process"
         assert t.envs.protocol | {"sticky_actions": 0.0} == {
             "frameskip": 4, "sticky_actions": 0.0, "max_episode_frames": 108_000, "noop_max": 30,
-            "episodic_life": True, "fire_reset": True}
+            "episodic_life": True, "fire_reset": True, "pool": "rgb"}
     finally:
         t.close()
 

@@ -252,12 +252,15 @@ RAW = (210, 160, 3)
 PRE = [  # (id, kwargs for process_frame or process_batch, error, regex)
     ("frame dtype", dict(frame=np.zeros(RAW, np.float32)), TypeError, "frame: expected dtype uint8, got (torch\\.)?float32"),
     ("frame height", dict(frame=np.zeros((200, 160, 3), U8)), ValueError,
-     r"expected shape \(210\|250, 160, 3\), got \(200, 160, 3\)"),
-    ("frame ndim", dict(frame=np.zeros((210, 160), U8)), ValueError, r"expected shape .*got \(210, 160\)"),
+     r"expected shape \(210\|250, 160, 3\) \(RGB\) or \(210\|250, 160\) \(grey\), got \(200, 160, 3\)"),
+    ("frame ndim", dict(frame=np.zeros((210,), U8)), ValueError, r"expected shape .*got \(210,\)"),
+    ("grey frame height", dict(frame=np.zeros((200, 160), U8)), ValueError, r"expected shape .*got \(200, 160\)"),
+    ("grey frame, RGB prev", dict(frame=np.zeros((210, 160), U8), prev=np.zeros(RAW, U8)), ValueError,
+     r"prev: expected the frames' shape \(210, 160\), got \(210, 160, 3\)"),
     ("frame width", dict(frame=np.zeros((210, 161, 3), U8)), ValueError, r"got \(210, 161, 3\)"),
     ("frame strided", dict(frame=np.zeros((160, 210, 3), U8).transpose(1, 0, 2)), ValueError,
      "expected a C-contiguous array .*got a strided view"),
-    ("frame list", dict(frame=[[0]]), TypeError, r"expected a numpy uint8 array of shape \(210\|250, 160, 3\), got list"),
+    ("frame list", dict(frame=[[0]]), TypeError, r"expected a numpy uint8 array of shape \(210\|250, 160, 3\) .*got list"),
     ("frame None", dict(frame=None), TypeError, "got NoneType"),
     ("prev shape", dict(prev=np.zeros((250, 160, 3), U8)), ValueError,
      r"prev: expected the frames' shape \(210, 160, 3\), got \(250, 160, 3\)"),
@@ -269,7 +272,8 @@ PRE = [  # (id, kwargs for process_frame or process_batch, error, regex)
     ("out shape", dict(out=np.zeros((84, 85), U8)), ValueError, r"of shape \(84, 84\), got \(84, 85\)"),
     ("out strided", dict(out=np.zeros((84, 84), U8).T[::1, ::1].T.copy(order="F")), ValueError,
      r"writable C-contiguous array of shape \(84, 84\)"),
-    ("batch ndim", dict(frames=np.zeros(RAW, U8)), ValueError, r"expected shape \(N, 210\|250, 160, 3\), got \(210, 160, 3\)"),
+    ("batch ndim", dict(frames=np.zeros((210, 160), U8)), ValueError,
+     r"expected shape \(N, 210\|250, 160, 3\) \(RGB\) or \(N, 210\|250, 160\) \(grey\), got \(210, 160\)"),
     ("batch prev count", dict(frames=np.zeros((2, *RAW), U8), prev=np.zeros((1, *RAW), U8)), ValueError,
      r"prev: expected the frames' shape \(2, 210, 160, 3\), got \(1, 210, 160, 3\)"),
     ("batch out count", dict(frames=np.zeros((2, *RAW), U8), out=np.zeros((1, 84, 84), U8)), ValueError,
@@ -315,6 +319,9 @@ def test_core_preprocess_checks_without_the_python_layer():
         ((good, None, np.zeros((2, 84, 84), U8)), ValueError, r"out: expected shape \(1, 84, 84\), got \(2, 84, 84\)"),
         ((good, "x", out), TypeError, "expected dtype uint8, got <U1"),
         ((good, None, out, "wide"), ValueError, "layout: expected 'crop' or 'full', got 'wide'"),
+        ((np.zeros((1, 210), U8), None, out), ValueError, r"expected shape \(N, 210, 160, 3\) \(RGB\) or "
+         r"\(N, 210, 160\) \(grey\), got \(1, 210\)"),
+        ((np.zeros((1, 210, 160), U8), good, out), ValueError, r"prev: expected shape \(1, 210, 160\)"),
     ]:
         with pytest.raises(error, match=match):
             core.preprocess_batch(*args)

@@ -177,7 +177,7 @@ def test_train_then_play_through_the_cli(tmp_path, capsys):
     assert got["mean"] == pytest.approx(np.mean(got["returns"]))
     assert got["human_normalized"] == pytest.approx((got["mean"] + 20.7) / (9.3 + 20.7))
     assert got["protocol"] == {"frameskip": 4, "sticky_actions": 0.0, "max_episode_frames": 108_000, "noop_max": 0,
-                               "episodic_life": False}
+                               "episodic_life": False, "pool": "rgb"}
 
 
 def test_eval_on_a_cartpole_checkpoint(tmp_path, capsys):

@@ -6,7 +6,8 @@
   frame-deduplicating replay and Nature DQN, as Pong; one frame cannot show where the ball
   drifts, so the frame stack is needed; games end by termination (a miss) and truncation. Also
   with 3-step returns, prioritized replay, the dueling head and Double DQN together, and once
-  through Ape-X scale-out (two Ray actors feeding the learner's replay).
+  through Ape-X scale-out (two Ray actors feeding the learner's replay), and with ``--pool grey``
+  (grey levels first, then the grey-screen kernel: the path of ALE's grey screens).
 
 Planted bugs (``PLANTS``) must make the learning tests fail: each is run against a test and the
 learned policy must then stay near random. README "What learns" lists which bug fails which test.
@@ -56,7 +57,8 @@ def _without(argv: list[str], *flags: str) -> list[str]:
 CATCH_RAY = _without(CATCH, "--num-envs", "--num-workers") + ["--ray", "--actors", "2", "--envs-per-actor", "2"]
 # (test, argv, the greedy mean it must reach over 20 episodes, a random policy's mean)
 GAMES = {"cartpole": (CARTPOLE, 450.0, 22.0), "cartpole-bf16": (CARTPOLE + ["--precision", "bf16"], 450.0, 22.0),
-         "catch": (CATCH, 20.0, -0.64), "catch-nstep-per-dueling-double":
+         "catch": (CATCH, 20.0, -0.64), "catch-grey-pool": (CATCH + ["--pool", "grey"], 20.0, -0.64),
+         "catch-nstep-per-dueling-double":
          (CATCH_PLUS, 20.0, -0.64), "catch-ray-actors": (CATCH_RAY, 20.0, -0.64)}
 
 

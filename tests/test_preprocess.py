@@ -1,4 +1,5 @@
-"""Preprocessing backends against an exact rational reference and the seeds' float pipeline."""
+"""Preprocessing backends against an exact rational reference and OpenCV: the book chapter's float
+pipeline for RGB screens, INTER_AREA of the uint8 image for ALE's grey screens."""
 
 import os
 import threading
@@ -40,6 +41,18 @@ def exact_reference(frame, prev=None, layout="crop"):
     cols = area_matrix(160, 84)
     total = rows @ luma @ cols.T
     return (total // (1000 * h * 160)).astype(np.uint8)
+
+
+def exact_grey_reference(frame, prev=None, layout="crop"):
+    """The exact area average of ALE's grey levels, rounded half up: the kernels' definition for grey screens."""
+    img = (frame if prev is None else np.maximum(frame, prev)).astype(np.int64)
+    h = img.shape[0]
+    rows = area_matrix(h, 110 if layout == "crop" else 84)
+    if layout == "crop":
+        rows = rows[18:102]
+    total = rows @ img @ area_matrix(160, 84).T
+    units = h * 160
+    return ((2 * total + units) // (2 * units)).astype(np.uint8)
 
 
 def all_frames(atari_frames):
@@ -87,6 +100,46 @@ def test_opencv_backend_is_the_seed_pipeline(atari_frames):
 def test_cpp_equals_numba_equals_reference_on_random_frames(frames, layout, pool):
     cur, prev = frames[:1], (frames[1:] if pool else None)
     ref = exact_reference(cur[0], None if prev is None else prev[0], layout)
+    for backend in ["cpp", "numba"]:
+        if backend in P.backends():
+            np.testing.assert_array_equal(P.process_batch(cur, prev, layout=layout, backend=backend)[0], ref)
+
+
+@pytest.mark.parametrize("layout", P.LAYOUTS)
+@pytest.mark.parametrize("backend", ["cpp", "numba"])
+def test_grey_kernels_equal_exact_reference_on_real_grey_screens(atari_grey_frames, backend, layout):
+    if backend not in P.backends():
+        pytest.skip(f"{backend} not built")
+    for game, frames in atari_grey_frames.items():
+        cur, prev = np.ascontiguousarray(frames[1::2]), np.ascontiguousarray(frames[0::2])
+        got = P.process_batch(cur, prev, layout=layout, backend=backend)
+        got_single = P.process_batch(cur, layout=layout, backend=backend)
+        for i in range(len(cur)):
+            np.testing.assert_array_equal(got[i], exact_grey_reference(cur[i], prev[i], layout), err_msg=game)
+            np.testing.assert_array_equal(got_single[i], exact_grey_reference(cur[i], None, layout), err_msg=game)
+
+
+@pytest.mark.parametrize("layout", P.LAYOUTS)
+def test_grey_screens_within_one_level_of_opencv(atari_grey_frames, layout):
+    """AtariPreprocessing's order: ALE's grey screens, max of two, cv2.resize INTER_AREA of the uint8 image."""
+    frames = all_frames(atari_grey_frames)
+    cur, prev = np.ascontiguousarray(frames[1::2]), np.ascontiguousarray(frames[0::2])
+    cv = np.stack([P.seed_process(np.maximum(c, p), layout) for c, p in zip(cur, prev)])
+    for backend in P.backends():
+        got = P.process_batch(cur, prev, layout=layout, backend=backend)
+        assert np.abs(got.astype(int) - cv).max() <= 1, backend
+        assert (got == cv).mean() > 0.99, backend  # OpenCV's float rounding differs only at halves
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    frames=st.sampled_from([210, 250]).flatmap(lambda h: arrays(np.uint8, (2, h, 160))),
+    layout=st.sampled_from(P.LAYOUTS),
+    pool=st.booleans(),
+)
+def test_grey_cpp_equals_numba_equals_reference_on_random_screens(frames, layout, pool):
+    cur, prev = frames[:1], (frames[1:] if pool else None)
+    ref = exact_grey_reference(cur[0], None if prev is None else prev[0], layout)
     for backend in ["cpp", "numba"]:
         if backend in P.backends():
             np.testing.assert_array_equal(P.process_batch(cur, prev, layout=layout, backend=backend)[0], ref)

@@ -40,6 +40,16 @@ def test_run_writes_every_output(run_dir):
     assert cv2.imread(str(run_dir / "reward_curve.png")) is not None
 
 
+@pytest.mark.parametrize("backend", ["ale", "process"])
+def test_config_json_records_the_pool_order(tmp_path, backend):
+    out = tmp_path / backend
+    train(TrainConfig(out=str(out), pool="grey", env_backend=backend, frames=16, replay_start=1_000, num_envs=2,
+                      progress=False, tensorboard=False, torch_threads=1))
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["pool"] == "grey" and cfg["env_protocol"]["pool"] == "grey"
+    assert cfg["env_backend_resolved"] == backend
+
+
 def test_tensorboard_has_seed_and_cleanrl_keys(run_dir):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 

@@ -10,16 +10,16 @@ import numpy as np
 
 @functools.lru_cache(maxsize=16)
 def game_frames(game: str = "PongNoFrameskip-v4", n: int = 256, seed: int = 0, warmup: int = 60,
-                every: int = 1) -> tuple[np.ndarray, np.ndarray]:
-    """``n`` raw frames of ``game`` (uint8 [n, 210, 160, 3]) and the frame just before each (the
-    max-pool pair), from ale-py with seeded random actions: ``warmup`` frames first (past the
-    blank start of a game), then one pair every ``every`` frames. The one frame capture of the
-    bench, the tests and bench/gpu_micro.py."""
+                every: int = 1, grey: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` raw frames of ``game`` (uint8 [n, 210, 160, 3], or ALE's grey screens [n, 210, 160]
+    with ``grey``) and the frame just before each (the max-pool pair), from ale-py with seeded
+    random actions: ``warmup`` frames first (past the blank start of a game), then one pair every
+    ``every`` frames. The one frame capture of the bench, the tests and bench/gpu_micro.py."""
     import ale_py
     import gymnasium as gym
 
     gym.register_envs(ale_py)
-    env = gym.make(game)
+    env = gym.make(game, obs_type="grayscale" if grey else "rgb")
     rng = np.random.default_rng(seed)
 
     def step(obs):

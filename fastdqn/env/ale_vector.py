@@ -2,10 +2,11 @@
 once, ``recv()`` waits for the frames. The trainer learns in between.
 
 ale-py's ``AtariVectorEnv`` steps the emulators (frame skip, max-pool of the last two RGB
-frames, sticky actions) on its own threads, without the GIL. Its raw 210x160 RGB output then
-goes through fastdqn's fused kernel (luma, INTER_AREA resize, crop) on C++ threads, straight
-into the frame array the replay copies from: the same frames the process backend's wrappers
-make from the same screens (tests/test_atari_parity.py compares every stored transition).
+frames, or of ALE's grey screens with ``pool="grey"``, sticky actions) on its own threads,
+without the GIL. Its raw 210x160 output then goes through fastdqn's fused kernel ((luma,)
+INTER_AREA resize, crop) on C++ threads, straight into the frame array the replay copies from:
+the same frames the process backend's wrappers make from the same screens
+(tests/test_atari_parity.py compares every stored transition).
 
 It plays only what it plays exactly as the process backend does (``ale_backend_problem``
 names the rest, and ``auto`` then picks the process backend):
@@ -131,12 +132,13 @@ class AleVectorEnv(ClosedOnExit):
 
         self._env = AtariVectorEnv(
             game, num_envs, num_threads=threads, autoreset_mode="SameStep",
-            img_height=self._raw_height, img_width=RAW_WIDTH, grayscale=False, stack_num=1, maxpool=True,
+            img_height=self._raw_height, img_width=RAW_WIDTH, grayscale=spec.pool == "grey", stack_num=1, maxpool=True,
             frameskip=spec.skip, noop_max=0, use_fire_reset=False, episodic_life=False, life_loss_info=False,
             reward_clipping=False,  # raw scores for the statistics; clipped here when the spec clips
             repeat_action_probability=self.protocol["sticky_actions"], max_num_frames_per_episode=NO_CAP,
         )
         self._max_frames = self.protocol["max_episode_frames"] or NO_CAP
+        self._raw_shape = (self._raw_height, RAW_WIDTH) + ((3,) if spec.pool == "rgb" else ())
         n = num_envs
         self._frames = np.zeros((n, *OUT_SHAPE), np.uint8)
         self._reset_frames = np.zeros((n, *OUT_SHAPE), np.uint8)
@@ -149,8 +151,7 @@ class AleVectorEnv(ClosedOnExit):
         self._sent = False
 
     def _preprocess(self, raw: np.ndarray, out: np.ndarray) -> None:
-        self._core.preprocess_batch(raw.reshape(-1, self._raw_height, RAW_WIDTH, 3), None, out, self.spec.layout,
-                                    self.num_threads)
+        self._core.preprocess_batch(raw.reshape(-1, *self._raw_shape), None, out, self.spec.layout, self.num_threads)
 
     def reset(self) -> np.ndarray:
         """Reset every env (seeded seed+i); returns the first frames, uint8 [N,84,84] (a view)."""

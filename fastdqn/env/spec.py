@@ -22,7 +22,7 @@ import numpy as np
 
 from fastdqn.env.wrappers import (ClipReward, EpisodicLife, FireReset, FloatObservation, FrameStack, MaxAndSkip,
                                   NoopReset, ProcessFrame)
-from fastdqn.frames.geometry import LAYOUTS
+from fastdqn.frames.geometry import LAYOUTS, POOLS
 
 FAMILIES = ("atari", "vector", "rgb")
 V5_STICKY, V5_MAX_FRAMES = 0.25, 108_000  # the ALE v5 protocol (Machado et al. 2018)
@@ -45,8 +45,10 @@ def is_atari_id(env_id: str) -> bool:
 
 @dataclass(frozen=True)
 class EnvSpec:
-    """How to build one environment. The Atari fields (layout .. fire_reset, episodic_life,
-    sticky_actions, max_episode_frames) apply to Atari ids only."""
+    """How to build one environment. The Atari fields (skip .. fire_reset, episodic_life,
+    sticky_actions, max_episode_frames) apply to Atari ids only; ``pool`` is the order of max-pool
+    and grey ("rgb": max of RGB screens, then luma; "grey": ALE's grey screens, then max; for
+    other RGB envs, "grey" takes the luma of each frame first)."""
 
     env_id: str = "PongNoFrameskip-v4"
     layout: str = "crop"
@@ -59,6 +61,7 @@ class EnvSpec:
     sticky_actions: float | None = None  # None: the id's protocol (v5: 0.25, v4: 0)
     max_episode_frames: int | None = None  # emulator frames per episode (None: the id's, 108,000 in ale-py)
     gym_packages: tuple = ()  # modules to import first: they register the env id
+    pool: str = "rgb"
 
     def __post_init__(self):
         """Reject a bad spec here, before any emulator starts (workers rebuild envs from it)."""
@@ -66,6 +69,8 @@ class EnvSpec:
             raise TypeError(f"env_id: expected a gymnasium id (a str), got {self.env_id!r}")
         if self.layout is not None and self.layout not in LAYOUTS:
             raise ValueError(f"layout: expected 'crop', 'full' or None, got {self.layout!r}")
+        if self.pool not in POOLS:
+            raise ValueError(f"pool: expected one of {POOLS}, got {self.pool!r}")
         for name, lo in (("skip", 1), ("noop_max", 0), ("frame_stack", 0), ("max_episode_frames", 1)):
             v = getattr(self, name)
             if v is None and name == "max_episode_frames":
@@ -98,7 +103,7 @@ class EnvSpec:
         sticky = (V5_STICKY if v5 else 0.0) if self.sticky_actions is None else float(self.sticky_actions)
         frames = registered_max_frames(self.env_id) if self.max_episode_frames is None else self.max_episode_frames
         return {"frameskip": self.skip, "sticky_actions": sticky, "max_episode_frames": frames,
-                "noop_max": self.noop_max, "episodic_life": self.episodic_life}
+                "noop_max": self.noop_max, "episodic_life": self.episodic_life, "pool": self.pool}
 
 
 def registered_max_frames(env_id: str) -> int | None:
@@ -167,7 +172,8 @@ def _make_atari(spec: EnvSpec) -> gym.Env:
     _register_ale()
     proto = spec.protocol()
     # ALE's own cap (0: none) would cut an agent step; MaxAndSkip truncates at the step's end.
-    kw = {"repeat_action_probability": proto["sticky_actions"], "max_num_frames_per_episode": 0}
+    kw = {"repeat_action_probability": proto["sticky_actions"], "max_num_frames_per_episode": 0,
+          "obs_type": "grayscale" if spec.pool == "grey" else "rgb"}
     if spec.env_id.startswith("ALE/"):
         kw["frameskip"] = 1  # MaxAndSkip skips (and max-pools)
     env = _gym_make(spec.env_id, "Atari", **kw)
@@ -208,4 +214,4 @@ def _make_other(spec: EnvSpec) -> gym.Env:
     except ValueError:
         env.close()
         raise
-    return ProcessFrame(env) if family == "rgb" else FloatObservation(env)
+    return ProcessFrame(env, pool=spec.pool) if family == "rgb" else FloatObservation(env)

@@ -44,7 +44,8 @@ class NoopReset(gym.Wrapper, Record):
 
 
 class MaxAndSkip(gym.Wrapper, Record):
-    """Repeat the action `skip` times; observe the max of the last two raw RGB frames.
+    """Repeat the action `skip` times; observe the max of the last two raw frames: RGB screens,
+    or ALE's grey ones when the env observes grey (``obs_type="grayscale"``: the "grey" pool).
 
     With ``layout`` ("crop" or "full") the max-pooled frame is preprocessed in the same
     kernel call and the observation is uint8 [84, 84]; with ``layout=None`` it stays RGB.
@@ -68,6 +69,8 @@ class MaxAndSkip(gym.Wrapper, Record):
         self._frames = np.zeros((2, *raw_shape), np.uint8)
         base = env.unwrapped
         self._ale = base.ale if _is_fast_ale(base) else None
+        self._read_screen = None if self._ale is None else \
+            self._ale.getScreenGrayscale if len(raw_shape) == 2 else self._ale.getScreenRGB
         if layout is not None:
             self.observation_space = gym.spaces.Box(0, 255, OUT_SHAPE, np.uint8)
 
@@ -107,7 +110,7 @@ class MaxAndSkip(gym.Wrapper, Record):
             over = ale.game_over(with_truncation=True)
             if n >= self.skip - 2 or over:
                 last = self._frames[n % 2]
-                ale.getScreenRGB(last)
+                self._read_screen(last)
             if over:
                 break
         # An episode that ends early has only its final screen read: no max for it.
@@ -118,11 +121,11 @@ class MaxAndSkip(gym.Wrapper, Record):
 
 
 def _is_fast_ale(base) -> bool:
-    """True for an ale-py AtariEnv that steps one raw RGB frame per call."""
+    """True for an ale-py AtariEnv that steps one raw RGB or grey frame per call."""
     return (
         hasattr(base, "ale")
         and getattr(base, "_frameskip", None) == 1
-        and getattr(base, "_obs_type", None) == "rgb"
+        and getattr(base, "_obs_type", None) in ("rgb", "grayscale")
         and not getattr(base, "continuous", False)
     )
 
@@ -196,16 +199,17 @@ class ClipReward(gym.RewardWrapper, Record):
 
 class ProcessFrame(gym.ObservationWrapper, Record):
     """An RGB image env (H, W, 3) uint8 -> uint8 [84, 84] grey frames: the fused kernel for
-    Atari-sized screens, OpenCV's INTER_AREA for other sizes (fastdqn.frames.process_any)."""
+    Atari-sized screens, OpenCV's INTER_AREA for other sizes (fastdqn.frames.process_any).
+    ``pool="grey"``: each frame to ALE's grey levels first, then resized as grey screens are."""
 
-    def __init__(self, env: gym.Env, layout: str = "full"):
-        Record.__init__(self, layout=layout)
+    def __init__(self, env: gym.Env, layout: str = "full", pool: str = "rgb"):
+        Record.__init__(self, layout=layout, pool=pool)
         super().__init__(env)
-        self.layout = layout
+        self.layout, self.pool = layout, pool
         self.observation_space = gym.spaces.Box(0, 255, OUT_SHAPE, np.uint8)
 
     def observation(self, obs):
-        return process_any(np.ascontiguousarray(obs), layout=self.layout)
+        return process_any(np.ascontiguousarray(obs), layout=self.layout, pool=self.pool)
 
 
 class FloatObservation(gym.ObservationWrapper, Record):

@@ -1,4 +1,5 @@
-"""Numba fallback of the fused preprocessing kernel: the same integer arithmetic as csrc/preprocess.hpp."""
+"""Numba fallback of the fused preprocessing kernel: the same integer arithmetic as csrc/preprocess.hpp
+(RGB screens: floor of the luma's area average; grey screens: the area average rounded half up)."""
 
 from __future__ import annotations
 
@@ -30,11 +31,12 @@ def area_taps(in_len: int, out_len: int) -> tuple[np.ndarray, np.ndarray, int]:
 
 @lru_cache(maxsize=None)
 def kernel_tables(height: int, layout: str):
+    """(row firsts, row taps, column firsts, column taps, units_y * units_x) of one screen height and layout."""
     rows_out, first_row = (CROP_ROWS, CROP_FIRST) if layout == "crop" else (OUT_SIDE, 0)
     row_first, row_w, by = area_taps(height, rows_out)
     col_first, col_w, bx = area_taps(RAW_WIDTH, OUT_SIDE)
     keep = slice(first_row, first_row + OUT_SIDE)
-    return row_first[keep].copy(), row_w[keep].copy(), col_first, col_w, 1000 * by * bx
+    return row_first[keep].copy(), row_w[keep].copy(), col_first, col_w, by * bx
 
 
 @njit(cache=True, nogil=True)
@@ -66,7 +68,37 @@ def _process(frames, prev, use_prev, out, row_first, row_w, col_first, col_w, di
                 out[f, y, x] = total // divisor
 
 
+@njit(cache=True, nogil=True)
+def _process_grey(frames, prev, use_prev, out, row_first, row_w, col_first, col_w, units):
+    n = frames.shape[0]
+    width = frames.shape[2]
+    acc = np.zeros(width + 4, np.int64)
+    for f in range(n):
+        for y in range(OUT_SIDE):
+            acc[:] = 0
+            for k in range(row_w.shape[1]):
+                w = row_w[y, k]
+                if w == 0:
+                    break
+                r = row_first[y] + k
+                for c in range(width):
+                    v = frames[f, r, c]
+                    if use_prev:
+                        v = max(v, prev[f, r, c])
+                    acc[c] += w * v
+            for x in range(OUT_SIDE):
+                total = 0
+                for k in range(col_w.shape[1]):
+                    total += col_w[x, k] * acc[col_first[x] + k]
+                out[f, y, x] = (2 * total + units) // (2 * units)  # rounded half up
+
+
 def process_batch_numba(frames: np.ndarray, prev: np.ndarray | None, out: np.ndarray, layout: str) -> None:
-    row_first, row_w, col_first, col_w, divisor = kernel_tables(frames.shape[1], layout)
+    """RGB [N, H, 160, 3] or grey [N, H, 160] screens (max-pooled with ``prev``) into ``out`` [N, 84, 84]."""
+    row_first, row_w, col_first, col_w, units = kernel_tables(frames.shape[1], layout)
     use_prev = prev is not None
-    _process(frames, prev if use_prev else frames, use_prev, out, row_first, row_w, col_first, col_w, divisor)
+    if frames.ndim == 3:
+        _process_grey(frames, prev if use_prev else frames, use_prev, out, row_first, row_w, col_first, col_w, units)
+    else:
+        _process(frames, prev if use_prev else frames, use_prev, out, row_first, row_w, col_first, col_w,
+                 1000 * units)

@@ -13,6 +13,7 @@ import torch
 from fastdqn.devices import resolve_device
 from fastdqn.env.backend import BACKENDS as ENV_BACKENDS
 from fastdqn.env.spec import EnvSpec
+from fastdqn.frames.geometry import POOLS
 from fastdqn.learn.learner import LOSSES, PRECISIONS, native_bf16
 
 
@@ -55,6 +56,7 @@ class TrainConfig:
     overlap: bool = True  # the learner's updates run while the envs step
     update_scale: int = 1  # k: batches k times larger, k times fewer updates, lr * sqrt(k)
     layout: str = "crop"
+    pool: str = "rgb"  # Atari: "rgb" max-pools RGB screens then takes luma; "grey" max-pools ALE's grey screens
     noop_max: int = 0
     fire_reset: bool | None = False  # FIRE then 2 after every reset (None: when the game has FIRE); Pong serves alone
     episodic_life: bool = False
@@ -91,7 +93,8 @@ class TrainConfig:
             raise TypeError(f"gym_packages: expected a list of module names, got {self.gym_packages!r}")
         return EnvSpec(self.env_id, self.layout, 4, self.noop_max, self.fire_reset, self.episodic_life,
                        self.clip_rewards, sticky_actions=self.sticky_actions,
-                       max_episode_frames=self.max_episode_frames, gym_packages=tuple(self.gym_packages))
+                       max_episode_frames=self.max_episode_frames, gym_packages=tuple(self.gym_packages),
+                       pool=self.pool)
 
     def per_beta_at(self, frame: int) -> float:
         """Prioritized replay's importance exponent: per_beta at frame 0, linearly to 1 over
@@ -178,7 +181,7 @@ class TrainConfig:
                 bad(name, want, v, TypeError)
             if (isinstance(v, float) and not math.isfinite(v)) or not ok(v):  # NaN and inf are never meant
                 bad(name, want, v)
-        for name in ("env_id", "loss", "layout", "wandb_project", "env_backend", "replay_device", "precision"):
+        for name in ("env_id", "loss", "layout", "pool", "wandb_project", "env_backend", "replay_device", "precision"):
             if not isinstance(getattr(self, name), str):
                 bad(name, "a str", getattr(self, name), TypeError)
         for name in ("wandb_entity", "wandb_name", "ray_address"):
@@ -193,7 +196,7 @@ class TrainConfig:
         if not isinstance(self.device, (str, torch.device)):
             bad("device", "'auto', 'cpu' or 'cuda'", self.device, TypeError)
         for name, allowed in (("env_backend", ENV_BACKENDS), ("replay_device", ("auto", "cpu", "cuda")),
-                              ("precision", PRECISIONS)):
+                              ("precision", PRECISIONS), ("pool", POOLS)):
             if getattr(self, name) not in allowed:
                 bad(name, f"one of {allowed}", getattr(self, name))
         if self.n_step > 64:
