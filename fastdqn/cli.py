@@ -109,6 +109,8 @@ _TRAIN_SWITCHES = [  # (flag, field, value, help)
      "DeepMind wrappers do (breakout preset; Pong serves without it; runs on the process env backend)"),
     ("--no-fire-reset", "fire_reset", False, "do not press FIRE on reset (the default but for the breakout preset)"),
     ("--no-tensorboard", "tensorboard", False, "do not write TensorBoard events"),
+    ("--no-reward-curve", "reward_curve", False, "do not draw reward_curve.png at the end (matplotlib takes about a "
+     "second)"),
     ("--no-progress", "progress", False, "no live progress line"),
     ("--track", "track", True, "log the scalars (and --capture-video videos) to Weights & Biases, as CleanRL's "
      "--track does (pip install \"fastdqn[wandb]\"; WANDB_MODE=offline keeps it local)"),

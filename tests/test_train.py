@@ -40,14 +40,16 @@ def test_run_writes_every_output(run_dir):
     assert cv2.imread(str(run_dir / "reward_curve.png")) is not None
 
 
-@pytest.mark.parametrize("backend", ["ale", "process"])
-def test_config_json_records_the_pool_order(tmp_path, backend):
+@pytest.mark.parametrize("backend, curve", [("ale", False), ("process", True)])
+def test_config_json_records_the_pool_order_and_the_curve_is_optional(tmp_path, backend, curve):
     out = tmp_path / backend
-    train(TrainConfig(out=str(out), pool="grey", env_backend=backend, frames=16, replay_start=1_000, num_envs=2,
-                      progress=False, tensorboard=False, torch_threads=1))
+    result = train(TrainConfig(out=str(out), pool="grey", env_backend=backend, frames=32, replay_start=1_000,
+                               num_envs=2, max_episode_frames=40, progress=False, tensorboard=False, torch_threads=1,
+                               reward_curve=curve))
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["pool"] == "grey" and cfg["env_protocol"]["pool"] == "grey"
     assert cfg["env_backend_resolved"] == backend
+    assert result.episodes >= 2 and (out / "reward_curve.png").is_file() == curve
 
 
 def test_tensorboard_has_seed_and_cleanrl_keys(run_dir):

@@ -126,9 +126,10 @@ class Learner:
             self.online.to(memory_format=torch.channels_last)
             self.target.to(memory_format=torch.channels_last)
         cuda = self.device.type == "cuda"
-        # fused Adam: one kernel for all parameters; capturable keeps its step count on the
-        # device so the compiled step never syncs on it.
-        extra = {"fused": True, "capturable": True} if cuda else {}
+        # fused Adam: one kernel for all parameters, one pass over each (on the CPU 9.6x faster
+        # than the default per-tensor loop for Nature DQN, 0.77 vs 7.4 ms; docs/performance.md);
+        # capturable keeps its step count on the device so the compiled step never syncs on it.
+        extra = {"fused": True, "capturable": True} if cuda else {"fused": True}
         self.optimizer = torch.optim.Adam(self.online.parameters(), lr=lr, **extra)
         self.graphed = cuda if graph is None else bool(graph)
         if self.graphed and not cuda:

@@ -86,6 +86,7 @@ class TrainConfig:
     actor_restarts: int = 3  # times Ray restarts a dead actor before the run fails
     actor_timeout: float = 60.0  # seconds an actor may send nothing (dead, not restarting) before the run fails
     tensorboard: bool = True
+    reward_curve: bool = True  # reward_curve.png at the end of the run (matplotlib: about a second)
     progress: bool = True
 
     def env_spec(self) -> EnvSpec:

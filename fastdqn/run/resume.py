@@ -26,7 +26,7 @@ from fastdqn.run.state import RunState
 
 # Settings a resumed run may change; the others define the run and must stay as saved.
 RESUMABLE = ("frames", "reward_bound", "checkpoint_every", "device", "num_workers", "torch_threads",
-             "tensorboard", "progress", "save_replay", "compile", "eval_every", "eval_episodes",
+             "tensorboard", "reward_curve", "progress", "save_replay", "compile", "eval_every", "eval_episodes",
              "capture_video", "track", "wandb_project", "wandb_entity", "wandb_name", "env_backend", "overlap",
              "graph", "replay_device", "precision", "ray_address", "chunk_steps", "weights_every", "actor_in_flight",
              "actor_restarts", "actor_timeout")

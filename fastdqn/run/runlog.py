@@ -34,12 +34,12 @@ class RunLog:
     """
 
     def __init__(self, out_dir: str, config: dict, *, tensorboard: bool = True, resume_frame: int | None = None,
-                 tracker=None):
+                 tracker=None, reward_curve: bool = True):
         """``resume_frame``: continue a run whose last.pt is at that frame; episodes logged after
         it (by a run that was killed before its next checkpoint) are dropped, as they will be
         played again: from metrics.jsonl, and hidden in TensorBoard by ``purge_step``."""
         make_dirs(out_dir, "out")
-        self.out_dir = out_dir
+        self.out_dir, self.reward_curve = out_dir, reward_curve
         self._lock = _lock_run_dir(out_dir)  # before the first write: two runs must not share a directory
         with open(os.path.join(out_dir, "config.json"), "w") as f:
             json.dump(config, f, indent=2, sort_keys=True)
@@ -89,13 +89,16 @@ class RunLog:
         self._scalars({"eval/episodic_return": rec["mean"], "eval/episodic_length": rec["mean_length"]}, rec["frame"])
 
     def close(self) -> str | None:
-        """Flush everything; write reward_curve.png (returns its path, None without episodes)."""
+        """Flush everything; write reward_curve.png (returns its path, None without episodes or
+        with ``reward_curve`` off)."""
         self._jsonl.close()
         if self._evals is not None:
             self._evals.close()
         if self._tb is not None:
             self._tb.close()
         try:
+            if not self.reward_curve:
+                return None
             return plot_rewards(self.records, os.path.join(self.out_dir, "reward_curve.png"))
         finally:
             if self.tracker is not None:

@@ -110,7 +110,8 @@ class Trainer:
                                           name=cfg.wandb_name or os.path.basename(os.path.abspath(self.out)),
                                           config=self.config_dict, out_dir=self.out, resume=resume is not None)
                     self.log = RunLog(self.out, self.config_dict, tensorboard=cfg.tensorboard,
-                                      resume_frame=self.state.frame if resume is not None else None, tracker=tracker)
+                                      resume_frame=self.state.frame if resume is not None else None, tracker=tracker,
+                                      reward_curve=cfg.reward_curve)
         except BaseException:
             self.close()
             raise

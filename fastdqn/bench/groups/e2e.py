@@ -2,7 +2,9 @@
 would pick instead, each in its own process on the same threads.
 
 Every command runs twice, short and long; its rate is (long - short agent steps) / (long - short
-seconds), so interpreter start, imports, env creation and the final save cancel out. Commands
+seconds), so interpreter start, imports, env creation and the final save cancel out. fastdqn runs
+draw no reward_curve.png (``--no-reward-curve``): only a run that finished a game draws one, so
+the long run alone would pay matplotlib's second. Commands
 are interleaved over rounds (A short, A long, B short, ... then again), and each row's ratio is
 the median of its per-round ratios to the baseline of its table.
 """
@@ -55,7 +57,7 @@ def _train(*flags: str):
     """``fastdqn train`` with these flags, for ``steps`` agent steps, in a fresh run directory."""
     def argv(steps: int, out: str) -> list[str]:
         return [sys.executable, "-m", "fastdqn.cli", "train", *flags, "--frames", str(steps), "--out", out,
-                "--no-progress", "--no-tensorboard", "--device", "cpu", "--seed", "0"]
+                "--no-progress", "--no-tensorboard", "--no-reward-curve", "--device", "cpu", "--seed", "0"]
     return argv
 
 
@@ -111,8 +113,9 @@ def env_only(cfg: BenchConfig) -> Table:
     threads = min(n, cores)
     rows = [(f"AtariVectorEnv plain loop, {threads} threads, random actions (baseline)",
              _alternative("atari-vector", "--envs", str(n), "--threads", str(threads)), None),
-            ("fastdqn train (default threads)", _train(*eps1), None)]
-    if cfg.mode != "tiny":  # the tiny bench checks the plumbing with two rows
+            ("fastdqn train (default threads)", _train(*eps1), None),
+            ("fastdqn train --pool grey (AtariVectorEnv's own order)", _train(*eps1, "--pool", "grey"), None)]
+    if cfg.mode == "full":  # the other modes keep the two defaults
         rows += [(f"fastdqn train --num-workers {w}", _train(*eps1, "--num-workers", str(w)), None)
                  for w in sorted({1, threads})]
     return _table("e2e-env", "End to end, env only: fastdqn train vs AtariVectorEnv, agent steps/s",
