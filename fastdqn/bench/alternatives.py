@@ -1,7 +1,9 @@
 """What a user would run instead of ``fastdqn train``, each in a process of its own:
 ``python -m fastdqn.bench.alternatives NAME --steps N ...`` runs it for N agent steps (all envs
 together). The end-to-end table (groups/e2e.py) times each process twice, short and long, and
-takes the difference, so startup and teardown cancel out, as they do for ``fastdqn train``.
+takes the difference, so startup and teardown cancel out, as they do for ``fastdqn train``. Each
+also prints its own loop rate (``loop_rate STEPS SECONDS``: from its first step on, after setup),
+which the quick bench uses instead, as it reads ``fastdqn train``'s f/s.
 
 - ``atari-vector``: ale-py's AtariVectorEnv in a plain loop, random actions (env only);
 - ``sb3``: Stable-Baselines3's DQN on Pong (its Atari wrappers, VecFrameStack), the bench extra;
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 
 import numpy as np
 
@@ -30,9 +33,11 @@ def atari_vector(a) -> None:
                           noop_max=0, use_fire_reset=False, reward_clipping=False, autoreset_mode="SameStep")
     rng = np.random.default_rng(a.seed)
     venv.reset(seed=a.seed)
+    t0 = time.perf_counter()
     for _ in range(a.steps // a.envs):
         venv.step(rng.integers(0, 6, a.envs))
     venv.close()
+    return t0
 
 
 def _sb3_pong(a):
@@ -60,7 +65,9 @@ def sb3(a) -> None:
                 learning_rate=1e-4, gamma=0.99, train_freq=1, gradient_steps=_updates_per_vector_step(a),
                 target_update_interval=1_000, exploration_fraction=0.1, exploration_final_eps=0.01,
                 device="cpu", seed=a.seed)
+    t0 = time.perf_counter()
     model.learn(total_timesteps=a.steps)
+    return t0
 
 
 def cleanrl(a) -> None:
@@ -89,6 +96,7 @@ def cleanrl(a) -> None:
     rng = np.random.default_rng(a.seed)
     obs, _ = envs.reset(seed=a.seed)
     updates = _updates_per_vector_step(a)
+    t0 = time.perf_counter()
     for step in range(0, a.steps, a.envs):
         eps = max(0.01, 1.0 - step / 100_000)
         if rng.random() < eps:
@@ -114,6 +122,7 @@ def cleanrl(a) -> None:
             if step // 1_000 != (step + a.envs) // 1_000:
                 target.load_state_dict(q.state_dict())
     envs.close()
+    return t0
 
 
 def sb3_cartpole(a) -> None:
@@ -124,7 +133,9 @@ def sb3_cartpole(a) -> None:
                 learning_starts=1_000, gamma=0.99, target_update_interval=10, train_freq=256, gradient_steps=128,
                 exploration_fraction=0.16, exploration_final_eps=0.04, policy_kwargs=dict(net_arch=[256, 256]),
                 device="cpu", seed=a.seed)
+    t0 = time.perf_counter()
     model.learn(total_timesteps=a.steps)
+    return t0
 
 
 RUNS = {"atari-vector": atari_vector, "sb3": sb3, "cleanrl": cleanrl, "sb3-cartpole": sb3_cartpole}
@@ -145,7 +156,8 @@ def main(argv: list[str] | None = None) -> int:
         import torch
 
         torch.set_num_threads(a.torch_threads)
-    RUNS[a.name](a)
+    t0 = RUNS[a.name](a)
+    print(f"loop_rate {a.steps} {time.perf_counter() - t0:.6f}", flush=True)
     return 0
 
 

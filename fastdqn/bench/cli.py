@@ -34,7 +34,7 @@ def _int_at_least(lo: int):
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = ("Measure every fastdqn hot path against its seed-style baseline, side by side "
                           "in this process, and print ratio tables.")
-    parser.add_argument("--quick", action="store_true", help="smaller sizes and fewer rounds (< 3 min on 2 cores)")
+    parser.add_argument("--quick", action="store_true", help="smaller sizes and fewer rounds (< 2 min on 2 cores)")
     parser.add_argument("--tiny", action="store_true",
                         help="smoke-test sizes (wins over --quick): checks the plumbing, figures meaningless")
     parser.add_argument("--json", metavar="FILE", help="write the full report as JSON")

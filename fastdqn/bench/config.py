@@ -1,4 +1,4 @@
-"""Bench sizes: full (the seeds' figures), --quick (< 3 min on 2 cores), --tiny (smoke test)."""
+"""Bench sizes: full (the figures of the docs), --quick (< 2 min on 2 cores), --tiny (smoke test)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ class BenchConfig:
     rounds: int = 21
     round_s: float = 0.1
     frames: int = 256  # preprocessing batch (real Pong frames)
-    replay_fill: int = 10_000  # transitions in the buffers (the seeds' replay size)
+    replay_fill: int = 10_000  # transitions in the buffers (the book chapter's replay size)
+    train_fill: int = 10_000  # agent steps the training-loop rows play before they are timed
     batch_size: int = 32
     capacities: tuple[int, ...] = (10_000, 100_000, 1_000_000)
     built_capacities: tuple[int, ...] = (10_000, 100_000)  # larger ones are computed
@@ -39,9 +40,9 @@ class BenchConfig:
 def make_config(mode: str = "full", **overrides) -> BenchConfig:
     presets = {
         "full": {},
-        "quick": dict(rounds=9, round_s=0.04, frames=128, compile=False,
-                      built_capacities=(10_000,)),
-        "tiny": dict(rounds=3, round_s=0.005, frames=8, replay_fill=300, batch_size=4, compile=False,
+        "quick": dict(rounds=5, round_s=0.03, frames=128, compile=False, train_fill=1_000,
+                      capacities=(10_000, 100_000), built_capacities=(10_000,)),
+        "tiny": dict(rounds=3, round_s=0.005, frames=8, replay_fill=300, train_fill=300, batch_size=4, compile=False,
                      capacities=(1_000, 10_000), built_capacities=(1_000,), num_envs=2),
     }
     if mode not in presets:

@@ -26,7 +26,7 @@ ENVS_PER_ACTOR, CHUNK_STEPS = 2, 50
 
 def plan(cfg: BenchConfig) -> tuple[tuple[int, ...], float, int]:
     """(actor counts, seconds per window, rounds)."""
-    return {"tiny": ((1,), 0.3, 1), "quick": ((1, 2, 4), 3.0, 3)}.get(cfg.mode, ((1, 2, 4), 8.0, 3))
+    return {"tiny": ((1,), 0.3, 1), "quick": ((1,), 1.0, 1)}.get(cfg.mode, ((1, 2, 4), 8.0, 3))
 
 
 def specs(cfg: BenchConfig) -> list[ValuesSpec]:
@@ -34,17 +34,19 @@ def specs(cfg: BenchConfig) -> list[ValuesSpec]:
                        lambda: build(cfg))]
 
 
-LEARN_RATIO = 1 / 8  # the learning rows: one update per 8 agent steps, after replay_fill (at most 1,000) steps
+LEARN_RATIO = 1 / 8  # the learning rows: one update per 8 agent steps, after train_fill (at most 1,000) steps
 
 
 def build(cfg: BenchConfig) -> Table:
     counts, window, rounds = plan(cfg)
-    k, learn_start = ENVS_PER_ACTOR, min(cfg.replay_fill, 1_000)
+    k, learn_start = ENVS_PER_ACTOR, min(cfg.train_fill, 1_000)
     common = dict(device="cpu", seed=cfg.seed, replay_size=max(10_000, 8 * k * max(counts)), eps_start=0.01,
                   eps_final=0.01, progress=False, tensorboard=False, torch_threads=1, batch_size=cfg.batch_size)
     modes = {"no learning": dict(replay_start=10**9),
              f"learning, 1 update per {round(1 / LEARN_RATIO)} agent steps": dict(replay_start=learn_start,
                                                                                   replay_ratio=LEARN_RATIO)}
+    if cfg.mode == "quick":  # its two minutes: the actors' delivery alone
+        modes = dict(list(modes.items())[:1])
     no_ray = None if importlib.util.find_spec("ray") else 'needs the ray extra (pip install "fastdqn[ray]")'
     rows: list[tuple[str, object]] = []  # (name, trainer); the first of each mode is its baseline
     started = False

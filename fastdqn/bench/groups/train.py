@@ -21,7 +21,7 @@ GROUP = "train"
 
 def specs(cfg: BenchConfig) -> list[TableSpec]:
     dev = str(resolve_device(cfg.device))
-    start = cfg.replay_fill
+    start = cfg.train_fill
 
     def seed_setup():
         loop = bl.SeedTrainLoop(replay_size=start, device=dev, seed=cfg.seed, batch_size=cfg.batch_size)
@@ -50,20 +50,22 @@ def specs(cfg: BenchConfig) -> list[TableSpec]:
 
 
 # One update of batch 32 per step of 64 envs: on a 2-core CPU the envs (with acting) and the learner
-# then cost about the same, each on its own core.
-OVERLAP_ENVS, OVERLAP_RATIO = 64, 1 / 64
+# then cost about the same, each on its own core. --quick: 16 envs (64 emulators take ~10 s to start
+# per row), so the learner's half weighs more there.
+OVERLAP_ENVS = {"full": 64, "quick": 16, "tiny": 8}
 
 
 def overlap_spec(cfg: BenchConfig, dev: str) -> TableSpec:
     """fastdqn train's loop with the envs stepping while the learner learns, against the same
     loop one after the other; plus each half alone, to show max(env, learn) against their sum."""
-    n, start = OVERLAP_ENVS, cfg.replay_fill
+    n, start = OVERLAP_ENVS[cfg.mode], cfg.train_fill
+    ratio = 1 / n  # one update per vector step
     threads = max(1, (os.cpu_count() or 2) - 1)
 
     def trainer(overlap: bool, learn: bool = True) -> Trainer:
         tc = TrainConfig(device=dev, seed=cfg.seed, num_envs=n, batch_size=cfg.batch_size,
                          replay_size=max(start, 8 * n) + 1024, replay_start=start if learn else 10**9,
-                         replay_ratio=OVERLAP_RATIO, eps_start=0.01, eps_final=0.01, overlap=overlap,
+                         replay_ratio=ratio, eps_start=0.01, eps_final=0.01, overlap=overlap,
                          env_backend="ale", num_workers=threads, progress=False, tensorboard=False)
         tr = Trainer(tc, log=False)
         while tr.frame < start + n:
@@ -75,7 +77,7 @@ def overlap_spec(cfg: BenchConfig, dev: str) -> TableSpec:
 
     def learn_only():
         tr = trainer(False)
-        updates = round(n * OVERLAP_RATIO)
+        updates = round(n * ratio)
         return lambda: tr.learn(updates)
 
     cases = [Case(f"Trainer.step, {n} envs, envs then learner (--no-overlap)", step_setup(False), role="baseline",
@@ -83,7 +85,7 @@ def overlap_spec(cfg: BenchConfig, dev: str) -> TableSpec:
              Case(f"Trainer.step, {n} envs, envs step while the learner learns", step_setup(True), items=n),
              Case("the envs alone: step and store, no updates", step_setup(True, learn=False), items=n,
                   role="floor"),
-             Case(f"the learner alone: {round(n * OVERLAP_RATIO)} update(s) of batch {cfg.batch_size}", learn_only,
+             Case(f"the learner alone: {round(n * ratio)} update(s) of batch {cfg.batch_size}", learn_only,
                   items=n, role="floor")]
     return TableSpec("overlap", GROUP, "fastdqn train's loop: envs and learner overlapped vs one after the other",
                      unit="agent step", cases=cases,
