@@ -13,6 +13,7 @@ from fastdqn.env.vector import WorkerDied
 from fastdqn.errors import UserError, is_user_error, user_input
 from fastdqn.run import supervisor
 from fastdqn.run.config import ENV_BACKENDS, POOLS, PRECISIONS, PRESETS, TrainConfig
+from fastdqn.run.resume import RESUMABLE
 
 _D = TrainConfig()  # the pong preset, for the defaults shown in --help
 
@@ -33,7 +34,7 @@ _TRAIN_FLAGS = [
     ("--replay-device", "replay_device", str,
      "auto | cpu | cuda: where the replay's frames live (default: auto = on the GPU when the learner is)"),
     ("--n-step", "n_step", int, "n-step returns: the discounted sum of n rewards, bootstrapped n agent steps on "
-     "(default: 1, the seeds')"),
+     "(default: 1, as Nature DQN)"),
     ("--per-alpha", "per_alpha", float, f"--prioritized: priority exponent (default: {_D.per_alpha})"),
     ("--per-beta", "per_beta", float,
      f"--prioritized: importance-weight exponent, annealed linearly to 1 over the run (default: {_D.per_beta})"),
@@ -55,7 +56,7 @@ _TRAIN_FLAGS = [
      f"agent steps of linear epsilon decay (default: {_D.eps_decay_frames:,})"),
     ("--reward-bound", "reward_bound", float,
      f"stop when the mean reward of the last 100 episodes exceeds this (default: {_D.reward_bound:g})"),
-    ("--loss", "loss", str, "mse (seeds) | huber (default: mse)"),
+    ("--loss", "loss", str, "mse (the book chapter's) | huber (default: mse)"),
     ("--replay-ratio", "replay_ratio", float, f"gradient steps per agent step (default: {_D.replay_ratio:g})"),
     ("--precision", "precision", str, "fp32 | bf16: the forward passes under bf16 autocast, on a CPU or GPU with "
      "native bf16; weights, Adam and TD targets stay fp32 (default: fp32)"),
@@ -119,13 +120,27 @@ _TRAIN_SWITCHES = [  # (flag, field, value, help)
 ]
 
 
+def resumable_flags() -> list[str]:
+    """The flags of the settings a resumed run may change (fastdqn.run.resume.RESUMABLE), in the
+    order of the flag tables: the --resume help is made from them, so it cannot drift."""
+    flags = {}
+    for flag, dest, *_ in _TRAIN_FLAGS + _TRAIN_SWITCHES:
+        flags.setdefault(dest, []).append(flag)
+    flags["ray_address"] = ["--ray ADDRESS"]
+    missing = sorted(set(RESUMABLE) - flags.keys())
+    if missing:
+        raise RuntimeError(f"resumable settings without a flag: {missing}")
+    return [f for dest in flags if dest in RESUMABLE for f in flags[dest]]
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="fastdqn", description="DQN on Atari at the speed the hardware allows.")
     sub = p.add_subparsers(dest="command", metavar="{train,eval,play,info,bench}")
     sub.required = True
 
-    t = sub.add_parser("train", help="train DQN (seeds' Pong preset by default)",
-                       description="Train DQN on an Atari game. Defaults are the seeds' Pong preset; "
+    t = sub.add_parser("train", help="train DQN (the book chapter's Pong settings by default)",
+                       description="Train DQN on an Atari game. Defaults are the Pong settings of the DQN "
+                       "chapter of Lapan's Deep Reinforcement Learning Hands-On; "
                        "every hyperparameter has a flag. Writes config.json, metrics.jsonl, TensorBoard "
                        "events, best.pt, last.pt and reward_curve.png to the run directory. Ctrl-C or "
                        "SIGTERM or SIGHUP saves last.pt and exits; --resume DIR continues from it.",
@@ -135,10 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="hyperparameter and wrapper preset (default: pong)")
     t.add_argument("--resume", metavar="DIR", default=None,
                    help="continue the run saved in DIR (its last.pt; Ctrl-C and SIGTERM save one); only "
-                   "--frames, --reward-bound, --checkpoint-every, --device, --num-workers, --threads, "
-                   "--save-replay, --env-backend, --replay-device, --precision, --no-graph, --no-overlap, the output "
-                   "switches, and for Ray runs --ray ADDRESS, --chunk-steps, --weights-every and --actor-* may "
-                   "change")
+                   f"{', '.join(resumable_flags())} may change")
     t.add_argument("--gym-packages", dest="gym_packages", nargs="+", metavar="MOD", default=None,
                    help="modules to import before making the env (they register it), in the trainer and "
                    "in every env worker")

@@ -210,3 +210,19 @@ def test_the_cpu_notice_estimates_a_solve_in_hours_and_stays_quiet_elsewhere():
     assert notice.startswith("note: no CUDA device; on this CPU one update of batch 32 takes ")
     assert "solving (about 1,000,000 agent steps) will take about " in notice and " hours here" in notice
     assert cpu_notice(TrainConfig(env_id="CartPole-v1", device="cpu")) is None  # not Atari: no notice
+
+
+def test_the_resume_help_names_exactly_the_resumable_settings():
+    """--resume's help is made from RESUMABLE: every flag of a resumable setting is in it, and no
+    other flag is, so the help and what resume accepts cannot drift apart."""
+    from fastdqn.cli import build_parser
+    from fastdqn.run.resume import RESUMABLE
+
+    train = next(a for a in build_parser()._subparsers._group_actions[0].choices.values() if a.prog.endswith("train"))
+    help_text = next(a.help for a in train._actions if "--resume" in a.option_strings)
+    named = set(re.findall(r"--[a-z][a-z0-9-]*", help_text.split("; only ", 1)[1]))
+    for action in train._actions:
+        dest = "ray_address" if action.dest == "ray_cli" else action.dest
+        for flag in action.option_strings:
+            if flag.startswith("--") and flag not in ("--help", "--resume"):
+                assert (flag in named) == (dest in RESUMABLE), (flag, dest)

@@ -32,8 +32,9 @@ def _int_at_least(lo: int):
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.description = ("Measure every fastdqn hot path against its seed-style baseline, side by side "
-                          "in this process, and print ratio tables.")
+    parser.description = ("Measure fastdqn train end to end and every hot path against its baseline (the tool a "
+                          "user would pick instead, or the book chapter's code), side by side, and print ratio "
+                          "tables.")
     parser.add_argument("--quick", action="store_true", help="smaller sizes and fewer rounds (< 2 min on 2 cores)")
     parser.add_argument("--tiny", action="store_true",
                         help="smoke-test sizes (wins over --quick): checks the plumbing, figures meaningless")
