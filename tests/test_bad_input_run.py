@@ -319,8 +319,10 @@ def ck(tmp_path_factory):
     torch.save({"format": 2, "online": {}}, d / "format2.pt")
     torch.save({"weights": torch.zeros(2)}, d / "foreign.pt")
     torch.save({"format": 1, "online": {}}, d / "keys.pt")
-    torch.save({"format": 1, "n_actions": 6, "config": {}, "online": Learner(4, device="cpu").online.state_dict()},
-               d / "shapes.pt")
+    torch.save({"format": 1, "n_actions": 6, "config": {}, "online": Learner(4, device="cpu").online.state_dict(),
+                "dueling": False, "obs_shape": [4, 84, 84]}, d / "shapes.pt")
+    torch.save({"format": 1, "n_actions": 6, "config": {}, "online": Learner(6, device="cpu").online.state_dict()},
+               d / "spec.pt")
     torch.save({"format": 1, "online": Evil(str(d))}, d / "evil.pt")
     (d / "evil.pkl").write_bytes(pickle.dumps({"format": 1, "online": Evil(str(d))}, protocol=2))
     for name, config in [("breakout", {"env_id": "BreakoutNoFrameskip-v4"}), ("cartpole", {"env_id": "CartPole-v1"}),
@@ -341,6 +343,7 @@ FILES = [  # (id, file, error, regex)
     ("format 2", "format2.pt", ValueError, "expected a fastdqn checkpoint of format 1, got 2"),
     ("foreign dict", "foreign.pt", ValueError, "expected a fastdqn checkpoint of format 1, got None"),
     ("missing keys", "keys.pt", ValueError, "checkpoint: expected keys .*'config'.*got missing"),
+    ("no net spec", "spec.pt", ValueError, r"got missing \['dueling', 'obs_shape'\]"),  # no defaults for old files
     ("online shapes", "shapes.pt", ValueError, r"expected an online net with 6 actions, got .*\(4, 512\)"),
     ("malicious torch file", "evil.pt", ValueError, "(?s)" + NOT_READABLE.format("evil.pt") + r".*GLOBAL posix\.system"),
     ("malicious pickle", "evil.pkl", ValueError, "(?s)" + NOT_READABLE.format("evil.pkl") + r".*GLOBAL posix\.system"),

@@ -13,7 +13,8 @@ import torch
 
 from fastdqn.atomic import atomic_write
 
-FORMAT = 1
+FORMAT = 1  # bumped whenever the layout changes; other versions are refused, not converted
+REQUIRED = ("config", "n_actions", "online", "dueling", "obs_shape")
 
 
 def save_checkpoint(path: str | os.PathLike, learner, *, config: dict, trainer: dict | None = None,
@@ -47,9 +48,9 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
     if not isinstance(state, dict) or state.get("format") != FORMAT or "online" not in state:
         got = state.get("format") if isinstance(state, dict) else type(state).__name__
         raise ValueError(f"checkpoint: expected a fastdqn checkpoint of format {FORMAT}, got {got!r} in {path!r}")
-    missing = sorted({"config", "n_actions", "online"} - state.keys())
+    missing = sorted(set(REQUIRED) - state.keys())
     if missing:
-        raise ValueError(f"checkpoint: expected keys ['config', 'n_actions', 'online'] in {path!r}, got missing {missing}")
+        raise ValueError(f"checkpoint: expected keys {list(REQUIRED)} in {path!r}, got missing {missing}")
     n, config, online = state["n_actions"], state["config"], state["online"]
     if not isinstance(config, dict) or not isinstance(n, int) or isinstance(n, bool) or not isinstance(online, dict):
         raise ValueError(f"checkpoint: expected a config dict, an int n_actions and an online state dict in {path!r}, "
@@ -61,9 +62,9 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
         shape = tuple(head.shape) if isinstance(head, torch.Tensor) else type(head).__name__
         raise ValueError(f"checkpoint: expected an online net with {n} actions, got {head_key} of shape {shape} "
                          f"in {path!r}")
-    if not isinstance(state.setdefault("dueling", False), bool):  # checkpoints before --dueling: plain heads
+    if not isinstance(state["dueling"], bool):
         raise ValueError(f"checkpoint: expected dueling as a bool in {path!r}, got {state['dueling']!r}")
-    obs_shape = state.setdefault("obs_shape", [4, 84, 84])  # checkpoints before vector envs: Nature DQN
+    obs_shape = state["obs_shape"]
     if not isinstance(obs_shape, (list, tuple)) or not all(isinstance(d, int) and d > 0 for d in obs_shape):
         raise ValueError(f"checkpoint: expected obs_shape as a list of positive ints in {path!r}, got {obs_shape!r}")
     return state

@@ -51,7 +51,6 @@ def resume_config(run_dir: str, overrides: dict, config_type):
         raise ValueError(f"resume: expected trainer state keys {sorted(_STATE_KEYS)}, got {path!r} missing {missing}")
     fields = {f.name for f in dataclasses.fields(config_type)}
     saved = {k: v for k, v in ckpt["config"].items() if k in fields}
-    saved.setdefault("env_backend", "process")  # runs saved before the 'ale' backend stepped in processes
     for name, value in overrides.items():
         if name not in fields:
             raise TypeError(f"resume: expected TrainConfig fields, got {name!r}")
