@@ -12,125 +12,20 @@ import sys
 from fastdqn.env.vector import WorkerDied
 from fastdqn.errors import UserError, is_user_error, user_input
 from fastdqn.run import supervisor
-from fastdqn.run.config import ENV_BACKENDS, POOLS, PRECISIONS, PRESETS, TrainConfig
-from fastdqn.run.resume import RESUMABLE
+from fastdqn.run.config import PRESETS, RESUMABLE, TrainConfig
+from fastdqn.run.knobs import argparse_arguments, flags_of
 
-_D = TrainConfig()  # the pong preset, for the defaults shown in --help
-
-# (flag, config field, type, help); every default is None so the preset decides.
-_TRAIN_FLAGS = [
-    ("--env", "env_id", str, "any registered gymnasium id with discrete actions: Atari (v4 NoFrameskip, ALE/...-v5), "
-     f"vector observations (CartPole-v1) or RGB images (default: {_D.env_id})"),
-    ("--device", "device", str, "auto | cpu | cuda (default: auto = cuda when available)"),
-    ("--seed", "seed", int, f"seed for the net, the envs, epsilon and replay sampling (default: {_D.seed})"),
-    ("--frames", "frames", int, "stop after N agent steps (default: run until reward_100 > --reward-bound)"),
-    ("--num-envs", "num_envs", int, f"environments stepped together (default: {_D.num_envs})"),
-    ("--num-workers", "num_workers", int,
-     "emulator threads (ale backend; default: one per core) or env worker processes (process backend; "
-     "default: per core, leaving one for the learner)"),
-    ("--env-backend", "env_backend", str,
-     "auto | ale (ale-py's C++ threads, stepped while the learner learns) | process (any gymnasium env, "
-     "snapshots for an exact --resume, videos) (default: auto = ale for Atari where it can)"),
-    ("--replay-device", "replay_device", str,
-     "auto | cpu | cuda: where the replay's frames live (default: auto = on the GPU when the learner is)"),
-    ("--n-step", "n_step", int, "n-step returns: the discounted sum of n rewards, bootstrapped n agent steps on "
-     "(default: 1, as Nature DQN)"),
-    ("--per-alpha", "per_alpha", float, f"--prioritized: priority exponent (default: {_D.per_alpha})"),
-    ("--per-beta", "per_beta", float,
-     f"--prioritized: importance-weight exponent, annealed linearly to 1 over the run (default: {_D.per_beta})"),
-    ("--per-beta-frames", "per_beta_frames", int, "--prioritized: agent steps of that annealing (default: --frames, "
-     "else 1,000,000)"),
-    ("--per-eps", "per_eps", float, f"--prioritized: added to |TD error| in each priority (default: {_D.per_eps:g})"),
-    ("--update-scale", "update_scale", int,
-     "k: batches k times larger at a replay ratio k times smaller, lr * sqrt(k) (default: 1)"),
-    ("--out", "out", str, "run directory (default: runs/<env>-<time>)"),
-    ("--batch-size", "batch_size", int, f"transitions per gradient step (default: {_D.batch_size})"),
-    ("--replay-size", "replay_size", int, f"replay buffer capacity in transitions (default: {_D.replay_size:,})"),
-    ("--replay-start", "replay_start", int, f"agent steps before learning starts (default: {_D.replay_start:,})"),
-    ("--lr", "lr", float, f"Adam learning rate (default: {_D.lr:g})"),
-    ("--gamma", "gamma", float, f"discount factor (default: {_D.gamma})"),
-    ("--sync-target", "sync_target", int, f"agent steps between target-net syncs (default: {_D.sync_target:,})"),
-    ("--eps-start", "eps_start", float, f"initial epsilon (default: {_D.eps_start})"),
-    ("--eps-final", "eps_final", float, f"final epsilon (default: {_D.eps_final})"),
-    ("--eps-decay-frames", "eps_decay_frames", int,
-     f"agent steps of linear epsilon decay (default: {_D.eps_decay_frames:,})"),
-    ("--reward-bound", "reward_bound", float,
-     f"stop when the mean reward of the last 100 episodes exceeds this (default: {_D.reward_bound:g})"),
-    ("--loss", "loss", str, "mse (the book chapter's) | huber (default: mse)"),
-    ("--replay-ratio", "replay_ratio", float, f"gradient steps per agent step (default: {_D.replay_ratio:g})"),
-    ("--precision", "precision", str, "fp32 | bf16: the forward passes under bf16 autocast, on a CPU or GPU with "
-     "native bf16; weights, Adam and TD targets stay fp32 (default: fp32)"),
-    ("--layout", "layout", str, "frame layout: crop (the book chapter's, 84x110 cropped) | full (84x84) "
-     "(default: crop)"),
-    ("--pool", "pool", str, "Atari: the order of max-pool and grey: rgb (max of the last two RGB screens, then "
-     "luma: the book chapter, Nature DQN) | grey (ALE's grey screens, then max: gymnasium's "
-     "AtariPreprocessing, Dopamine; faster on the ale backend) (default: rgb)"),
-    ("--noop-max", "noop_max", int, "random NOOPs (1..N) after reset, 0 = off (default: 0; breakout: 30)"),
-    ("--sticky-actions", "sticky_actions", float,
-     "Atari: probability of repeating the previous action (default: the id's protocol, v5 0.25, v4 0)"),
-    ("--max-episode-frames", "max_episode_frames", int,
-     "Atari: emulator frames per episode before truncation (default: v5 108,000; v4 ale-py's default)"),
-    ("--eval-every", "eval_every", int,
-     "agent steps between greedy evaluations in a separate env (whole games, raw scores); best.pt follows them"),
-    ("--eval-episodes", "eval_episodes", int, f"episodes per evaluation (default: {_D.eval_episodes})"),
-    ("--capture-video", "capture_video", int, "record every N-th game of env 0 to <out>/videos/*.mp4 (H.264)"),
-    ("--wandb-project", "wandb_project", str, f"W&B project with --track (default: {_D.wandb_project})"),
-    ("--wandb-entity", "wandb_entity", str, "W&B entity (team or user) with --track (default: yours)"),
-    ("--wandb-name", "wandb_name", str, "W&B run name with --track (default: the run directory's name)"),
-    ("--threads", "torch_threads", int,
-     "torch CPU threads (default: torch's choice; 1 is steadier on a busy shared machine)"),
-    ("--actors", "actors", int, "--ray: Ray actors, one CPU each, each stepping its own vector env with its own "
-     "epsilon (Ape-X: 0.4^(1 + 7i/(N-1)); one actor: the --eps-* schedule) (default: 1)"),
-    ("--envs-per-actor", "envs_per_actor", int, "--ray: envs each actor steps (default: 1)"),
-    ("--chunk-steps", "chunk_steps", int, f"--ray: agent steps per env in each chunk an actor sends "
-     f"(default: {_D.chunk_steps})"),
-    ("--weights-every", "weights_every", int, f"--ray: gradient steps between weight broadcasts to the actors "
-     f"(default: {_D.weights_every})"),
-    ("--actor-in-flight", "actor_in_flight", int, f"--ray: chunk requests queued per actor, how far it may run "
-     f"ahead of the learner (default: {_D.actor_in_flight})"),
-    ("--actor-restarts", "actor_restarts", int, f"--ray: restarts of a dead actor before the run fails "
-     f"(default: {_D.actor_restarts})"),
-    ("--actor-timeout", "actor_timeout", float, f"--ray: seconds an actor may send nothing before the run fails "
-     f"(default: {_D.actor_timeout:g})"),
-    ("--checkpoint-every", "checkpoint_every", int,
-     f"agent steps between last.pt saves (default: {_D.checkpoint_every:,})"),
-]
-_TRAIN_SWITCHES = [  # (flag, field, value, help)
-    ("--double", "double", True, "Double DQN target (argmax by the online net)"),
-    ("--dueling", "dueling", True, "dueling Q-network: value and advantage streams, advantage mean-subtracted"),
-    ("--prioritized", "prioritized", True, "proportional prioritized replay (Schaul et al. 2016): priorities from "
-     "|TD error|, a sum tree in the C++ replay, importance-weighted loss"),
-    ("--compile", "compile", True, "torch.compile the update step (with --no-graph; default: on CUDA)"),
-    ("--no-compile", "compile", False, "never compile the update step"),
-    ("--no-graph", "graph", False, "CUDA: run the update eagerly or compiled, not as one CUDA-graph replay"),
-    ("--no-overlap", "overlap", False, "step the envs after the learner's updates, not while they run"),
-    ("--episodic-life", "episodic_life", True, "a lost life ends the episode for learning (breakout preset)"),
-    ("--clip-rewards", "clip_rewards", True, "clip rewards to -1, 0, 1 (breakout preset)"),
-    ("--fire-reset", "fire_reset", True, "press FIRE, then action 2, after every reset and lost life, as the "
-     "DeepMind wrappers do (breakout preset; Pong serves without it; runs on the process env backend)"),
-    ("--no-fire-reset", "fire_reset", False, "do not press FIRE on reset (the default but for the breakout preset)"),
-    ("--no-tensorboard", "tensorboard", False, "do not write TensorBoard events"),
-    ("--no-reward-curve", "reward_curve", False, "do not draw reward_curve.png at the end (matplotlib takes about a "
-     "second)"),
-    ("--no-progress", "progress", False, "no live progress line"),
-    ("--track", "track", True, "log the scalars (and --capture-video videos) to Weights & Biases, as CleanRL's "
-     "--track does (pip install \"fastdqn[wandb]\"; WANDB_MODE=offline keeps it local)"),
-    ("--save-replay", "save_replay", True,
-     "save the replay buffer (replay.npz) with every last.pt, so --resume continues exactly"),
-]
+KNOB_FIELDS = [f for f in dataclasses.fields(TrainConfig) if flags_of(f)]  # the fields a train flag sets
 
 
 def resumable_flags() -> list[str]:
-    """The flags of the settings a resumed run may change (fastdqn.run.resume.RESUMABLE), in the
-    order of the flag tables: the --resume help is made from them, so it cannot drift."""
-    flags = {}
-    for flag, dest, *_ in _TRAIN_FLAGS + _TRAIN_SWITCHES:
-        flags.setdefault(dest, []).append(flag)
-    flags["ray_address"] = ["--ray ADDRESS"]
+    """The flags of the settings a resumed run may change (RESUMABLE), in the fields' order: the
+    --resume help is made from them, so it cannot drift."""
+    flags = {f.name: flags_of(f) for f in KNOB_FIELDS} | {"ray_address": ["--ray ADDRESS"]}  # --ray's, below
     missing = sorted(set(RESUMABLE) - flags.keys())
     if missing:
         raise RuntimeError(f"resumable settings without a flag: {missing}")
-    return [f for dest in flags if dest in RESUMABLE for f in flags[dest]]
+    return [flag for f in dataclasses.fields(TrainConfig) if f.name in RESUMABLE for flag in flags[f.name]]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -151,19 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", metavar="DIR", default=None,
                    help="continue the run saved in DIR (its last.pt; Ctrl-C and SIGTERM save one); only "
                    f"{', '.join(resumable_flags())} may change")
-    t.add_argument("--gym-packages", dest="gym_packages", nargs="+", metavar="MOD", default=None,
-                   help="modules to import before making the env (they register it), in the trainer and "
-                   "in every env worker")
-    for flag, dest, typ, hlp in _TRAIN_FLAGS:
-        kw = {"choices": ["mse", "huber"]} if dest == "loss" else {}
-        kw = {"choices": ["crop", "full"]} if dest == "layout" else kw
-        kw = {"choices": ["auto", "cpu", "cuda"]} if dest in ("device", "replay_device") else kw
-        kw = {"choices": list(ENV_BACKENDS)} if dest == "env_backend" else kw
-        kw = {"choices": list(PRECISIONS)} if dest == "precision" else kw
-        kw = {"choices": list(POOLS)} if dest == "pool" else kw
-        t.add_argument(flag, dest=dest, type=typ, default=None, help=hlp, **kw)
-    for flag, dest, value, hlp in _TRAIN_SWITCHES:
-        t.add_argument(flag, dest=dest, action="store_const", const=value, default=None, help=hlp)
+    for f in KNOB_FIELDS:  # each flag as its field declares it (fastdqn.run.knobs)
+        for flag, kwargs in argparse_arguments(f):
+            t.add_argument(flag, **kwargs)
+    # One flag for two fields (ray, ray_address), so written here rather than declared on either.
     t.add_argument("--ray", dest="ray_cli", nargs="?", const="", default=None, metavar="ADDRESS",
                    help="Ape-X scale-out: --actors Ray actors step the envs, this process learns. ADDRESS: a "
                    "cluster's HOST:PORT, ray://HOST:PORT or auto; alone: a private cluster on this machine, "
@@ -227,8 +113,7 @@ def _train(args, argv: list[str]) -> int:
     from fastdqn.run.runlog import default_out_dir
     from fastdqn.run.trainer import train
 
-    fields = {dest for _, dest, _, _ in _TRAIN_FLAGS} | {dest for _, dest, _, _ in _TRAIN_SWITCHES} | {"gym_packages"}
-    overrides = {k: getattr(args, k) for k in fields if getattr(args, k) is not None}
+    overrides = {f.name: getattr(args, f.name) for f in KNOB_FIELDS if getattr(args, f.name) is not None}
     if args.ray_cli is not None:
         overrides |= {"ray": True} | ({"ray_address": args.ray_cli} if args.ray_cli else {})
     if args.resume is not None and args.preset is not None:

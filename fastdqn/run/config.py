@@ -10,84 +10,145 @@ from dataclasses import dataclass
 
 import torch
 
-from fastdqn.devices import resolve_device
+from fastdqn.devices import EXPECTED as DEVICE_EXPECTED, resolve_device
 from fastdqn.env.backend import BACKENDS as ENV_BACKENDS
 from fastdqn.env.spec import EnvSpec
-from fastdqn.frames.geometry import POOLS
+from fastdqn.frames.geometry import LAYOUTS, POOLS
 from fastdqn.learn.learner import LOSSES, PRECISIONS, native_bf16
+from fastdqn.run.knobs import check_field, knob, knob_of
+
+DEVICE_NAMES = ("auto", "cpu", "cuda")  # a flag's choices; the API takes any CPU or CUDA device (resolve_device)
 
 
 @dataclass
 class TrainConfig:
-    """Every knob of a run. Defaults are the seeds' Pong preset."""
+    """Every knob of a run, each declared once (fastdqn.run.knobs): its type, default, range or
+    choices, flag and help, and whether a resumed run may change it. Defaults are the seeds' Pong
+    preset; every flag's default is None, so the preset decides."""
 
-    env_id: str = "PongNoFrameskip-v4"
-    device: str = "auto"
-    seed: int = 0
-    frames: int | None = None  # stop after this many agent steps (None: until solved)
-    num_envs: int = 1
-    num_workers: int | None = None  # env processes, or emulator threads with env_backend "ale" (None: per core)
-    out: str | None = None  # run directory (None: runs/<env>-<time>)
-    batch_size: int = 32
-    replay_size: int = 10_000
-    replay_start: int = 10_000
-    lr: float = 1e-4
-    gamma: float = 0.99
-    sync_target: int = 1_000
-    eps_start: float = 1.0
-    eps_final: float = 0.01
-    eps_decay_frames: int = 150_000
-    reward_bound: float | None = 19.0
-    loss: str = "mse"
-    double: bool = False
-    dueling: bool = False  # value and advantage streams (Wang et al. 2016)
-    n_step: int = 1  # n-step returns: bootstrap from the stack n agent steps on (gamma^n)
-    prioritized: bool = False  # proportional prioritized replay (Schaul et al. 2016)
-    per_alpha: float = 0.6  # priority exponent
-    per_beta: float = 0.4  # importance-weight exponent at the start, annealed linearly to 1
-    per_beta_frames: int | None = None  # agent steps of that annealing (None: --frames, else 1,000,000)
-    per_eps: float = 1e-6  # added to |TD error| so no transition's priority is zero
-    replay_ratio: float = 1.0  # gradient steps per agent step (the seeds: one)
-    precision: str = "fp32"  # "bf16": forward passes under bf16 autocast (CPUs and GPUs with native bf16)
-    compile: bool | None = None  # torch.compile the update (None: on CUDA when it is not graphed)
-    graph: bool | None = None  # the whole update as one CUDA-graph replay (None: on CUDA)
-    replay_device: str = "auto"  # where the replay's frames live: "auto" (the learner's CUDA device, else host), "cpu", "cuda"
-    env_backend: str = "auto"  # "ale" (ale-py's C++ threads), "process" (VectorEnv), "auto" (ale where it can run)
-    overlap: bool = True  # the learner's updates run while the envs step
-    update_scale: int = 1  # k: batches k times larger, k times fewer updates, lr * sqrt(k)
-    layout: str = "crop"
-    pool: str = "rgb"  # Atari: "rgb" max-pools RGB screens then takes luma; "grey" max-pools ALE's grey screens
-    noop_max: int = 0
-    fire_reset: bool | None = False  # FIRE then 2 after every reset (None: when the game has FIRE); Pong serves alone
-    episodic_life: bool = False
-    clip_rewards: bool = False
-    sticky_actions: float | None = None  # Atari: None keeps the id's protocol (v5: 0.25, v4: 0)
-    max_episode_frames: int | None = None  # Atari: emulator frames per episode (None: v5 108,000)
-    gym_packages: tuple = ()  # modules that register envs, imported here and in every env worker
-    capture_video: int | None = None  # record every N-th game of env 0 to <out>/videos (None: off)
-    track: bool = False  # log to Weights & Biases (the wandb extra)
-    wandb_project: str = "fastdqn"
-    wandb_entity: str | None = None
-    wandb_name: str | None = None  # None: the run directory's name
-    eval_every: int | None = None  # agent steps between greedy evaluations (None: none; best.pt follows reward_100)
-    eval_episodes: int = 10
-    checkpoint_every: int = 100_000  # frames between last.pt saves
-    save_replay: bool = False  # also save the replay buffer with last.pt (exact --resume)
-    torch_threads: int | None = None  # torch intra-op threads (None: torch's default)
+    env_id: str = knob("PongNoFrameskip-v4", flag="--env", help="any registered gymnasium id with discrete actions: "
+                       "Atari (v4 NoFrameskip, ALE/...-v5), vector observations (CartPole-v1) or RGB images "
+                       "(default: {default})")
+    device: str = knob("auto", accepts=(str, torch.device), expect=DEVICE_EXPECTED, flag_choices=DEVICE_NAMES,
+                       resumable=True, help="auto | cpu | cuda (default: auto = cuda when available)")
+    seed: int = knob(0, at_least=0, below=2**63,  # torch.manual_seed takes 64 bits at most
+                     help="seed for the net, the envs, epsilon and replay sampling (default: {default})")
+    frames: int | None = knob(None, at_least=1, resumable=True,
+                              help="stop after N agent steps (default: run until reward_100 > --reward-bound)")
+    num_envs: int = knob(1, at_least=1, help="environments stepped together (default: {default})")
+    num_workers: int | None = knob(None, at_least=0, resumable=True,
+                                   help="emulator threads (ale backend; default: one per core) or env worker "
+                                   "processes (process backend; default: per core, leaving one for the learner)")
+    out: str | None = knob(None, accepts=(str, os.PathLike), expect="a directory path",
+                           help="run directory (default: runs/<env>-<time>)")
+    batch_size: int = knob(32, at_least=1, help="transitions per gradient step (default: {default})")
+    replay_size: int = knob(10_000, at_least=1, help="replay buffer capacity in transitions (default: {default:,})")
+    replay_start: int = knob(10_000, at_least=1, help="agent steps before learning starts (default: {default:,})")
+    lr: float = knob(1e-4, above=0, help="Adam learning rate (default: {default:g})")
+    gamma: float = knob(0.99, at_least=0, at_most=1, help="discount factor (default: {default})")
+    sync_target: int = knob(1_000, at_least=1, help="agent steps between target-net syncs (default: {default:,})")
+    eps_start: float = knob(1.0, at_least=0, at_most=1, help="initial epsilon (default: {default})")
+    eps_final: float = knob(0.01, at_least=0, at_most=1, help="final epsilon (default: {default})")
+    eps_decay_frames: int = knob(150_000, at_least=0, help="agent steps of linear epsilon decay (default: {default:,})")
+    reward_bound: float | None = knob(19.0, resumable=True, help="stop when the mean reward of the last 100 "
+                                      "episodes exceeds this (default: {default:g})")
+    loss: str = knob("mse", choices=LOSSES, help="mse (the book chapter's) | huber (default: {default})")
+    double: bool = knob(False, switches={"--double": "Double DQN target (argmax by the online net)"})
+    dueling: bool = knob(False, switches={  # Wang et al. 2016
+        "--dueling": "dueling Q-network: value and advantage streams, advantage mean-subtracted"})
+    n_step: int = knob(1, at_least=1, at_most=64, help="n-step returns: the discounted sum of n rewards, "
+                       "bootstrapped n agent steps on (default: {default}, as Nature DQN)")
+    prioritized: bool = knob(False, switches={"--prioritized": "proportional prioritized replay (Schaul et al. "
+                             "2016): priorities from |TD error|, a sum tree in the C++ replay, importance-weighted "
+                             "loss"})
+    per_alpha: float = knob(0.6, at_least=0, at_most=1, help="--prioritized: priority exponent (default: {default})")
+    per_beta: float = knob(0.4, at_least=0, at_most=1, help="--prioritized: importance-weight exponent, annealed "
+                           "linearly to 1 over the run (default: {default})")
+    per_beta_frames: int | None = knob(None, at_least=1, help="--prioritized: agent steps of that annealing "
+                                       "(default: --frames, else 1,000,000)")
+    per_eps: float = knob(1e-6, above=0,  # so no transition's priority is zero
+                          help="--prioritized: added to |TD error| in each priority (default: {default:g})")
+    replay_ratio: float = knob(1.0, above=0, help="gradient steps per agent step (default: {default:g})")
+    precision: str = knob("fp32", choices=PRECISIONS, resumable=True, help="fp32 | bf16: the forward passes under "
+                          "bf16 autocast, on a CPU or GPU with native bf16; weights, Adam and TD targets stay fp32 "
+                          "(default: {default})")
+    compile: bool | None = knob(None, resumable=True, switches={
+        "--compile": "torch.compile the update step (with --no-graph; default: on CUDA)",
+        "--no-compile": "never compile the update step"})
+    graph: bool | None = knob(None, resumable=True, switches={  # None: on CUDA
+        "--no-graph": "CUDA: run the update eagerly or compiled, not as one CUDA-graph replay"})
+    replay_device: str = knob("auto", choices=DEVICE_NAMES, resumable=True, help="auto | cpu | cuda: where the "
+                              "replay's frames live (default: auto = on the GPU when the learner is)")
+    env_backend: str = knob("auto", choices=ENV_BACKENDS, resumable=True, help="auto | ale (ale-py's C++ threads, "
+                            "stepped while the learner learns) | process (any gymnasium env, snapshots for an exact "
+                            "--resume, videos) (default: auto = ale for Atari where it can)")
+    overlap: bool = knob(True, resumable=True, switches={
+        "--no-overlap": "step the envs after the learner's updates, not while they run"})
+    update_scale: int = knob(1, at_least=1, help="k: batches k times larger at a replay ratio k times smaller, "
+                             "lr * sqrt(k) (default: {default})")
+    layout: str = knob("crop", choices=LAYOUTS, help="frame layout: crop (the book chapter's, 84x110 cropped) | "
+                       "full (84x84) (default: {default})")
+    pool: str = knob("rgb", choices=POOLS, help="Atari: the order of max-pool and grey: rgb (max of the last two "
+                     "RGB screens, then luma: the book chapter, Nature DQN) | grey (ALE's grey screens, then max: "
+                     "gymnasium's AtariPreprocessing, Dopamine; faster on the ale backend) (default: {default})")
+    noop_max: int = knob(0, at_least=0, help="random NOOPs (1..N) after reset, 0 = off (default: {default}; "
+                         "breakout: 30)")
+    fire_reset: bool | None = knob(False, switches={  # None: when the game has FIRE
+        "--fire-reset": "press FIRE, then action 2, after every reset and lost life, as the DeepMind wrappers do "
+        "(breakout preset; Pong serves without it; runs on the process env backend)",
+        "--no-fire-reset": "do not press FIRE on reset (the default but for the breakout preset)"})
+    episodic_life: bool = knob(False, switches={
+        "--episodic-life": "a lost life ends the episode for learning (breakout preset)"})
+    clip_rewards: bool = knob(False, switches={"--clip-rewards": "clip rewards to -1, 0, 1 (breakout preset)"})
+    sticky_actions: float | None = knob(None, at_least=0, at_most=1, help="Atari: probability of repeating the "
+                                        "previous action (default: the id's protocol, v5 0.25, v4 0)")
+    max_episode_frames: int | None = knob(None, at_least=1, help="Atari: emulator frames per episode before "
+                                          "truncation (default: v5 108,000; v4 ale-py's default)")
+    gym_packages: tuple = knob((), metavar="MOD", help="modules to import before making the env (they register "
+                               "it), in the trainer and in every env worker")
+    capture_video: int | None = knob(None, at_least=1, resumable=True,
+                                     help="record every N-th game of env 0 to <out>/videos/*.mp4 (H.264)")
+    track: bool = knob(False, resumable=True, switches={
+        "--track": "log the scalars (and --capture-video videos) to Weights & Biases, as CleanRL's --track does "
+        "(pip install \"fastdqn[wandb]\"; WANDB_MODE=offline keeps it local)"})
+    wandb_project: str = knob("fastdqn", resumable=True, help="W&B project with --track (default: {default})")
+    wandb_entity: str | None = knob(None, resumable=True,
+                                    help="W&B entity (team or user) with --track (default: yours)")
+    wandb_name: str | None = knob(None, resumable=True,
+                                  help="W&B run name with --track (default: the run directory's name)")
+    eval_every: int | None = knob(None, at_least=1, resumable=True,  # None: none; best.pt follows reward_100
+                                  help="agent steps between greedy evaluations in a separate env (whole "
+                                  "games, raw scores); best.pt follows them")
+    eval_episodes: int = knob(10, at_least=1, resumable=True, help="episodes per evaluation (default: {default})")
+    checkpoint_every: int = knob(100_000, at_least=1, resumable=True,
+                                 help="agent steps between last.pt saves (default: {default:,})")
+    save_replay: bool = knob(False, resumable=True, switches={
+        "--save-replay": "save the replay buffer (replay.npz) with every last.pt, so --resume continues exactly"})
+    torch_threads: int | None = knob(None, at_least=1, flag="--threads", resumable=True, help="torch CPU threads "
+                                     "(default: torch's choice; 1 is steadier on a busy shared machine)")
     # Ape-X scale-out on Ray (fastdqn.run.ray_trainer; the ray extra): actors step the envs, this
-    # process learns. num_envs stays 1: the replay has actors * envs_per_actor streams.
-    ray: bool = False
-    ray_address: str | None = None  # HOST:PORT, ray://HOST:PORT or auto (None: a private cluster on this machine)
-    actors: int = 1  # Ray actors, one CPU each, each with its own vector env and epsilon
-    envs_per_actor: int = 1
-    chunk_steps: int = 50  # agent steps per env in each chunk an actor sends
-    weights_every: int = 100  # gradient steps between weight broadcasts to the actors
-    actor_in_flight: int = 2  # chunk requests queued per actor (how far it may run ahead of the learner)
-    actor_restarts: int = 3  # times Ray restarts a dead actor before the run fails
-    actor_timeout: float = 60.0  # seconds an actor may send nothing (dead, not restarting) before the run fails
-    tensorboard: bool = True
-    reward_curve: bool = True  # reward_curve.png at the end of the run (matplotlib: about a second)
-    progress: bool = True
+    # process learns. num_envs stays 1: the replay has actors * envs_per_actor streams. The CLI's
+    # --ray [ADDRESS] sets ray and ray_address.
+    ray: bool = knob(False)
+    ray_address: str | None = knob(None, flag=None, resumable=True)  # HOST:PORT, ray://HOST:PORT or auto
+    actors: int = knob(1, at_least=1, help="--ray: Ray actors, one CPU each, each stepping its own vector env with "
+                       "its own epsilon (Ape-X: 0.4^(1 + 7i/(N-1)); one actor: the --eps-* schedule) "
+                       "(default: {default})")
+    envs_per_actor: int = knob(1, at_least=1, help="--ray: envs each actor steps (default: {default})")
+    chunk_steps: int = knob(50, at_least=1, resumable=True, help="--ray: agent steps per env in each chunk an actor "
+                            "sends (default: {default})")
+    weights_every: int = knob(100, at_least=1, resumable=True, help="--ray: gradient steps between weight "
+                              "broadcasts to the actors (default: {default})")
+    actor_in_flight: int = knob(2, at_least=1, resumable=True, help="--ray: chunk requests queued per actor, how "
+                                "far it may run ahead of the learner (default: {default})")
+    actor_restarts: int = knob(3, at_least=0, resumable=True, help="--ray: restarts of a dead actor before the run "
+                               "fails (default: {default})")
+    actor_timeout: float = knob(60.0, above=0, resumable=True, help="--ray: seconds an actor may send nothing "
+                                "before the run fails (default: {default:g})")
+    tensorboard: bool = knob(True, resumable=True, switches={"--no-tensorboard": "do not write TensorBoard events"})
+    reward_curve: bool = knob(True, resumable=True, switches={
+        "--no-reward-curve": "do not draw reward_curve.png at the end (matplotlib takes about a second)"})
+    progress: bool = knob(True, resumable=True, switches={"--no-progress": "no live progress line"})
 
     def env_spec(self) -> EnvSpec:
         if not isinstance(self.gym_packages, (tuple, list)):
@@ -139,69 +200,13 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise TypeError (wrong type) or ValueError (bad value) naming the field, what it expects
-        and what it got, before anything is built or written. Only reads the config."""
-        def bad(name, want, v, error=ValueError):
-            raise error(f"{name}: expected {want}, got {v!r}")
+        and what it got, before anything is built or written. Only reads the config. Each field's
+        own type and range are in its declaration; here follow the rules across fields."""
+        def bad(name, want, v):
+            raise ValueError(f"{name}: expected {want}, got {v!r}")
 
-        for f in dataclasses.fields(self):  # switches (annotations are strings here): bool, or bool | None = auto
-            v = getattr(self, f.name)
-            if f.type in ("bool", "bool | None") and not (isinstance(v, bool) or (v is None and f.type != "bool")):
-                bad(f.name, "a bool" + ("" if f.type == "bool" else " or None"), v, TypeError)
-        ints = (("num_envs", 1), ("batch_size", 1), ("replay_size", 1), ("replay_start", 1), ("sync_target", 1),
-                ("checkpoint_every", 1), ("frames", 1), ("eps_decay_frames", 0), ("noop_max", 0),
-                ("num_workers", 0), ("torch_threads", 1), ("seed", 0), ("eval_every", 1), ("eval_episodes", 1),
-                ("max_episode_frames", 1), ("capture_video", 1), ("update_scale", 1), ("n_step", 1),
-                ("per_beta_frames", 1), ("actors", 1), ("envs_per_actor", 1), ("chunk_steps", 1),
-                ("weights_every", 1), ("actor_in_flight", 1), ("actor_restarts", 0))
-        for name, lo in ints:
-            v, none_ok = getattr(self, name), name in ("frames", "num_workers", "torch_threads", "eval_every",
-                                                       "max_episode_frames", "capture_video", "per_beta_frames")
-            hi = 2**63 if name == "seed" else None  # torch.manual_seed takes 64 bits at most
-            want = f"an integer in [{lo}, 2**63)" if hi else f"an integer >= {lo}" + (" or None" if none_ok else "")
-            if v is None and none_ok:
-                continue
-            if not isinstance(v, int) or isinstance(v, bool):
-                bad(name, want, v, TypeError)
-            if v < lo or (hi is not None and v >= hi):
-                bad(name, want, v)
-        reals = (("lr", "a finite number > 0", lambda v: v > 0), ("gamma", "a number in [0, 1]", lambda v: 0 <= v <= 1),
-                 ("eps_start", "a number in [0, 1]", lambda v: 0 <= v <= 1),
-                 ("eps_final", "a number in [0, 1]", lambda v: 0 <= v <= 1),
-                 ("replay_ratio", "a finite number > 0", lambda v: v > 0),
-                 ("reward_bound", "a finite number or None", lambda v: True),
-                 ("sticky_actions", "a number in [0, 1] or None", lambda v: 0 <= v <= 1),
-                 ("per_alpha", "a number in [0, 1]", lambda v: 0 <= v <= 1),
-                 ("per_beta", "a number in [0, 1]", lambda v: 0 <= v <= 1),
-                 ("per_eps", "a finite number > 0", lambda v: v > 0),
-                 ("actor_timeout", "a finite number > 0", lambda v: v > 0))
-        for name, want, ok in reals:
-            v = getattr(self, name)
-            if v is None and name in ("reward_bound", "sticky_actions"):
-                continue
-            if not isinstance(v, (int, float)) or isinstance(v, bool):
-                bad(name, want, v, TypeError)
-            if (isinstance(v, float) and not math.isfinite(v)) or not ok(v):  # NaN and inf are never meant
-                bad(name, want, v)
-        for name in ("env_id", "loss", "layout", "pool", "wandb_project", "env_backend", "replay_device", "precision"):
-            if not isinstance(getattr(self, name), str):
-                bad(name, "a str", getattr(self, name), TypeError)
-        for name in ("wandb_entity", "wandb_name", "ray_address"):
-            if getattr(self, name) is not None and not isinstance(getattr(self, name), str):
-                bad(name, "a str or None", getattr(self, name), TypeError)
-        if self.loss not in LOSSES:
-            bad("loss", f"one of {LOSSES}", self.loss)
-        if self.layout not in ("crop", "full"):
-            bad("layout", "'crop' or 'full'", self.layout)
-        if self.out is not None and not isinstance(self.out, (str, os.PathLike)):
-            bad("out", "a directory path or None", self.out, TypeError)
-        if not isinstance(self.device, (str, torch.device)):
-            bad("device", "'auto', 'cpu' or 'cuda'", self.device, TypeError)
-        for name, allowed in (("env_backend", ENV_BACKENDS), ("replay_device", ("auto", "cpu", "cuda")),
-                              ("precision", PRECISIONS), ("pool", POOLS)):
-            if getattr(self, name) not in allowed:
-                bad(name, f"one of {allowed}", getattr(self, name))
-        if self.n_step > 64:
-            bad("n_step", "an integer in [1, 64]", self.n_step)
+        for f in dataclasses.fields(self):
+            check_field(f, getattr(self, f.name))
         if self.batch_size > self.replay_size:
             raise ValueError(f"batch_size: expected <= replay_size={self.replay_size}, got {self.batch_size}")
         if self.batch_size * self.update_scale > self.replay_size:
@@ -224,6 +229,10 @@ class TrainConfig:
         if self.replay_device == "cuda" and device.type != "cuda":
             bad("replay_device", f"'auto' or 'cpu' with the learner on {device} (a CUDA replay feeds a CUDA learner)",
                 self.replay_device)
+
+
+# Settings a resumed run may change; the others define the run and must stay as saved.
+RESUMABLE = tuple(f.name for f in dataclasses.fields(TrainConfig) if knob_of(f).resumable)
 
 
 def ray_host_port(address: str) -> tuple[str, int] | None:

@@ -24,12 +24,7 @@ from fastdqn.replay.state import load_file as load_replay_file
 from fastdqn.run.checkpoint import load_checkpoint
 from fastdqn.run.state import RunState
 
-# Settings a resumed run may change; the others define the run and must stay as saved.
-RESUMABLE = ("frames", "reward_bound", "checkpoint_every", "device", "num_workers", "torch_threads",
-             "tensorboard", "reward_curve", "progress", "save_replay", "compile", "eval_every", "eval_episodes",
-             "capture_video", "track", "wandb_project", "wandb_entity", "wandb_name", "env_backend", "overlap",
-             "graph", "replay_device", "precision", "ray_address", "chunk_steps", "weights_every", "actor_in_flight",
-             "actor_restarts", "actor_timeout")
+from fastdqn.run.config import RESUMABLE  # settings a resumed run may change: each field's knob() says
 REPLAY_FILE = "replay.npz"
 _STATE_KEYS = frozenset(RunState.KEYS + ("rng", "torch_rng", "obs", "envs", "replay_written"))
 
