@@ -121,7 +121,7 @@ def _run(tmp_path, name, **kw):
     t = Trainer(TrainConfig(out=str(tmp_path / name), **(SEEDED | kw)))
     try:
         t.run()
-        return t.learner.state_dict(), t.state.loss_n, t.learner.updates, t.stack.obs.clone()
+        return t.learner.state_dict(), t.state.loss_n, t.learner.updates, t.collector.obs.clone()
     finally:
         t.close()
 

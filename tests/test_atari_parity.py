@@ -40,7 +40,7 @@ def _stored(tmp_path, backend: str, **kw) -> tuple[dict, dict]:
                     stored[env, i] = t.buf.transition(env, i)
                 except ValueError:  # not a transition: the last frame of a stream or episode
                     pass
-        return stored, t.envs.protocol
+        return stored, t.collector.protocol
     finally:
         t.close()
 
@@ -150,7 +150,7 @@ def test_the_breakout_preset_plays_the_wrappers_protocol_on_the_process_backend(
     t = Trainer(cfg, log=False)
     try:
         assert t.config_dict["env_backend_resolved"] == "process"
-        assert t.envs.protocol | {"sticky_actions": 0.0} == {
+        assert t.collector.protocol | {"sticky_actions": 0.0} == {
             "frameskip": 4, "sticky_actions": 0.0, "max_episode_frames": 108_000, "noop_max": 30,
             "episodic_life": True, "fire_reset": True, "pool": "rgb"}
     finally:

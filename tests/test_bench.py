@@ -102,7 +102,7 @@ def test_scale_table(report):
     assert scale["kind"] == "values" and len(scale["formats"]) == len(scale["columns"])
     names = [row[0] for row in scale["cells"]]
     assert len(names) == 4 and [n.split(":")[1].split(",")[0].strip() for n in names] == [
-        "local Trainer.step", "RayTrainer.step", "local Trainer.step", "RayTrainer.step"]
+        "local Trainer.step", "--ray Trainer.step", "local Trainer.step", "--ray Trainer.step"]
     assert names[0].startswith("no learning") and names[2].startswith("learning")
     for row in scale["cells"]:
         assert row[1] > 0 and row[2].endswith("x") and len(row) == len(scale["columns"])

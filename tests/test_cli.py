@@ -90,7 +90,7 @@ def test_a_damaged_file_in_the_run_directory_is_the_users_one_line_error(tmp_pat
 def _lose_one_action(monkeypatch):
     """The bug: the training loop stores one action fewer than it has envs (the replay refuses it)."""
     store = Trainer._store
-    monkeypatch.setattr(Trainer, "_store", lambda self, actions, res: store(self, actions[:-1], res))
+    monkeypatch.setattr(Trainer, "_store", lambda self, got: store(self, got._replace(actions=got.actions[:, :-1])))
 
 
 BUG = r"actions: expected shape \(2,\), got \(1,\)"
@@ -112,7 +112,7 @@ def test_a_bug_inside_the_training_loop_is_a_traceback_and_exit_1(tmp_path):
         from fastdqn.cli import main
         from fastdqn.run.trainer import Trainer
         store = Trainer._store
-        Trainer._store = lambda self, actions, res: store(self, actions[:-1], res)  # the bug of _lose_one_action
+        Trainer._store = lambda self, got: store(self, got._replace(actions=got.actions[:, :-1]))  # _lose_one_action
         sys.exit(main(sys.argv[1:]))
     """)
     p = subprocess.run([sys.executable, "-c", bugged, *CARTPOLE, "--out", str(tmp_path / "run")],

@@ -191,17 +191,17 @@ def test_the_acting_stack_is_the_replay_stack(tmp_path):
     try:
         ends = 0
         for _ in range(200):
-            acted = tr.stack.obs.clone()
+            acted = tr.collector.obs.clone()
             res = tr.step()
             written = tr.buf.frames_written()
             for e in range(cfg.num_envs):
-                done = bool(res.terminated[e] or res.truncated[e])
+                done = bool(res.terminated[0, e] or res.truncated[0, e])
                 t = written[e] - (3 if done else 2)  # an ended episode's stream has begun the next one
                 b = tr.buf.transition(e, t)
                 assert torch.equal(b.obs[0], acted[e])
-                assert b.done.item() == float(res.terminated[e])
+                assert b.done.item() == float(res.terminated[0, e])
                 if not done:
-                    assert torch.equal(b.next_obs[0], tr.stack.obs[e])
+                    assert torch.equal(b.next_obs[0], tr.collector.obs[e])
                 ends += done
         assert ends >= 2  # episode ends were crossed, both streams stayed aligned across them
     finally:

@@ -1,4 +1,4 @@
-"""Ape-X scale-out (fastdqn.run.ray_trainer) on a real local Ray cluster, bound to 127.0.0.1.
+"""Ape-X scale-out (fastdqn.run.ray_collector) on a real local Ray cluster, bound to 127.0.0.1.
 
 One private cluster (2 CPUs) serves the in-process tests; the fault tests start their own
 (`ray start --head` in a child process) or none. Real Pong throughout, with games cut to 50
@@ -30,7 +30,7 @@ from replay_model import ReplayModel
 ray = pytest.importorskip("ray")  # the test extra installs it
 
 from fastdqn.run.ray_cluster import LOOPBACK_SWITCH, start_local  # noqa: E402
-from fastdqn.run.ray_trainer import RayTrainer  # noqa: E402
+from fastdqn.run.trainer import Trainer  # noqa: E402
 
 SHORT = dict(env_id="PongNoFrameskip-v4", max_episode_frames=200, device="cpu", torch_threads=1, progress=False,
              replay_size=2_000, replay_start=200, batch_size=16, replay_ratio=0.05, chunk_steps=10)
@@ -66,7 +66,7 @@ def test_apex_epsilons():
 
 
 def lag_bound(cfg: TrainConfig) -> int:
-    """RayTrainer.weights_lag_bound, from the config: weights_every - 1 when requested, then at most
+    """RayCollector.weights_lag_bound, from the config: weights_every - 1 when requested, then at most
     2 * actors * in_flight chunks stored before it, of ceil(agent steps * replay ratio) updates each."""
     per_chunk = math.ceil(cfg.chunk_steps * cfg.envs_per_actor * cfg.replay_ratio)
     return cfg.weights_every - 1 + 2 * cfg.actors * cfg.actor_in_flight * per_chunk
@@ -140,10 +140,10 @@ def test_several_actors_are_solved_by_the_greedy_side_only(cluster, tmp_path, ca
 
 
 def replay_into(model: ReplayModel, got, k: int) -> None:
-    """What RayTrainer stored from one received chunk, applied to the Python model."""
-    chunk = got.chunk
+    """What the Trainer stored from one received chunk, applied to the Python model."""
+    chunk = got.info['chunk']
     envs = range(chunk.actor * k, (chunk.actor + 1) * k)
-    if got.restart:
+    if got.info['restart']:
         for j, e in enumerate(envs):
             model.start(e, chunk.start[j])
     d = 0
@@ -161,25 +161,25 @@ def test_a_killed_actor_restarts_and_the_replay_stays_true(cluster):
     (3-step returns, prioritized, wrapped around) is exactly the reference model fed the same chunks."""
     cfg = TrainConfig(**(SHORT | dict(replay_size=1_200)), ray=True, actors=2, envs_per_actor=2, n_step=3,
                       prioritized=True, weights_every=5)
-    t = RayTrainer(cfg, log=False)
+    t = Trainer(cfg, log=False)
     k = cfg.envs_per_actor
     model = ReplayModel(t.buf.capacity, t.buf.num_envs, t.buf.stack, "zeros", n_step=3, gamma=cfg.gamma)
     try:
         killed_pid, after, deadline, versions = None, 0, time.monotonic() + 120, set()
         # until the new incarnation sent 3 chunks and the streams wrapped around the buffer
         while after < 3 or sum(len(s.frames) for s in model.streams) <= t.buf.capacity:
-            assert time.monotonic() < deadline, f"no restart and wrap within 120 s (restarts {t.envs.restarts})"
+            assert time.monotonic() < deadline, f"no restart and wrap in 120 s (restarts {t.collector.pool.restarts})"
             got = t.step()
             replay_into(model, got, k)
-            versions.add(got.chunk.weights_version)
-            if got.chunk.actor == 0:
-                if killed_pid is None and t.envs.chunks[0] >= 3:
-                    killed_pid = t.envs.pids[0]
+            versions.add(got.info['chunk'].weights_version)
+            if got.info['chunk'].actor == 0:
+                if killed_pid is None and t.collector.pool.chunks[0] >= 3:
+                    killed_pid = t.collector.pool.pids[0]
                     os.kill(killed_pid, signal.SIGKILL)
-                elif killed_pid is not None and got.chunk.pid != killed_pid:
-                    assert after > 0 or got.restart  # the new incarnation's first chunk restarts the streams
+                elif killed_pid is not None and got.info['chunk'].pid != killed_pid:
+                    assert after > 0 or got.info['restart']  # the new incarnation's first chunk restarts the streams
                     after += 1
-        assert t.envs.restarts == [1, 0] and t.envs.pids[0] != killed_pid
+        assert t.collector.pool.restarts == [1, 0] and t.collector.pool.pids[0] != killed_pid
         assert t.learner.updates > 0 and max(versions) >= cfg.weights_every  # new weights reached the actors
         want = model.transitions()
         assert len(t.buf) == len(want)
@@ -202,26 +202,29 @@ def test_flow_control_holds_the_replay_ratio_and_logs_who_waits(cluster):
     the requests in flight, the bound on overtaking (so both actors send chunks) and the books
     of who waited."""
     cfg = TrainConfig(**(SHORT | dict(replay_start=100, replay_ratio=0.25)), ray=True, actors=2, actor_in_flight=1)
-    t = RayTrainer(cfg, log=False)
+    t = Trainer(cfg, log=False)
     try:
         seqs, idle = {0: [], 1: []}, 0.0
         for i in range(14):
             got = t.step()
-            seqs[got.chunk.actor].append(got.chunk.seq)
-            idle += got.chunk.idle_s
-            assert t.envs.outstanding() == [1, 1]  # exactly actor_in_flight requests each, never more
+            seqs[got.info['chunk'].actor].append(got.info['chunk'].seq)
+            idle += got.info['chunk'].idle_s
+            assert t.collector.pool.outstanding() == [1, 1]  # exactly actor_in_flight requests each, never more
             if i >= 4:
                 time.sleep(0.3)  # a slow learner: the actors wait for requests
-        assert sum(t.envs.chunks) == 14 and t.state.frame == 14 * cfg.chunk_steps
+        assert sum(t.collector.pool.chunks) == 14 and t.state.frame == 14 * cfg.chunk_steps
         assert all(s == list(range(len(s))) for s in seqs.values())  # each actor's chunks in order, none lost
         # a request overtaken twice (actors * in_flight) is waited for: within 3 chunks both actors send one
-        assert t.envs.max_overtakes == 2 and t.envs.most_overtaken <= 2 and min(t.envs.chunks) >= 14 // 3
-        wait, actor_idle, busy = t.envs.waits()
+        pool = t.collector.pool
+        assert pool.max_overtakes == 2 and pool.most_overtaken <= 2 and min(pool.chunks) >= 14 // 3
+        wait, actor_idle, busy = t.collector.pool.waits()
         assert actor_idle == pytest.approx(idle) and busy > 0 and wait >= 0  # the time each side waited, summed
-        # updates are owed from the chunk that brings the replay to replay_start on, that chunk included
+        # updates are owed from the chunk that brings the replay to replay_start on, that chunk
+        # included; each chunk's are taken before the next chunk is, so the last one's are still due
         reached = -(-100 // cfg.chunk_steps) * cfg.chunk_steps
         learning = t.state.frame - reached + cfg.chunk_steps
-        assert t.learner.updates == int(learning * 0.25)
+        assert t.learner.updates == int((learning - cfg.chunk_steps) * 0.25)
+        assert t.learner.updates + t.state.due == int(learning * 0.25)
     finally:
         t.close()
 
@@ -230,14 +233,14 @@ def test_an_actor_starts_each_chunk_with_the_newest_weights_offered(cluster):
     """A request queued behind a running chunk carries the weights current when it was sent;
     weights offered meanwhile (taken beside the running chunk) replace them when it starts."""
     cfg = TrainConfig(**(SHORT | dict(chunk_steps=300, replay_start=10**6)), ray=True, actors=1, actor_in_flight=2)
-    t = RayTrainer(cfg, log=False)
+    t = Trainer(cfg, log=False)
     try:
         t.step()  # weights version 0 out, chunk 0 taken; chunks 1 and 2 requested with version 0
         state = {k: v.detach().cpu().numpy() for k, v in t.learner.online.state_dict().items()}
-        [begun] = ray.get(t.envs.push_weights(10**6, state))  # chunks the actor had begun when it took them
+        [begun] = ray.get(t.collector.pool.push_weights(10**6, state))  # chunks the actor had begun on taking them
         if begun > 2:
             pytest.skip("the actor had begun chunk 2 before the offer reached it")
-        got = [t.step().chunk for _ in range(3)]
+        got = [t.step().info['chunk'] for _ in range(3)]
         assert [c.seq for c in got] == [1, 2, 3]
         assert [c.weights_version for c in got] == [10**6 if c.seq >= begun else 0 for c in got]
         assert got[1].weights_version == 10**6  # chunk 2 was requested with version 0
@@ -252,25 +255,26 @@ def test_the_weights_lag_stays_bounded_while_an_actor_stalls(cluster):
     chunks would come back with all the updates actor 1's chunks earned meanwhile)."""
     cfg = TrainConfig(**(SHORT | dict(replay_start=100, replay_ratio=0.5, batch_size=8)), ray=True, actors=2,
                       weights_every=2)
-    t = RayTrainer(cfg, log=False)
+    t = Trainer(cfg, log=False)
     stopped, timer, lags, after = None, None, [], 0
     try:
-        assert t.weights_lag_bound == lag_bound(cfg) == 1 + 8 * 5
+        assert t.collector.weights_lag_bound == lag_bound(cfg) == 1 + 8 * 5
         deadline = time.monotonic() + 120
         while after < 6:  # actor 0's chunks after it goes on
             assert time.monotonic() < deadline, f"actor 0 sent {after} chunks within 120 s"
             got = t.step()
-            lags.append(got.weights_lag)
+            lags.append(got.info['weights_lag'])
             if stopped is None and t.learner.updates > 0:  # learning: from now on updates age the weights
-                stopped = t.envs.pids[0]
+                stopped = t.collector.pool.pids[0]
                 os.kill(stopped, signal.SIGSTOP)
                 timer = threading.Timer(3.0, os.kill, (stopped, signal.SIGCONT))
                 timer.start()
-            elif timer is not None and not timer.is_alive() and got.chunk.actor == 0:
+            elif timer is not None and not timer.is_alive() and got.info['chunk'].actor == 0:
                 after += 1
         assert 0 <= min(lags) and max(lags) <= lag_bound(cfg), lags
-        assert t.envs.most_overtaken <= t.envs.max_overtakes == 4 and t.envs.restarts == [0, 0]
-        assert t.lag_max == max(lags) and t.lag_n == len(lags)
+        pool = t.collector.pool
+        assert pool.most_overtaken <= pool.max_overtakes == 4 and pool.restarts == [0, 0]
+        assert t.collector.lag_max == max(lags) and t.collector.lag_n == len(lags)
     finally:
         if timer is not None:
             timer.cancel()

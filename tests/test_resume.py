@@ -101,13 +101,17 @@ def test_an_ale_backend_run_resumes_with_new_episodes(tmp_path, capsys):
         assert t.frame == 610 and t.learner.updates == 0
         _assert_same_learner(t.learner.state_dict(), saved)
         written = saved["trainer"]["replay_written"]
-        assert t.buf.frames_written() == [w + 1 for w in written]  # the new games' first frames
+        assert t.buf.frames_written() == written
+        obs = t.collector.obs
+        assert torch.equal(obs[:, :-1], torch.zeros_like(obs[:, :-1]))  # new games on the acting stacks
+        t.step()
+        assert t.buf.frames_written() == [w + 2 for w in written]  # the new games' first frames, one step
         for env in range(2):
             last = written[env] - 1  # the cut episode's last frame: no transition out of it
             with pytest.raises(ValueError):
                 t.buf.transition(env, last)
             t.buf.transition(env, last - 1)  # the one before it still samples
-            assert torch.equal(t.stack.obs[env, :-1], torch.zeros_like(t.stack.obs[env, :-1]))
+            t.buf.transition(env, last + 1)  # the new game's first transition
         updates = t.learner.updates
         for _ in range(20):
             t.step()

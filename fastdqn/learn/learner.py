@@ -38,14 +38,20 @@ def apex_epsilon(i: int, n: int, base: float = 0.4, alpha: float = 7.0) -> float
     return base ** (1.0 + alpha * i / (n - 1))
 
 
+def exploration_draws(rng: np.random.Generator, n: int, n_actions: int) -> tuple[np.ndarray, np.ndarray]:
+    """(uniform [0, 1) per env, random action per env): the draws one epsilon-greedy step of n envs takes."""
+    return rng.random(n), rng.integers(0, n_actions, n)
+
+
 @torch.no_grad()
 def epsilon_greedy(net: torch.nn.Module, obs: torch.Tensor, n_actions: int, epsilon: float,
-                   rng: np.random.Generator) -> np.ndarray:
-    """Epsilon-greedy actions of ``net`` for a batch [N, *obs_shape]; the random draws come from
-    rng, so a seeded run repeats its actions (the net runs only if some env acts greedily)."""
-    n = obs.shape[0]
-    explore = rng.random(n) < epsilon
-    actions = rng.integers(0, n_actions, n)
+                   rng: np.random.Generator | None, draws: tuple | None = None) -> np.ndarray:
+    """Epsilon-greedy actions of ``net`` for a batch [N, *obs_shape]: the one acting rule of the
+    trainer, the Ray actors, play and eval. The random draws come from ``rng`` (or are given as
+    ``draws``, exploration_draws of these envs), so a seeded run repeats its actions; the net runs
+    only if some env acts greedily."""
+    uniform, actions = exploration_draws(rng, obs.shape[0], n_actions) if draws is None else draws
+    explore = uniform < epsilon
     if not explore.all():
         greedy = net(obs).argmax(1).cpu().numpy()
         actions = np.where(explore, actions, greedy)
@@ -197,10 +203,11 @@ class Learner:
         for t, o in self._pairs:
             t.copy_(o)
 
-    def act(self, obs: torch.Tensor, epsilon: float, rng: np.random.Generator) -> np.ndarray:
-        """Epsilon-greedy actions for a batch of observations [N, *obs_shape] on the device."""
+    def act(self, obs: torch.Tensor, epsilon: float, rng: np.random.Generator | None,
+            draws: tuple | None = None) -> np.ndarray:
+        """Epsilon-greedy actions (epsilon_greedy) for a batch of observations [N, *obs_shape] on the device."""
         with self._autocast():
-            return epsilon_greedy(self.online, obs, self.n_actions, epsilon, rng)
+            return epsilon_greedy(self.online, obs, self.n_actions, epsilon, rng, draws)
 
     def state_dict(self) -> dict:
         return {"online": self.online.state_dict(), "target": self.target.state_dict(),

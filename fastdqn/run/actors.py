@@ -173,7 +173,7 @@ class ActorPool:
     Ready chunks are taken in turn, except that a request which ``max_overtakes`` (actors *
     in_flight) later requests have overtaken is waited for: at most actors * in_flight - 1
     earlier and max_overtakes later chunks are stored between a request and its chunk, which
-    bounds the chunk's weights lag in updates (RayTrainer.weights_lag_bound)."""
+    bounds the chunk's weights lag in updates (RayCollector.weights_lag_bound)."""
 
     def __init__(self, spec: EnvSpec, *, actors: int, envs_per_actor: int, epsilons: list, seed: int,
                  dueling: bool, chunk_steps: int, in_flight: int, max_restarts: int, timeout_s: float,
@@ -218,16 +218,6 @@ class ActorPool:
         self._last_ok = [time.monotonic()] * actors
         self._weights: list = []
         self._turn = 0
-
-    # -- what the trainer reads of a vector env ------------------------------------------------
-    snapshots = False  # actors start fresh episodes on resume
-    n_actions = property(lambda self: self.facts["n_actions"])
-    frame_shape = property(lambda self: tuple(self.facts["frame_shape"]))
-    frame_dtype = property(lambda self: np.dtype(self.facts["frame_dtype"]))
-    protocol = property(lambda self: self.facts["protocol"])
-
-    def get_state(self) -> None:
-        return None
 
     def waits(self) -> tuple[float, float, float]:
         """Seconds so far: the learner waiting for chunks, the actors idle, the actors stepping."""

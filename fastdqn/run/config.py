@@ -84,6 +84,10 @@ class TrainConfig:
                             "--resume, videos) (default: auto = ale for Atari where it can)")
     overlap: bool = knob(True, resumable=True, switches={
         "--no-overlap": "step the envs after the learner's updates, not while they run"})
+    pipeline: bool | None = knob(None, resumable=True, switches={  # None: where it can (fastdqn.run.collect)
+        "--pipeline": "step two halves of the envs in turn, each on its own emulator threads, so one half steps "
+        "while the other's frames are stored and acted on (default: on with the ale backend and 2+ emulator threads)",
+        "--no-pipeline": "step the envs as one vector env: a seeded run then plays alike whatever the core count"})
     update_scale: int = knob(1, at_least=1, help="k: batches k times larger at a replay ratio k times smaller, "
                              "lr * sqrt(k) (default: {default})")
     layout: str = knob("crop", choices=LAYOUTS, help="frame layout: crop (the book chapter's, 84x110 cropped) | "
@@ -126,7 +130,7 @@ class TrainConfig:
         "--save-replay": "save the replay buffer (replay.npz) with every last.pt, so --resume continues exactly"})
     torch_threads: int | None = knob(None, at_least=1, flag="--threads", resumable=True, help="torch CPU threads "
                                      "(default: torch's choice; 1 is steadier on a busy shared machine)")
-    # Ape-X scale-out on Ray (fastdqn.run.ray_trainer; the ray extra): actors step the envs, this
+    # Ape-X scale-out on Ray (fastdqn.run.ray_collector; the ray extra): actors step the envs, this
     # process learns. num_envs stays 1: the replay has actors * envs_per_actor streams. The CLI's
     # --ray [ADDRESS] sets ray and ray_address.
     ray: bool = knob(False)

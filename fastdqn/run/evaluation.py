@@ -7,10 +7,9 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-import torch
-
 from fastdqn.env.spec import EnvSpec
 from fastdqn.frames.stack import FrameStacker
+from fastdqn.learn.learner import epsilon_greedy
 from fastdqn.run.config import TrainConfig
 
 
@@ -38,11 +37,7 @@ def play_episodes(model, env, *, episodes: int, epsilon: float, seed: int, max_s
         while not done and (max_steps is None or steps < max_steps):
             if on_step is not None:
                 on_step(env)
-            if rng.random() < epsilon:
-                action = int(rng.integers(n_actions))
-            else:
-                with torch.no_grad():
-                    action = int(model(stack.obs).argmax(1).item())
+            action = int(epsilon_greedy(model, stack.obs, n_actions, epsilon, rng)[0])
             frame, reward, term, trunc, _ = env.step(action)
             stack.push(np.asarray(frame)[None])
             score += float(reward)

@@ -61,33 +61,21 @@ def resume_config(run_dir: str, overrides: dict, config_type):
 
 def trainer_state(t, replay_saved: bool) -> dict:
     """The Trainer's part of last.pt (tensors and plain values only: weights_only loads it)."""
-    obs = None if t.stack is None else t.stack.obs.to("cpu", copy=True)  # Ray runs act in their actors
-    return t.state.to_dict() | {
-        "rng": t.rng.bit_generator.state, "torch_rng": torch.get_rng_state(), "obs": obs,
-        "envs": t.envs.get_state(), "replay_written": t.buf.frames_written() if replay_saved else None,
-    }
+    return t.state.to_dict() | t.collector.state_dict() | {
+        "torch_rng": torch.get_rng_state(), "replay_written": t.buf.frames_written() if replay_saved else None}
 
 
 def restore_trainer(t, ckpt: dict) -> None:
     """Put a freshly built Trainer (envs reset, buffer empty) where ``ckpt`` left the run."""
     s = ckpt["trainer"]
     # Emulators that were snapshotted, into envs that restore snapshots, continue exactly; else
-    # (the 'ale' backend on either side) the envs keep the new episodes they were just reset to.
-    exact = s["envs"] is not None and t.envs.snapshots
-    if exact:
-        try:
-            t.stack.load(s["obs"])
-        except ValueError as e:
-            raise ValueError(f"resume: {e}") from None
+    # (the 'ale' backend on either side, Ray actors) the envs keep the new episodes they were just reset to.
+    exact = t.collector.load_state_dict(s)
     t.learner.load_state_dict(ckpt)
-    if exact:
-        t.envs.set_state(s["envs"])
     restored = s["replay_written"] is not None and _load_replay(t, s["replay_written"])
     t.state.load_dict(s)
-    # Each env's newest frame is where its stream goes on (Ray actors: their first chunks start them).
-    first = None if t.stack is None else np.ascontiguousarray(t.stack.obs[:, -1].cpu().numpy())
-    if first is not None and (not restored or not exact):
-        t.buf.start_many(first)  # restored: the stored episodes end where they were cut
+    if restored and exact:
+        t.collector.continue_streams()  # else the stored episodes end where they were cut
     if restored:
         replay = "replay restored"
     else:
@@ -95,11 +83,9 @@ def restore_trainer(t, ckpt: dict) -> None:
         t.state.due = 0  # gradient steps owed to the lost buffer: learning starts again after the refill
         why = "not saved (--save-replay)" if s["replay_written"] is None else f"{REPLAY_FILE} not found"
         replay = f"replay {why}: refilling {t.cfg.replay_start:,} frames before learning goes on"
-    t.rng.bit_generator.state = s["rng"]
     torch.set_rng_state(s["torch_rng"])
     eps = epsilon_at(t.state.frame, t.cfg.eps_start, t.cfg.eps_final, t.cfg.eps_decay_frames)
-    why = "Ray actors start fresh episodes" if t.stack is None else "the 'ale' env backend cannot snapshot emulators"
-    episodes = "" if exact else f"; the episodes in flight start over ({why})"
+    episodes = "" if exact else f"; the episodes in flight start over ({t.collector.fresh_episodes_why})"
     t.prog.print(f"resuming {t.out} at frame {t.state.frame:,} ({t.state.episodes} episodes, epsilon {eps:.3f}); "
                  f"{replay}{episodes}")
 

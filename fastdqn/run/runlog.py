@@ -30,7 +30,7 @@ class RunLog:
 
     TensorBoard keys: the seeds' (reward, reward_100, epsilon, speed) and CleanRL's
     (charts/episodic_return, charts/SPS, losses/td_loss, charts/epsilon); Ray runs add ray/*
-    (fastdqn.run.ray_trainer).
+    (fastdqn.run.ray_collector).
     """
 
     def __init__(self, out_dir: str, config: dict, *, tensorboard: bool = True, resume_frame: int | None = None,

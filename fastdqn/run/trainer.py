@@ -1,8 +1,9 @@
-"""The DQN training loop (the seeds' algorithm) and its Python API: ``train(TrainConfig(...))``.
+"""The DQN training loop (Nature DQN's algorithm) and its Python API: ``train(TrainConfig(...))``.
 
-``Trainer.step`` is the algorithm, top to bottom: act (epsilon-greedy on the acting stacks),
-learn (the gradient steps the replay ratio owes), step the envs, store the transitions, sync
-the target net and count. ``Trainer.run`` adds the episodes' logging, checkpoints and signals.
+``Trainer.step`` is the algorithm, top to bottom: collect agent steps (acting epsilon-greedily
+while the learner takes the gradient steps the replay ratio owes), store the transitions, sync
+the target net and count. The collector (fastdqn.run.collect) is this process's envs, or with
+``--ray`` Ape-X actors. ``Trainer.run`` adds the episodes' logging, checkpoints and signals.
 """
 
 from __future__ import annotations
@@ -17,15 +18,15 @@ import numpy as np
 import torch
 
 from fastdqn.devices import resolve_device
-from fastdqn.env.backend import open_vector_env
 from fastdqn.env.spec import make_env_from_spec
 from fastdqn.env.vector import WorkerDied
 from fastdqn.errors import user_input
-from fastdqn.frames.stack import FrameStacker, stack_for
+from fastdqn.frames.stack import stack_for
 from fastdqn.learn.learner import Learner, epsilon_at
 from fastdqn.replay.buffer import ReplayBuffer
 from fastdqn.run import resume as resume_mod
 from fastdqn.run.checkpoint import save_checkpoint
+from fastdqn.run.collect import Collected, open_collector
 from fastdqn.run.config import TrainConfig, check_fields
 from fastdqn.run.evaluation import eval_spec, evaluate_policy
 from fastdqn.run.runlog import Progress, RunLog, check_new_run_dir, default_out_dir
@@ -62,43 +63,41 @@ class Trainer:
         if cfg.torch_threads is not None:
             torch.set_num_threads(cfg.torch_threads)
         torch.manual_seed(cfg.seed)
-        self.rng = np.random.default_rng(cfg.seed)  # epsilon-greedy draws
         self.batch_size, self.replay_ratio, lr = cfg.learning_schedule()
         self.log = self.prog = self._eval_env = None
         self.video_dir = os.path.join(self.out, "videos")
         video = (self.video_dir, cfg.capture_video) if cfg.capture_video and log else None
         with user_input():  # the env id, its backend, a Ray cluster
-            self.envs, backend, workers = self._open_envs(video)
+            self.collector = c = open_collector(cfg, device, video, self.replay_ratio)
         self._videos_logged: set = set()
         try:
-            frame_shape, dtype = self.envs.frame_shape, self.envs.frame_dtype
+            frame_shape, dtype = c.frame_shape, c.frame_dtype
             stack = stack_for(frame_shape)
-            self.learner = Learner(self.envs.n_actions, device=device, lr=lr, gamma=cfg.gamma,
+            self.learner = Learner(c.n_actions, device=device, lr=lr, gamma=cfg.gamma,
                                    loss=cfg.loss, double=cfg.double, compile=cfg.compile, graph=cfg.graph,
                                    obs_shape=(stack, *frame_shape), dueling=cfg.dueling, precision=cfg.precision)
             replay_device = self.learner.device if cfg.replay_device != "cpu" and device.type == "cuda" else None
-            self.buf = ReplayBuffer(cfg.replay_size, num_envs=self.envs.num_envs, frame_shape=frame_shape,
+            self.buf = ReplayBuffer(cfg.replay_size, num_envs=c.num_envs, frame_shape=frame_shape,
                                     stack=stack, dtype=str(dtype), seed=cfg.seed, device=replay_device, n_step=cfg.n_step,
                                     gamma=cfg.gamma, prioritized=cfg.prioritized, alpha=cfg.per_alpha,
                                     eps=cfg.per_eps)
-            self.score_source = self._score_source()
+            self.score_source = c.score_source(
+                {"reward_bound": "reward_100", "best_pt": "eval" if cfg.eval_every else "reward_100"})
             self.config_dict = dataclasses.asdict(cfg) | {
-                "out": self.out, "device_resolved": str(device), "num_workers": workers, "env_backend_resolved": backend,
-                "env_protocol": self.envs.protocol,  # what the emulators really play
+                "out": self.out, "device_resolved": str(device), "num_workers": c.workers,
+                "env_backend_resolved": c.backend, "env_protocol": c.protocol,  # what the emulators really play
                 "replay_device_resolved": "host" if replay_device is None else str(replay_device),
                 "graph_resolved": self.learner.graphed, "compile_resolved": self.learner.compiled,
                 "learning_schedule": {"batch_size": self.batch_size, "replay_ratio": self.replay_ratio, "lr": lr},
                 "score_source": self.score_source}
             self.prog = Progress(cfg.frames, cfg.progress and log)
-            first = self._first_frames(stack)
+            c.notify = self.prog.print
             self.state = RunState(loss_sum=torch.zeros((), device=self.learner.device))
             self.epsilon = cfg.eps_start
             self.solved = False
             if resume is not None:
                 with user_input():  # last.pt and replay.npz as the run directory holds them
                     resume_mod.restore_trainer(self, resume)
-            elif first is not None:
-                self.buf.start_many(first)
             self._t_win, self._f_win, self._fps = time.perf_counter(), self.state.frame, 0.0  # the f/s of the log lines
             if log:  # opened last: a rejected resume leaves the run directory untouched
                 with user_input():  # --track without wandb, a run directory that cannot be made or is in use
@@ -112,54 +111,30 @@ class Trainer:
                     self.log = RunLog(self.out, self.config_dict, tensorboard=cfg.tensorboard,
                                       resume_frame=self.state.frame if resume is not None else None, tracker=tracker,
                                       reward_curve=cfg.reward_curve)
+                    if resume is not None:
+                        c.resume_scores(self.log.records)
         except BaseException:
             self.close()
             raise
-
-    def _open_envs(self, video):
-        """(envs, backend, workers): the vector env the trainer steps."""
-        cfg = self.cfg
-        return open_vector_env(cfg.env_spec(), cfg.num_envs, backend=cfg.env_backend, num_workers=cfg.num_workers,
-                               seed=cfg.seed, video=video)
-
-    def _first_frames(self, stack: int):
-        """Reset the envs; their first frames start the acting stacks (and the replay's streams)."""
-        first = self.envs.reset()
-        self.stack = FrameStacker(first, stack, self.learner.device)
-        return first
-
-    def _score_source(self) -> dict:
-        """What --reward-bound ("reward_bound") and best.pt ("best_pt") follow: "reward_100", the
-        mean of the last 100 games, or "eval", the greedy evaluations (best.pt with --eval-every)."""
-        return {"reward_bound": "reward_100", "best_pt": "eval" if self.cfg.eval_every else "reward_100"}
-
-    def _score(self, reward: float, extra: dict, r100: float) -> tuple[float | None, dict]:
-        """(the score after this game that reward_bound and best.pt compare, None while there is
-        none; extra fields for its metrics record). Here reward_100."""
-        return r100, {}
 
     frame = property(lambda self: self.state.frame, doc="agent steps so far (all envs)")
     episodes = property(lambda self: self.state.episodes, doc="games finished so far")
 
     # -- the algorithm ------------------------------------------------------------------------
-    def step(self):
-        """One agent step of every env, plus the gradient steps the replay ratio asks for.
-        Returns the StepResult (views valid until the next step)."""
+    def step(self) -> Collected:
+        """Agent steps of the envs (every local env once, or one Ray chunk), plus the gradient
+        steps the replay ratio owes. Returns the Collected steps (views valid until the next step)."""
         cfg, s = self.cfg, self.state
         self.epsilon = epsilon_at(s.frame, cfg.eps_start, cfg.eps_final, cfg.eps_decay_frames)
-        actions = self.learner.act(self.stack.obs, self.epsilon, self.rng)
-        # The updates owed read the replay as it was before this step, overlapped or not, so
-        # both orders train alike: overlapped, the emulators step while the learner learns.
-        if cfg.overlap:
-            self.envs.send(actions)
-            self.learn(s.take_due())
-            res = self.envs.recv()
-        else:
-            self.learn(s.take_due())
-            res = self.envs.step(actions)
-        self._store(actions, res)
-        self._sync_and_count(cfg.num_envs)
-        return res
+        # The updates owed read the replay as it was before these steps, whenever the collector
+        # runs them (overlapped, the emulators step meanwhile), so every collector trains alike.
+        got = self.collector.collect(self.learner, s.frame, self.epsilon, self._learn_due)
+        self._store(got)
+        self._sync_and_count(got.agent_steps)
+        return got
+
+    def _learn_due(self) -> None:
+        self.learn(self.state.take_due())
 
     def learn(self, updates: int) -> None:
         """Take ``updates`` gradient steps on batches sampled from the replay (prioritized: with
@@ -171,14 +146,20 @@ class Trainer:
             if batch.indices is not None:
                 self.buf.update_priorities(batch.indices, self.learner.td_errors)
 
-    def _store(self, actions: np.ndarray, res) -> None:
-        """The transitions into the replay, the new frames onto the acting stacks; an env whose
-        episode ended starts its next one in both."""
-        self.buf.add_many(actions, res.rewards, res.frames, res.terminated, res.truncated)
-        done = res.terminated | res.truncated
-        if done.any():
-            self.buf.start_many(res.reset_frames[done], envs=np.flatnonzero(done).tolist())
-        self.stack.push(res.frames, done, res.reset_frames)
+    def _store(self, got: Collected) -> None:
+        """The steps into their replay streams, in order; where an episode ended, the stream's
+        next episode starts from its first frame."""
+        buf, envs = self.buf, got.envs
+        if got.start is not None:
+            buf.start_many(got.start, envs=envs)
+        done, d = got.terminated | got.truncated, 0
+        for t in range(got.actions.shape[0]):
+            buf.add_many(got.actions[t], got.rewards[t], got.frames[t], got.terminated[t], got.truncated[t], envs=envs)
+            if done[t].any():
+                n = int(done[t].sum())
+                ended = np.flatnonzero(done[t]) if envs is None else envs[done[t]]
+                buf.start_many(got.reset_frames[d:d + n], envs=ended)
+                d += n
 
     def _sync_and_count(self, agent_steps: int) -> None:
         """Once learning has started: sync the target net every ``sync_target`` frames and owe
@@ -193,11 +174,6 @@ class Trainer:
             s.owe_updates(agent_steps, self.replay_ratio)
 
     # -- episodes, checkpoints, the run -------------------------------------------------------
-    def _ended(self, res):
-        """(env, raw return, length, extra record fields) of each game that ended in step ``res``."""
-        return [(i, float(res.episode_return[i]), int(res.episode_length[i]), {})
-                for i in np.flatnonzero(res.episode_end)]
-
     def _episode(self, i: int, reward: float, length: int, extra: dict) -> None:
         s = self.state
         s.episodes += 1
@@ -212,7 +188,7 @@ class Trainer:
         if loss is not None and not math.isfinite(loss):
             raise self._diverged(f"the TD loss became {loss}")
         r100 = float(np.mean(s.returns))
-        score, fields = self._score(reward, extra, r100)
+        score, fields = self.collector.score(reward, extra, r100)
         if self.log is not None:
             self.log.episode({"frame": s.frame, "episode": s.episodes, "reward": reward, "reward_100": r100,
                               "epsilon": self.epsilon, "fps": fps, "loss": loss, "length": length,
@@ -303,9 +279,8 @@ class Trainer:
         with StopSignals() as stop:  # Ctrl-C/SIGTERM: finish the step, save last.pt, return
             try:
                 while (cfg.frames is None or s.frame < cfg.frames) and stop.signum is None:
-                    res = self.step()
-                    for ended in self._ended(res):
-                        self._episode(*ended)
+                    for game in self.step().games:
+                        self._episode(*game)
                     if self.solved:
                         break
                     if cfg.eval_every and s.frame - s.last_eval >= cfg.eval_every:
@@ -341,12 +316,12 @@ class Trainer:
             how = f"interrupted by {signal_name}" if signal_name is not None else "stopped"
             msg = (f"{how} after {s.frame:,} frames, {seconds / 60:.1f} minutes: "
                    f"best reward_100 {b} ({s.episodes} episodes)")
-        return f"{msg}; {s.frame / max(seconds, 1e-9):.0f} f/s; run dir {self.out}"
+        return f"{msg}; {s.frame / max(seconds, 1e-9):.0f} f/s; run dir {self.out}{self.collector.summary(seconds)}"
 
     def close(self) -> None:
         if self.prog is not None:
             self.prog.close()
-        self.envs.close()
+        self.collector.close()
         if self._eval_env is not None:
             self._eval_env.close()
         if self.cfg.capture_video:
@@ -356,15 +331,6 @@ class Trainer:
             self.log = None
             if png:
                 print(f"reward curve: {png}")
-
-
-def trainer_for(cfg: TrainConfig) -> type:
-    """Trainer, or with ``cfg.ray`` the Ape-X RayTrainer (fastdqn.run.ray_trainer, loaded only then)."""
-    if cfg.ray:
-        from fastdqn.run.ray_trainer import RayTrainer
-
-        return RayTrainer
-    return Trainer
 
 
 def train(config: TrainConfig | None = None, *, resume: str | os.PathLike | None = None,
@@ -382,7 +348,7 @@ def train(config: TrainConfig | None = None, *, resume: str | os.PathLike | None
                 raise TypeError(f"config: expected a TrainConfig (or None), got {type(config).__name__}")
             check_fields(overrides, "train")
             cfg, ckpt = dataclasses.replace(config or TrainConfig(), **overrides), None
-    trainer = trainer_for(cfg)(cfg, resume=ckpt)  # its __init__ marks the user's part of the setup
+    trainer = Trainer(cfg, resume=ckpt)  # its __init__ marks the user's part of the setup
     try:
         return trainer.run()
     finally:

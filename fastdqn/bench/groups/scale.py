@@ -58,12 +58,10 @@ def build(cfg: BenchConfig) -> Table:
                          _ready(Trainer(TrainConfig(**common, **extra, num_envs=k, env_backend="ale", num_workers=1),
                                         log=False))))
             if no_ray is None:
-                from fastdqn.run.ray_trainer import RayTrainer
-
                 for n in counts:
                     tc = TrainConfig(**common, **extra, ray=True, actors=n, envs_per_actor=k, chunk_steps=CHUNK_STEPS)
-                    name = f"{mode}: RayTrainer.step, {n} actor(s) x {k} envs"
-                    rows.append((name, _ready(RayTrainer(tc, log=False))))
+                    name = f"{mode}: --ray Trainer.step, {n} actor(s) x {k} envs"
+                    rows.append((name, _ready(Trainer(tc, log=False))))
         runs: list[list[tuple]] = [[] for _ in rows]
         for _ in range(rounds):
             for i, (_, tr) in enumerate(rows):
@@ -82,7 +80,7 @@ def build(cfg: BenchConfig) -> Table:
         cells.append([name, statistics.median(rate), f"{statistics.median(rate) / base:.2f}x",
                       f"{min(rate):,.0f} – {max(rate):,.0f}", _pct(wait), _pct(idle)])
     if no_ray:
-        cells += [[f"RayTrainer.step, {n} actor(s) x {k} envs", None, "—", "—", "—", no_ray] for n in counts]
+        cells += [[f"--ray Trainer.step, {n} actor(s) x {k} envs", None, "—", "—", "—", no_ray] for n in counts]
     return Table(id="scale", group=GROUP, title="Ape-X scale-out: agent steps/s into the replay vs Ray actors",
                  kind="values", columns=["path", "agent steps/s (median)", "vs local", "range", "learner waited",
                                          "actors idle"],

@@ -1,0 +1,241 @@
+"""Collectors: what steps the envs and hands the Trainer its transitions.
+
+``collect(learner, frame, epsilon, learn)`` returns a ``Collected``: T agent steps of K replay
+streams and the games that ended in them; ``learn()`` takes the gradient steps the Trainer owes
+while the envs step. ``LocalCollector`` steps a vector env in this process and acts on its frame
+stacks; ``PipelinedCollector`` does so with two halves of the envs in turn, so one half steps
+while the other's frames are stored and acted on; with ``--ray`` the actors of
+fastdqn.run.ray_collector step theirs and send chunks. The Trainer does the same with all of
+them: store, count, learn.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+import torch
+
+from fastdqn.env.backend import open_vector_env, resolve_backend
+from fastdqn.env.ale_vector import default_threads
+from fastdqn.frames.stack import FrameStacker, stack_for
+from fastdqn.learn.learner import exploration_draws
+
+
+class Collected(NamedTuple):
+    """T agent steps of K replay streams, in step order (views valid until the next collect)."""
+
+    envs: np.ndarray | None  # int64 [K]: the replay streams of these steps (None: all, in order)
+    start: np.ndarray | None  # [K, *frame]: where the streams (re)start before step 0 (None: they go on)
+    actions: np.ndarray  # int64 [T, K]
+    rewards: np.ndarray  # float32 [T, K]
+    frames: np.ndarray  # [T, K, *frame]: the frame after each action
+    terminated: np.ndarray  # bool [T, K]
+    truncated: np.ndarray  # bool [T, K]
+    reset_frames: np.ndarray  # [D, *frame]: the next episode's first frame of each done (t, k), in order
+    games: list  # (stream, raw return, length, extra record fields) of each game that ended
+    info: dict  # the collector's own facts of these steps (Ray: the actor's chunk and its weights lag)
+
+    @property
+    def agent_steps(self) -> int:
+        return self.actions.size
+
+
+class Collector:
+    """What the Trainer reads of every collector. The defaults are a local run's: games score
+    by reward_100, nothing to add to the summary."""
+
+    n_actions: int
+    frame_shape: tuple
+    frame_dtype: np.dtype
+    protocol: dict  # what the emulators really play
+    num_envs: int  # replay streams
+    backend: str
+    workers: int | None
+    fresh_episodes_why = ""  # why a resumed run starts the episodes in flight over
+    notify = staticmethod(print)  # the Trainer's progress printer, once it has one
+
+    def score_source(self, default: dict) -> dict:
+        return default
+
+    def score(self, reward: float, extra: dict, r100: float) -> tuple[float | None, dict]:
+        """(the score after this game that reward_bound and best.pt compare, extra record fields)."""
+        return r100, {}
+
+    def resume_scores(self, records: list) -> None:
+        """The metrics records kept up to last.pt, for a score over more than RunState holds."""
+
+    def summary(self, seconds: float) -> str:
+        return ""
+
+    def state_dict(self) -> dict:
+        """The collector's part of last.pt: ``rng``, ``obs`` (the acting stacks), ``envs`` (snapshots)."""
+        return {"rng": None, "obs": None, "envs": None}
+
+    def load_state_dict(self, state: dict) -> bool:
+        """Take a last.pt's part; True when the episodes in flight go on exactly (else they start over)."""
+        return False
+
+    def continue_streams(self) -> None:
+        """The replay holds the streams up to now (an exact resume): the next steps go on from them."""
+
+    def close(self) -> None:
+        pass
+
+
+class _Group:
+    """Envs stepped together: a vector env, its acting stacks, its replay streams."""
+
+    def __init__(self, envs, first: int, device):
+        self.envs, self.first = envs, first
+        self.streams = np.arange(first, first + envs.num_envs)
+        self.stack = FrameStacker(envs.reset(), stack_for(envs.frame_shape), device)
+        self.restart = True  # the first steps start the replay's streams
+        self.in_flight, self.sent = False, None  # the actions of the step in flight
+
+    def collected(self, actions: np.ndarray, res, streams) -> Collected:
+        """One agent step's Collected; the new frames onto the acting stacks."""
+        done = res.terminated | res.truncated
+        start = None
+        if self.restart:
+            start, self.restart = self.stack.obs[:, -1].cpu().numpy().copy(), False  # a copy: push shifts obs in place
+        self.stack.push(res.frames, done, res.reset_frames)
+        games = [(self.first + int(i), float(res.episode_return[i]), int(res.episode_length[i]), {})
+                 for i in np.flatnonzero(res.episode_end)]
+        return Collected(streams, start, actions[None], res.rewards[None], res.frames[None], res.terminated[None],
+                         res.truncated[None], res.reset_frames[done], games, {})
+
+
+class LocalCollector(Collector):
+    """One vector env in this process: act (epsilon-greedy on its stacks), send the actions,
+    ``learn()`` while the emulators step (``overlap``; else before), receive."""
+
+    def __init__(self, groups: list, *, seed: int, overlap: bool, backend: str, workers: int):
+        self.groups, self.overlap, self.backend, self.workers = groups, overlap, backend, workers
+        self.rng = np.random.default_rng(seed)  # epsilon-greedy draws
+        envs = groups[0].envs
+        self.n_actions, self.frame_shape, self.frame_dtype = envs.n_actions, envs.frame_shape, envs.frame_dtype
+        self.protocol = envs.protocol
+        self.num_envs = sum(g.envs.num_envs for g in groups)
+        self.snapshots = len(groups) == 1 and envs.snapshots
+        self.fresh_episodes_why = f"the {backend!r} env backend cannot snapshot emulators"
+
+    @property
+    def obs(self) -> torch.Tensor:
+        """The acting stacks of every env [N, k, *frame] (one group: its live tensor; else a copy)."""
+        stacks = [g.stack.obs for g in self.groups]
+        return stacks[0] if len(stacks) == 1 else torch.cat(stacks)
+
+    def collect(self, learner, frame: int, epsilon: float, learn) -> Collected:
+        g = self.groups[0]
+        actions = learner.act(g.stack.obs, epsilon, self.rng)
+        if self.overlap:
+            g.envs.send(actions)
+            learn()
+            res = g.envs.recv()
+        else:
+            learn()
+            res = g.envs.step(actions)
+        return g.collected(actions, res, None)
+
+    def state_dict(self) -> dict:
+        return {"rng": self.rng.bit_generator.state, "obs": self.obs.to("cpu", copy=True),
+                "envs": self.groups[0].envs.get_state() if self.snapshots else None}
+
+    def load_state_dict(self, state: dict) -> bool:
+        exact = state["envs"] is not None and self.snapshots
+        if exact:
+            g = self.groups[0]
+            try:
+                g.stack.load(state["obs"])
+            except ValueError as e:
+                raise ValueError(f"resume: {e}") from None
+            g.envs.set_state(state["envs"])
+        self.rng.bit_generator.state = state["rng"]
+        return exact
+
+    def continue_streams(self) -> None:
+        for g in self.groups:
+            g.restart = False
+
+    def close(self) -> None:
+        for g in self.groups:
+            g.envs.close()
+
+
+class PipelinedCollector(LocalCollector):
+    """Two halves of the envs, each on its own emulator threads, in turn: while one half steps,
+    the other's frames are received, stacked, acted on and sent back, and the learner learns,
+    so the main thread's work per step (about 0.3 ms for 8 Pong envs) no longer leaves the
+    emulator threads waiting. Each agent step draws its epsilon-greedy randoms for all envs
+    at once, so with a fixed epsilon the actions are those of the LocalCollector."""
+
+    def __init__(self, groups: list, **kw):
+        super().__init__(groups, **kw)
+        self._turn = 0
+        self._draws = None  # this agent step's exploration draws, drawn when the first half is sent
+
+    def _send(self, g: _Group, learner, epsilon: float) -> None:
+        if g is self.groups[0]:
+            self._draws = exploration_draws(self.rng, self.num_envs, self.n_actions)
+        part = tuple(d[g.streams] for d in self._draws)
+        g.sent = learner.act(g.stack.obs, epsilon, None, part)
+        g.envs.send(g.sent)
+        g.in_flight = True
+
+    def collect(self, learner, frame: int, epsilon: float, learn) -> Collected:
+        for h in self.groups:  # the first collect (or after a reset): every half goes out
+            if not h.in_flight:
+                self._send(h, learner, epsilon)
+        g = self.groups[self._turn]
+        res = g.envs.recv()
+        g.in_flight = False
+        got = g.collected(g.sent, res, g.streams)
+        self._send(g, learner, epsilon)  # its next step runs while the rest is done
+        learn()
+        self._turn ^= 1
+        return got
+
+
+def pipeline_problem(backend: str, threads: int, num_envs: int, overlap: bool) -> str | None:
+    """Why the envs cannot step in two pipelined halves (None: they can)."""
+    if backend != "ale":
+        return f"the {backend!r} env backend steps one vector env"
+    if not 2 <= threads <= num_envs:  # more threads than envs: AleVectorEnv names that mistake
+        return f"each half needs an emulator thread and an env (--num-workers {threads}, --num-envs {num_envs})"
+    if not overlap:
+        return "--no-overlap steps the envs only after the learner's updates"
+    return None
+
+
+def open_collector(cfg, device, video, replay_ratio: float) -> Collector:
+    """The collector a config asks for: Ray actors (``cfg.ray``), else this process's envs,
+    in two pipelined halves (``cfg.pipeline``; None: where the 'ale' backend has two emulator
+    threads or more to split)."""
+    if cfg.ray:
+        from fastdqn.run.ray_collector import RayCollector
+
+        return RayCollector(cfg, replay_ratio)
+    spec, n = cfg.env_spec(), cfg.num_envs
+    backend = resolve_backend(spec, cfg.env_backend, video=video is not None)
+    threads = (default_threads(n) if cfg.num_workers is None else max(1, cfg.num_workers)) if backend == "ale" else 0
+    problem = pipeline_problem(backend, threads, n, cfg.overlap)
+    if cfg.pipeline and problem:
+        raise ValueError(f"pipeline: expected None or False, got True ({problem})")
+    if problem or cfg.pipeline is False:
+        envs, backend, workers = open_vector_env(spec, n, backend=backend, num_workers=cfg.num_workers,
+                                                 seed=cfg.seed, video=video)
+        return LocalCollector([_Group(envs, 0, device)], seed=cfg.seed, overlap=cfg.overlap, backend=backend,
+                              workers=workers)
+    halves = [(n + 1) // 2, n // 2]
+    groups = []
+    try:
+        for i, (k, t) in enumerate(zip(halves, [(threads + 1) // 2, threads // 2])):
+            first = halves[0] * i  # ale-py seeds its envs seed, seed + 1, ...: as one vector env would
+            envs, _, _ = open_vector_env(spec, k, backend="ale", num_workers=t, seed=cfg.seed + first)
+            groups.append(_Group(envs, first, device))
+    except BaseException:
+        for g in groups:
+            g.envs.close()
+        raise
+    return PipelinedCollector(groups, seed=cfg.seed, overlap=True, backend=backend, workers=threads)

@@ -1,0 +1,138 @@
+"""The collectors the Trainer runs on (fastdqn.run.collect): which one a config gets, and that
+the pipelined one (two halves of the 'ale' envs stepped in turn) stores exactly what one vector
+env stores, acts on the stacks the replay rebuilds, repeats itself and resumes."""
+
+import numpy as np
+import pytest
+import torch
+
+from fastdqn.run import TrainConfig, Trainer, train
+from fastdqn.run.collect import LocalCollector, PipelinedCollector
+
+PONG_STEPS = dict(num_envs=3, eps_start=1.0, eps_final=1.0, progress=False, tensorboard=False, torch_threads=1,
+                  seed=5, device="cpu", sticky_actions=0.0, max_episode_frames=401, env_backend="ale")
+
+
+def _trainer(tmp_path, name, **kw) -> Trainer:
+    frames = kw.pop("frames", 330)
+    cfg = TrainConfig(out=str(tmp_path / name), replay_size=frames + 64, replay_start=frames + 1,
+                      **(PONG_STEPS | kw))
+    return Trainer(cfg, log=False)
+
+
+def _stored(t: Trainer, frames: int) -> dict:
+    while t.state.frame < frames:
+        t.step()
+    stored = {}
+    for env, written in enumerate(t.buf.frames_written()):
+        for i in range(written):
+            try:
+                stored[env, i] = t.buf.transition(env, i)
+            except ValueError:  # the last frame of a stream or episode
+                pass
+    return stored
+
+
+@pytest.mark.parametrize("kw, kind", [(dict(num_workers=2), PipelinedCollector),
+                                      (dict(num_workers=1), LocalCollector),
+                                      (dict(num_workers=2, overlap=False), LocalCollector),
+                                      (dict(num_workers=2, pipeline=False), LocalCollector),
+                                      (dict(num_workers=2, env_backend="process"), LocalCollector)])
+def test_the_collector_a_config_gets(tmp_path, kw, kind):
+    t = _trainer(tmp_path, "c", **kw)
+    try:
+        assert type(t.collector) is kind and t.collector.num_envs == 3
+        if kind is PipelinedCollector:  # halves of 2 and 1 envs, one emulator thread each
+            assert [g.envs.num_envs for g in t.collector.groups] == [2, 1]
+            assert [g.envs.num_threads for g in t.collector.groups] == [1, 1]
+            assert t.config_dict["num_workers"] == 2  # the threads of both halves
+    finally:
+        t.close()
+
+
+@pytest.mark.parametrize("kw, why", [
+    (dict(env_backend="process"), "the 'process' env backend steps one vector env"),
+    (dict(num_workers=1), r"each half needs an emulator thread and an env \(--num-workers 1, --num-envs 3\)"),
+    (dict(overlap=False), "--no-overlap steps the envs only after")])
+def test_pipeline_where_it_cannot_run_is_a_clear_error(tmp_path, kw, why):
+    with pytest.raises(ValueError, match=r"pipeline: expected None or False, got True \(" + why):
+        _trainer(tmp_path, "e", pipeline=True, **(dict(num_workers=2) | kw))
+
+
+def test_pipelined_halves_store_what_one_vector_env_stores(tmp_path):
+    """Random actions (epsilon 1), deterministic emulators: every stored transition is equal,
+    through truncations at 401 frames, whether 3 envs step as one vector env or in two halves."""
+    runs = []
+    for name, workers in (("one", 1), ("halves", 2)):
+        t = _trainer(tmp_path, name, num_workers=workers)
+        try:
+            runs.append(_stored(t, 330))
+        finally:
+            t.close()
+    one, halves = runs
+    assert one.keys() == halves.keys() and len(one) >= 320
+    for key, a in one.items():
+        for name in ("obs", "action", "reward", "next_obs", "done", "discount"):
+            assert torch.equal(getattr(a, name), getattr(halves[key], name)), (key, name)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_each_stored_transition_is_what_the_agent_acted_on(tmp_path, workers):
+    """Every observation the learner acted on, and its action, is the one the replay rebuilds
+    for that transition, env by env, across episode ends (epsilon 0.5: greedy and random)."""
+    t = _trainer(tmp_path, "a", num_workers=workers, eps_start=0.5, eps_final=0.5)
+    acted: dict = {e: [] for e in range(3)}
+    act = t.learner.act
+
+    def spy(obs, *args):
+        actions = act(obs, *args)
+        group = next(g for g in t.collector.groups if g.stack.obs.data_ptr() == obs.data_ptr())
+        for row, env in enumerate(group.streams):
+            acted[int(env)].append((obs[row].clone(), int(actions[row])))
+        return actions
+
+    t.learner.act = spy
+    try:
+        stored = _stored(t, 330)
+        ends = 0
+        for env in range(3):
+            keys = sorted(i for e, i in stored if e == env)
+            ends += t.buf.frames_written()[env] - 1 - len(keys)  # frames with no transition out of them
+            for n, i in enumerate(keys):
+                obs, action = acted[env][n]
+                assert torch.equal(stored[env, i].obs[0], obs) and stored[env, i].action.item() == action, (env, i)
+        assert ends >= 3  # each stream crossed a truncation
+    finally:
+        t.close()
+
+
+def _learned(tmp_path, name) -> tuple:
+    cfg = TrainConfig(out=str(tmp_path / name), frames=400, replay_size=1000, replay_start=150, batch_size=8,
+                      replay_ratio=0.5, sync_target=50, eps_decay_frames=300, **(PONG_STEPS | dict(num_workers=2)))
+    t = Trainer(cfg, log=False)
+    try:
+        assert type(t.collector) is PipelinedCollector
+        t.run()
+        return t.learner.state_dict()["online"], t.learner.updates, t.collector.obs.clone()
+    finally:
+        t.close()
+
+
+def test_a_seeded_pipelined_run_repeats_itself(tmp_path):
+    (sd, updates, obs), (sd2, updates2, obs2) = _learned(tmp_path, "a"), _learned(tmp_path, "b")
+    assert updates == updates2 > 100 and torch.equal(obs, obs2)
+    for k, v in sd.items():
+        assert torch.equal(sd2[k], v), k
+
+
+def test_a_pipelined_run_resumes_with_its_replay(tmp_path, capsys):
+    """The halves' streams restart on resume at the new games' first frames; the replay
+    saved with last.pt comes back and learning goes on."""
+    out = tmp_path / "run"
+    common = dict(PONG_STEPS, num_workers=2, save_replay=True, replay_size=2000, replay_start=150, batch_size=8,
+                  eps_decay_frames=300)
+    train(TrainConfig(out=str(out), frames=300, **common))
+    first = train(resume=str(out), frames=450)
+    assert first.frames >= 450 and "replay restored" in capsys.readouterr().out
+    state = torch.load(out / "last.pt", weights_only=True)["trainer"]
+    assert state["frame"] == first.frames and np.asarray(state["obs"]).shape == (3, 4, 84, 84)
