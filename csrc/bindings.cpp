@@ -3,6 +3,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <optional>
 #include <sstream>
 
 #include "parallel.hpp"
@@ -138,16 +139,14 @@ void copy_windows(py::array frames, py::object starts_obj, py::array out) {
         std::memcpy(dst + i * width * frame, src + st[i] * frame, width * frame);
 }
 
-// ReplayStore plus the frame shape and dtype, so errors can name them. The store itself keeps
-// frames as bytes: uint8 pixels and float32 vectors take the same code path.
+// ReplayStore plus what Python needs around it: the frames' numpy dtype and shape, so errors can
+// name them, and the arguments' conversions. The store itself keeps frames as bytes: uint8
+// pixels and float32 vectors take the same code path.
 class ReplayCore {
 public:
-    ReplayCore(int64_t capacity, int num_envs, std::vector<py::ssize_t> frame_shape, int stack, bool pad_repeat,
-               uint64_t seed, bool store_frames, const std::string& dtype, int n_step, double gamma, bool prioritized,
-               double alpha, double eps)
-        : frame_shape_(std::move(frame_shape)), dtype_(frame_dtype(dtype)),
-          store_(capacity, num_envs, frame_bytes(frame_shape_, dtype_.itemsize()), stack, pad_repeat, seed,
-                 store_frames, n_step, gamma, prioritized, alpha, eps) {}
+    explicit ReplayCore(const ReplayOptions& options)  // the store validates them first
+        : store_(options), dtype_(store_.options().dtype),
+          frame_shape_(store_.options().frame_shape.begin(), store_.options().frame_shape.end()) {}
 
     ReplayStore& store() { return store_; }
 
@@ -226,31 +225,24 @@ public:
         return slots;
     }
 
-    // Fills caller-allocated (pinned) outputs; window_slots [B, window] int64 is returned for inspection.
+    // Fills caller-allocated (pinned) outputs; window_slots [B, window] int64 is returned for
+    // inspection. A prioritized store also fills weights and indices (None for a uniform one).
     void sample_into(int64_t batch, py::array window_slots, py::array action, py::array reward, py::array done,
-                     py::array discount, py::object out_obj, int threads) {
+                     py::array discount, py::object out_obj, int threads, std::optional<py::array> weights,
+                     std::optional<py::array> indices, double beta) {
         py::array keep;
-        auto* out = outputs(batch, window_slots, action, reward, done, discount, out_obj, keep);
+        BatchOut o = outputs(batch, window_slots, action, reward, done, discount, out_obj, keep);
+        if (weights) {
+            require_dtype<float>(*weights, "weights", {batch});
+            o.weights = ptr<float>(*weights);
+        }
+        if (indices) {
+            require_dtype<int64_t>(*indices, "indices", {batch});
+            o.indices = ptr<int64_t>(*indices);
+        }
         if (threads <= 0) threads = hardware_threads();
-        const Rows p(window_slots, action, reward, done, discount);
         py::gil_scoped_release nogil;
-        if (out) store_.sample(batch, p.ws, p.a, p.r, p.d, p.g, out, threads);
-        else store_.draw(batch, p.ws, p.a, p.r, p.d, p.g);
-    }
-
-    // sample_into for a prioritized store, plus the importance weights and the indices.
-    void sample_prioritized_into(int64_t batch, double beta, py::array window_slots, py::array action,
-                                 py::array reward, py::array done, py::array discount, py::array weights,
-                                 py::array indices, py::object out_obj) {
-        py::array keep;
-        auto* out = outputs(batch, window_slots, action, reward, done, discount, out_obj, keep);
-        require_dtype<float>(weights, "weights", {batch});
-        require_dtype<int64_t>(indices, "indices", {batch});
-        const Rows p(window_slots, action, reward, done, discount);
-        auto* w = ptr<float>(weights);
-        auto* ix = ptr<int64_t>(indices);
-        py::gil_scoped_release nogil;
-        store_.sample_prioritized(batch, beta, p.ws, p.a, p.r, p.d, p.g, w, ix, out);
+        store_.sample(batch, beta, o, threads);
     }
 
     void update_priorities(py::object indices_obj, py::object priorities_obj) {
@@ -270,28 +262,57 @@ public:
     void transition_into(int env, int64_t t, py::array window_slots, py::array action, py::array reward,
                          py::array done, py::array discount, py::object out_obj) {
         py::array keep;
-        auto* out = outputs(1, window_slots, action, reward, done, discount, out_obj, keep);
-        const Rows p(window_slots, action, reward, done, discount);
-        store_.transition_at(env, t, p.ws, p.a, p.r, p.d, p.g, out);
+        const BatchOut o = outputs(1, window_slots, action, reward, done, discount, out_obj, keep);
+        store_.transition_at(env, t, o.window_slots, o.action, o.reward, o.done, o.discount, o.frames);
+    }
+
+    // A saved state (fastdqn/replay/state.py: the options it was saved with, its arrays by name,
+    // max_priority and len) checked by the store; load=true then replaces the store's contents.
+    // Here only the arrays' types: numpy arrays of the stored dtypes (made C-contiguous).
+    void state(const ReplayOptions& saved, const py::dict& arrays, double max_priority, int64_t len, bool load) {
+        std::vector<py::array> keep;
+        SavedState st;
+        st.options = saved;
+        st.max_priority = max_priority;
+        st.len = len;
+        take(st.frames, arrays, "frames", dtype_, keep);
+        take(st.actions, arrays, "actions", py::dtype::of<int32_t>(), keep);
+        take(st.rewards, arrays, "rewards", py::dtype::of<float>(), keep);
+        take(st.flags, arrays, "flags", py::dtype::of<uint8_t>(), keep);
+        take(st.epos, arrays, "epos", py::dtype::of<uint8_t>(), keep);
+        take(st.written, arrays, "written", py::dtype::of<int64_t>(), keep);
+        take(st.open, arrays, "open", py::dtype::of<bool>(), keep);
+        take(st.rng, arrays, "rng", py::dtype::of<uint64_t>(), keep);
+        take(st.priorities, arrays, "priorities", py::dtype::of<double>(), keep);
+        if (load) store_.load_state(st);
+        else store_.check_state(st);
     }
 
     const std::vector<py::ssize_t>& frame_shape() const { return frame_shape_; }
     const py::dtype& dtype() const { return dtype_; }
 
 private:
-    // The data pointers of a batch's checked output arrays (see outputs()).
-    struct Rows {
-        Rows(py::array& ws_, py::array& a_, py::array& r_, py::array& d_, py::array& g_)
-            : ws(ptr<int64_t>(ws_)), a(ptr<int64_t>(a_)), r(ptr<float>(r_)), d(ptr<float>(d_)), g(ptr<float>(g_)) {}
-        int64_t* ws;
-        int64_t* a;
-        float *r, *d, *g;
-    };
+    template <class T>
+    static void take(ArrayRef<T>& ref, const py::dict& arrays, const char* key, const py::dtype& dtype,
+                     std::vector<py::array>& keep) {
+        const std::string where = std::string("replay state['") + key + "']: expected ";
+        if (!arrays.contains(key)) throw py::value_error(where + "an array, got none");
+        py::object obj = arrays[key];
+        if (!py::isinstance<py::array>(obj))
+            throw py::type_error(where + "a numpy array, got " + std::string(py::str(py::type::of(obj).attr("__name__"))));
+        py::array a = py::reinterpret_borrow<py::array>(obj);
+        if (!a.dtype().equal(dtype))
+            throw py::type_error(where + "dtype " + std::string(py::str(dtype)) + ", got " +
+                                 std::string(py::str(a.dtype())));
+        keep.push_back(py::array::ensure(a, py::array::c_style));
+        ref.data = static_cast<const T*>(keep.back().data());
+        ref.shape.assign(keep.back().shape(), keep.back().shape() + keep.back().ndim());
+    }
 
     // Checks a batch's output arrays (window_slots [B, window], action, reward, done, discount [B],
-    // frames out [B, window, *frame] or None) and returns the frames' pointer (null for None);
+    // frames out [B, window, *frame] or None) and returns their pointers (frames null for None);
     // `keep` holds the frames' array alive while the pointer is in use.
-    uint8_t* outputs(int64_t batch, py::array& window_slots, py::array& action, py::array& reward, py::array& done,
+    BatchOut outputs(int64_t batch, py::array& window_slots, py::array& action, py::array& reward, py::array& done,
                      py::array& discount, py::object& out_obj, py::array& keep) {
         const py::ssize_t w = store_.window();
         require_dtype<int64_t>(window_slots, "window_slots", {batch, w});
@@ -299,20 +320,23 @@ private:
         require_dtype<float>(reward, "reward", {batch});
         require_dtype<float>(done, "done", {batch});
         require_dtype<float>(discount, "discount", {batch});
-        if (out_obj.is_none()) return nullptr;
+        BatchOut o{ptr<int64_t>(window_slots), ptr<int64_t>(action), ptr<float>(reward), ptr<float>(done),
+                   ptr<float>(discount)};
+        if (out_obj.is_none()) return o;
         keep = py::array::ensure(out_obj);
         auto shape = with_lead(w);
         shape.insert(shape.begin(), batch);
         require_array(keep, "out", shape, dtype_);
         require_writable(keep, "out");
-        return ptr<uint8_t>(keep);
+        o.frames = ptr<uint8_t>(keep);
+        return o;
     }
 
     // Frames are required when the store keeps them and must be None when it does not (they live
     // elsewhere, e.g. on a GPU, and the caller writes them to the returned slots).
     // `keep` holds the array alive while the returned pointer is in use.
     const uint8_t* frame_data(const py::object& obj, const char* name, std::vector<py::ssize_t> lead, py::array& keep) {
-        if (!store_.stores_frames()) {
+        if (!store_.options().store_frames) {
             if (!obj.is_none()) throw py::value_error(std::string(name) + ": this store keeps no frames; pass None");
             return nullptr;
         }
@@ -325,22 +349,6 @@ private:
         return static_cast<const uint8_t*>(a.data());
     }
 
-    static py::dtype frame_dtype(const std::string& name) {
-        if (name != "uint8" && name != "float32")
-            throw py::value_error("dtype: expected 'uint8' or 'float32', got '" + name + "'");
-        return py::dtype(name);
-    }
-    static int64_t frame_bytes(const std::vector<py::ssize_t>& shape, int64_t itemsize) {
-        if (shape.empty()) throw py::value_error("frame_shape: expected at least one dimension, got ()");
-        int64_t n = itemsize;
-        for (auto d : shape) {
-            if (d < 1) throw py::value_error("frame_shape: expected positive sizes, got " + shape_str(shape));
-            if (n > INT64_MAX / d)  // the product would overflow (UB), not just fail to allocate
-                throw py::value_error("frame_shape: expected a frame of at most 2^63 - 1 bytes, got " + shape_str(shape));
-            n *= d;
-        }
-        return n;
-    }
     std::vector<py::ssize_t> with_lead(py::ssize_t n) const {
         std::vector<py::ssize_t> s{n};
         s.insert(s.end(), frame_shape_.begin(), frame_shape_.end());
@@ -358,10 +366,35 @@ private:
             throw py::value_error(std::string(name) + ": expected a writable C-contiguous array");
     }
 
-    std::vector<py::ssize_t> frame_shape_;
-    py::dtype dtype_;
     ReplayStore store_;
+    py::dtype dtype_;                       // store_.options().dtype as numpy's, for checks and views
+    std::vector<py::ssize_t> frame_shape_;  // store_.options().frame_shape as numpy's
 };
+
+// ReplayOptions(**kwargs): each keyword goes through the option's property setter below, so a
+// wrong type is a TypeError and an int beyond 64 bits a ValueError, both naming the option.
+ReplayOptions make_options(const py::kwargs& kwargs) {
+    ReplayOptions o;
+    py::object view = py::cast(&o, py::return_value_policy::reference);
+    const py::object property = py::module_::import("builtins").attr("property");
+    for (auto item : kwargs) {
+        const std::string name = py::str(item.first);
+        if (!py::isinstance(py::getattr(py::type::of(view), name.c_str(), py::none()), property))
+            throw py::type_error("ReplayOptions: unexpected option '" + name + "'");
+        try {
+            view.attr(name.c_str()) = item.second;
+        } catch (py::error_already_set& e) {
+            if (!e.matches(PyExc_TypeError)) throw;
+            auto type_name = [](const py::handle& v) { return std::string(py::str(py::type::of(v).attr("__name__"))); };
+            if (PyLong_Check(item.second.ptr()) && !PyBool_Check(item.second.ptr()))
+                throw py::value_error(name + ": expected an int that fits in 64 bits, got " +
+                                      std::string(py::repr(item.second)));
+            throw py::type_error(name + ": expected " + type_name(view.attr(name.c_str())) + ", got " +
+                                 type_name(item.second));
+        }
+    }
+    return o;
+}
 
 // A numpy view of the store's memory that keeps the owning Python object alive.
 template <class T>
@@ -380,30 +413,32 @@ PYBIND11_MODULE(_core, m) {
     m.def("copy_windows", &copy_windows, py::arg("frames"), py::arg("starts"), py::arg("out"),
           "Bench baseline: out[b] = frames[starts[b]:starts[b] + out.shape[1]], one memcpy per window.");
 
+    py::class_<ReplayOptions>(m, "ReplayOptions",
+                              "What a ReplayCore is made with (keywords, defaults as fastdqn.ReplayBuffer's); "
+                              "ReplayCore validates them (ValueError naming the option).")
+        .def(py::init(&make_options))
+        .def_readwrite("capacity", &ReplayOptions::capacity)
+        .def_readwrite("num_envs", &ReplayOptions::num_envs)
+        .def_readwrite("frame_shape", &ReplayOptions::frame_shape)
+        .def_readwrite("dtype", &ReplayOptions::dtype)
+        .def_readwrite("stack", &ReplayOptions::stack)
+        .def_readwrite("pad", &ReplayOptions::pad)
+        .def_property("seed", [](const ReplayOptions& o) { return o.seed; },
+                      [](ReplayOptions& o, const py::int_& seed) {  // Python's seeds fold modulo 2^64
+                          if (PyObject_RichCompareBool(seed.ptr(), py::int_(0).ptr(), Py_LT) == 1)
+                              throw py::value_error("seed: expected an int >= 0, got " + std::string(py::repr(seed)));
+                          o.seed = PyLong_AsUnsignedLongLongMask(seed.ptr());
+                      })
+        .def_readwrite("store_frames", &ReplayOptions::store_frames)
+        .def_readwrite("n_step", &ReplayOptions::n_step)
+        .def_readwrite("gamma", &ReplayOptions::gamma)
+        .def_readwrite("prioritized", &ReplayOptions::prioritized)
+        .def_readwrite("alpha", &ReplayOptions::alpha)
+        .def_readwrite("eps", &ReplayOptions::eps);
+
     py::class_<ReplayCore>(m, "ReplayCore")
-        .def(py::init<int64_t, int, std::vector<py::ssize_t>, int, bool, uint64_t, bool, const std::string&, int,
-                      double, bool, double, double>(),
-             py::arg("capacity"), py::arg("num_envs"), py::arg("frame_shape"), py::arg("stack"), py::arg("pad_repeat"),
-             py::arg("seed"), py::arg("store_frames") = true, py::arg("dtype") = "uint8", py::arg("n_step") = 1,
-             py::arg("gamma") = 0.99, py::arg("prioritized") = false, py::arg("alpha") = 0.6, py::arg("eps") = 1e-6)
-        .def("sample_prioritized_into", &ReplayCore::sample_prioritized_into, py::arg("batch"), py::arg("beta"),
-             py::arg("window_slots"), py::arg("action"), py::arg("reward"), py::arg("done"), py::arg("discount"),
-             py::arg("weights"), py::arg("indices"), py::arg("out"))
-        .def("update_priorities", &ReplayCore::update_priorities, py::arg("indices"), py::arg("priorities"))
-        .def_property_readonly("prioritized", [](ReplayCore& c) { return c.store().prioritized(); })
-        .def_property_readonly("alpha", [](ReplayCore& c) { return c.store().alpha(); })
-        .def_property_readonly("eps", [](ReplayCore& c) { return c.store().eps(); })
-        .def("priorities", [](ReplayCore& c) {
-            auto v = c.store().leaf_priorities();
-            return py::make_tuple(py::array_t<double>(static_cast<py::ssize_t>(v.size()), v.data()),
-                                  c.store().max_priority());
-        })
-        .def("set_priorities", [](ReplayCore& c, py::array_t<double, py::array::c_style | py::array::forcecast> p,
-                                  double max_priority) {
-            if (p.ndim() != 1 || p.shape(0) != c.store().capacity())
-                throw py::value_error("priorities: expected " + std::to_string(c.store().capacity()) + " values");
-            c.store().recount(p.data(), max_priority);
-        }, py::arg("priorities"), py::arg("max_priority"))
+        .def(py::init<const ReplayOptions&>(), py::arg("options"))
+        .def_property_readonly("options", [](ReplayCore& c) { return c.store().options(); }, "a copy")
         .def("start", &ReplayCore::start, py::arg("frame"), py::arg("env"))
         .def("add", &ReplayCore::add, py::arg("action"), py::arg("reward"), py::arg("next_frame"), py::arg("terminated"),
              py::arg("truncated"), py::arg("env"))
@@ -411,27 +446,27 @@ PYBIND11_MODULE(_core, m) {
         .def("add_many", &ReplayCore::add_many, py::arg("actions"), py::arg("rewards"), py::arg("next_frames"),
              py::arg("terminated"), py::arg("truncated"), py::arg("envs"), py::arg("count"))
         .def("sample_into", &ReplayCore::sample_into, py::arg("batch"), py::arg("window_slots"), py::arg("action"),
-             py::arg("reward"), py::arg("done"), py::arg("discount"), py::arg("out"), py::arg("threads") = 0)
+             py::arg("reward"), py::arg("done"), py::arg("discount"), py::arg("out"), py::arg("threads") = 0,
+             py::arg("weights") = py::none(), py::arg("indices") = py::none(), py::arg("beta") = 0.0)
+        .def("update_priorities", &ReplayCore::update_priorities, py::arg("indices"), py::arg("priorities"))
+        .def("priorities", [](ReplayCore& c) {
+            auto v = c.store().leaf_priorities();
+            return py::make_tuple(py::array_t<double>(static_cast<py::ssize_t>(v.size()), v.data()),
+                                  c.store().max_priority());
+        })
         .def("transition_into", &ReplayCore::transition_into, py::arg("env"), py::arg("t"), py::arg("window_slots"),
              py::arg("action"), py::arg("reward"), py::arg("done"), py::arg("discount"), py::arg("out"))
         .def("check_batch", [](ReplayCore& c, int64_t batch) { c.store().check_batch(batch); }, py::arg("batch"))
         .def("__len__", [](ReplayCore& c) { return c.store().size(); })
-        .def_property_readonly("capacity", [](ReplayCore& c) { return c.store().capacity(); })
-        .def_property_readonly("num_envs", [](ReplayCore& c) { return c.store().num_envs(); })
-        .def_property_readonly("stack", [](ReplayCore& c) { return c.store().stack(); })
-        .def_property_readonly("n_step", [](ReplayCore& c) { return c.store().n_step(); })
-        .def_property_readonly("gamma", [](ReplayCore& c) { return c.store().gamma(); })
         .def_property_readonly("window", [](ReplayCore& c) { return c.store().window(); })
-        .def_property_readonly("frame_shape", [](ReplayCore& c) { return py::tuple(py::cast(c.frame_shape())); })
-        .def_property_readonly("dtype", [](ReplayCore& c) { return c.dtype(); })
         .def_property_readonly("nbytes", [](ReplayCore& c) { return c.store().nbytes(); })
         // Raw state for checkpoints: views into the live storage, valid while the buffer lives.
         .def("arrays", [](py::object self) {
             auto& c = self.cast<ReplayCore&>();
             auto& s = c.store();
             py::dict d;
-            const py::ssize_t cap = s.capacity();
-            if (s.stores_frames()) {
+            const py::ssize_t cap = s.options().capacity;
+            if (s.options().store_frames) {
                 std::vector<py::ssize_t> shape{cap};
                 shape.insert(shape.end(), c.frame_shape().begin(), c.frame_shape().end());
                 d["frames"] = py::array(c.dtype(), shape, s.frames_data(), self);
@@ -447,25 +482,13 @@ PYBIND11_MODULE(_core, m) {
             for (const auto& s : c.store().streams()) out.append(py::make_tuple(s.written, s.open));
             return out;
         })
-        .def("set_streams", [](ReplayCore& c, const std::vector<std::pair<int64_t, bool>>& state) {
-            auto& streams = c.store().streams();
-            if (state.size() != streams.size())
-                throw py::value_error("streams: expected " + std::to_string(streams.size()) + " entries, got " +
-                                      std::to_string(state.size()));
-            for (const auto& st : state) {
-                // written < 2^62 keeps written + 1 from overflowing; an open stream's last frame is
-                // written - 1, so open with nothing written would make add() touch slot -1.
-                if (st.first < 0 || st.first >= (int64_t{1} << 62))
-                    throw py::value_error("streams: expected written counts in [0, 2^62), got " + std::to_string(st.first));
-                if (st.second && st.first == 0)
-                    throw py::value_error("streams: expected an open stream to have written >= 1 frame, got 0");
-            }
-            for (size_t i = 0; i < state.size(); ++i) {
-                streams[i].written = state[i].first;
-                streams[i].open = state[i].second;
-            }
-            c.store().recount();
-        })
-        .def_property("rng_state", [](ReplayCore& c) { return c.store().rng().state(); },
-                      [](ReplayCore& c, const std::vector<uint64_t>& s) { c.store().rng().set_state(s); });
+        .def_property_readonly("rng_state", [](ReplayCore& c) { return c.store().rng_state(); })
+        .def("check_state", [](ReplayCore& c, const ReplayOptions& o, const py::dict& a, double max_priority, int64_t len) {
+            c.state(o, a, max_priority, len, false);
+        }, py::arg("options"), py::arg("arrays"), py::arg("max_priority"), py::arg("len"),
+           "ValueError/TypeError naming what is wrong with a saved state for this store")
+        .def("load_state", [](ReplayCore& c, const ReplayOptions& o, const py::dict& a, double max_priority, int64_t len) {
+            c.state(o, a, max_priority, len, true);
+        }, py::arg("options"), py::arg("arrays"), py::arg("max_priority"), py::arg("len"),
+           "check_state, then replace the contents (the frames only when the store keeps them)");
 }

@@ -195,15 +195,18 @@ CONSTRUCTOR = [
     (dict(capacity=10.5), TypeError, "capacity: expected an int, got float"),
     (dict(capacity=True), TypeError, "capacity: expected an int, got bool"),
     (dict(capacity="100"), TypeError, "capacity: expected an int, got str"),
-    (dict(capacity=4, stack=4), ValueError, r"capacity must be >= \(stack \+ 1\) \* num_envs = 5, got 4"),
+    (dict(capacity=4, stack=4), ValueError, r"capacity: expected >= \(stack \+ 1\) \* num_envs = 5, got 4"),
     (dict(capacity=9, num_envs=2, stack=4), ValueError, "= 10, got 9"),
     (dict(capacity=100, num_envs=0), ValueError, "num_envs: expected an int >= 1, got 0"),
-    (dict(capacity=100, stack=0), ValueError, "stack: expected an int >= 1, got 0"),
-    (dict(capacity=1000, stack=65), ValueError, r"stack must be in \[1, 64\], got 65"),
+    (dict(capacity=2**70), ValueError, "capacity: expected an int that fits in 64 bits, got 1180591620717411303424"),
+    (dict(capacity=100, num_envs=2**40), ValueError, "num_envs: expected at most 2\\^31 - 1 streams, got 1099511627776"),
+    (dict(capacity=100, stack=0), ValueError, r"stack: expected an int in \[1, 64\], got 0"),
+    (dict(capacity=1000, stack=65), ValueError, r"stack: expected an int in \[1, 64\], got 65"),
     (dict(capacity=100, pad="edge"), ValueError, r"pad: expected one of \('zeros', 'repeat'\), got 'edge'"),
-    (dict(capacity=100, frame_shape=(84, 0)), ValueError, "frame_shape: expected an int >= 1, got 0"),
-    (dict(capacity=100, frame_shape=(84, -1)), ValueError, "expected an int >= 1, got -1"),
-    (dict(capacity=100, frame_shape=()), TypeError, r"frame_shape: expected a tuple of ints, got \(\)"),
+    (dict(capacity=100, pad=1), TypeError, "pad: expected a str, got int"),
+    (dict(capacity=100, frame_shape=(84, 0)), ValueError, r"frame_shape: expected sizes >= 1, got \(84, 0\)"),
+    (dict(capacity=100, frame_shape=(84, -1)), ValueError, r"expected sizes >= 1, got \(84, -1\)"),
+    (dict(capacity=100, frame_shape=()), ValueError, r"frame_shape: expected at least one dimension, got \(\)"),
     (dict(capacity=100, frame_shape="84"), TypeError, "expected a tuple of ints, got '84'"),
     (dict(capacity=100, frame_shape=(84.0, 84)), TypeError, "frame_shape: expected an int, got float"),
     (dict(capacity=16, frame_shape=(2**32, 2**32), stack=1), ValueError,
@@ -211,17 +214,18 @@ CONSTRUCTOR = [
     (dict(capacity=100, seed=-1), ValueError, "seed: expected an int >= 0, got -1"),
     (dict(capacity=100, seed=1.5), TypeError, "seed: expected an int, got float"),
     (dict(capacity=100, dtype="int16"), ValueError, r"dtype: expected one of \('uint8', 'float32'\), got 'int16'"),
-    (dict(capacity=100, dtype=None), ValueError, "dtype: expected one of .*, got None"),
+    (dict(capacity=100, dtype=None), TypeError, "dtype: expected a str, got NoneType"),
     (dict(capacity=100, device="tpu9"), ValueError, "device: expected 'auto', 'cpu' or 'cuda', got 'tpu9'"),
     (dict(capacity=100, device=1.5), TypeError, "device: expected 'auto', 'cpu' or 'cuda', got 1.5"),
-    (dict(capacity=100, n_step=0), ValueError, "n_step: expected an int >= 1, got 0"),
-    (dict(capacity=100, n_step=65), ValueError, r"n_step must be in \[1, 64\], got 65"),
+    (dict(capacity=100, n_step=0), ValueError, r"n_step: expected an int in \[1, 64\], got 0"),
+    (dict(capacity=100, n_step=65), ValueError, r"n_step: expected an int in \[1, 64\], got 65"),
     (dict(capacity=100, n_step=2.0), TypeError, "n_step: expected an int, got float"),
     (dict(capacity=100, gamma=1.5), ValueError, r"gamma: expected a number in \[0, 1\], got 1.5"),
-    (dict(capacity=100, gamma="0.9"), ValueError, r"gamma: expected a number in \[0, 1\], got '0.9'"),
+    (dict(capacity=100, gamma=float("nan")), ValueError, r"gamma: expected a number in \[0, 1\], got nan"),
+    (dict(capacity=100, gamma="0.9"), TypeError, "gamma: expected a float, got str"),
     (dict(capacity=100, prioritized=None), TypeError, "prioritized: expected a bool, got None"),
     (dict(capacity=100, prioritized=True, alpha=-0.1), ValueError, r"alpha: expected a number in \[0, 1\], got -0.1"),
-    (dict(capacity=100, prioritized=True, eps=0.0), ValueError, "eps: expected a finite number > 0, got 0.0"),
+    (dict(capacity=100, prioritized=True, eps=0.0), ValueError, "eps: expected a finite number > 0, got 0$"),
     (dict(capacity=100, prioritized=True, eps=float("nan")), ValueError, "eps: expected a finite number > 0, got nan"),
 ]
 if not torch.cuda.is_available():
@@ -246,6 +250,33 @@ def test_bad_constructor_arguments(kwargs, error, match):
     kwargs.setdefault("frame_shape", SHAPE)
     with pytest.raises(error, match=match):
         ReplayBuffer(**kwargs)
+
+
+def test_core_validates_the_options_without_the_python_layer():
+    """ReplayOptions carries values unchecked; ReplayCore refuses them (the one check of each)."""
+    core = pytest.importorskip("fastdqn._core")
+    for kw, match in [(dict(capacity=0), "capacity: expected an int >= 1, got 0"),
+                      (dict(capacity=100, frame_shape=[2, 3], stack=0), r"stack: expected an int in \[1, 64\], got 0"),
+                      (dict(capacity=100, frame_shape=[2, 3], gamma=2.0), r"gamma: expected a number in \[0, 1\], got 2"),
+                      (dict(capacity=100, frame_shape=[2, 3], pad="edge"), "pad: expected one of .*, got 'edge'")]:
+        options = core.ReplayOptions(**kw)
+        with pytest.raises(ValueError, match=match):
+            core.ReplayCore(options)
+    with pytest.raises(TypeError, match="ReplayOptions: unexpected option 'gama'"):
+        core.ReplayOptions(gama=0.9)
+    with pytest.raises(TypeError, match="gamma: expected float, got str"):
+        core.ReplayOptions(gamma="0.9")
+
+
+def test_properties_are_the_cores_options():
+    buf = ReplayBuffer(100, num_envs=2, frame_shape=[4], stack=2, pad="repeat", dtype=np.float32, n_step=3,
+                       gamma=0.9, prioritized=1, alpha=0.5, eps=0.01, seed=2**70 + 5)
+    opts = buf._core.options
+    assert (buf.capacity, buf.num_envs, buf.frame_shape, buf.dtype, buf.stack, buf.pad) == \
+        (opts.capacity, opts.num_envs, tuple(opts.frame_shape), np.dtype(opts.dtype), opts.stack, opts.pad) == \
+        (100, 2, (4,), np.float32, 2, "repeat")
+    assert (buf.n_step, buf.gamma, buf.prioritized, buf.alpha, buf.eps) == (3, 0.9, True, 0.5, 0.01)
+    assert opts.seed == 5 and not hasattr(buf, "_stack")  # Python seeds fold modulo 2^64; no copies kept
 
 
 RAW = (210, 160, 3)

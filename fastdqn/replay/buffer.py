@@ -1,8 +1,8 @@
 """Frame-deduplicating replay buffer: each frame is stored once, stacks are rebuilt at sample time.
 
-The storage, the sampling and the rules of a valid transition live in C++ (``fastdqn._core``);
-this module checks argument types, owns the output tensors and, with ``device=``, keeps the
-frames in a torch tensor on that device.
+The storage, the sampling, the rules of a valid transition and the check of every option's value
+live in C++ (``fastdqn._core``: ``ReplayOptions``, ``ReplayCore``); this module checks argument
+types, owns the output tensors and, with ``device=``, keeps the frames in a torch tensor there.
 """
 
 from __future__ import annotations
@@ -18,9 +18,6 @@ from fastdqn import _native
 from fastdqn.devices import resolve_device
 from fastdqn.frames import cuda as frames_cuda
 from fastdqn.replay import gather, state as replay_state
-
-PADS = ("zeros", "repeat")
-DTYPES = {"uint8": torch.uint8, "float32": torch.float32}  # frame dtypes: pixels, vector observations
 
 
 class Batch(NamedTuple):
@@ -46,12 +43,45 @@ def _flag(value, name: str) -> bool:
     raise TypeError(f"{name}: expected a bool, got {value!r}")
 
 
-def _positive_int(value, name: str, minimum: int = 1) -> int:
+def _int(value, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name}: expected an int, got {type(value).__name__}")
+    return int(value)
+
+
+def _positive_int(value, name: str, minimum: int = 1) -> int:
+    """An argument of a call (not an option: those the core checks)."""
+    value = _int(value, name)
     if value < minimum:
         raise ValueError(f"{name}: expected an int >= {minimum}, got {value}")
-    return int(value)
+    return value
+
+
+def _real(value, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name}: expected a float, got {type(value).__name__}")
+    return float(value)
+
+
+def _str(value, name: str) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"{name}: expected a str, got {type(value).__name__}")
+    return str(value)
+
+
+class _Layout(NamedTuple):
+    """One batch size's output block (byte offsets) and the shapes of its views, from the options."""
+
+    fields: tuple        # (numpy dtype, torch dtype, offset) of each Batch field after next_obs
+    slots_at: int
+    frames_at: int
+    nbytes: int
+    window_shape: tuple  # [B, window, *frame]
+    dtype: np.dtype
+    torch_dtype: torch.dtype
+    stack: int
+    width: int           # frames per row (the core's window)
+    prioritized: bool
 
 
 class ReplayBuffer:
@@ -84,60 +114,47 @@ class ReplayBuffer:
                  dtype: str = "uint8", n_step: int = 1, gamma: float = 0.99, prioritized: bool = False,
                  alpha: float = 0.6, eps: float = 1e-6):
         core = _native.core()  # NativeModuleMissing (an ImportError) says where fastdqn came from
-        capacity = _positive_int(capacity, "capacity")
-        num_envs = _positive_int(num_envs, "num_envs")
-        stack = _positive_int(stack, "stack")
-        n_step = _positive_int(n_step, "n_step")
-        if isinstance(gamma, bool) or not isinstance(gamma, numbers.Real) or not 0.0 <= gamma <= 1.0:
-            raise ValueError(f"gamma: expected a number in [0, 1], got {gamma!r}")
-        prioritized = _flag(prioritized, "prioritized")
-        if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not 0.0 <= alpha <= 1.0:
-            raise ValueError(f"alpha: expected a number in [0, 1], got {alpha!r}")
-        if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not (0.0 < eps < float("inf")):
-            raise ValueError(f"eps: expected a finite number > 0, got {eps!r}")
-        if not isinstance(frame_shape, (tuple, list)) or not frame_shape:
+        if not isinstance(frame_shape, (tuple, list)):
             raise TypeError(f"frame_shape: expected a tuple of ints, got {frame_shape!r}")
-        frame_shape = tuple(_positive_int(d, "frame_shape") for d in frame_shape)
-        if pad not in PADS:
-            raise ValueError(f"pad: expected one of {PADS}, got {pad!r}")
-        dtype = str(np.dtype(dtype)) if isinstance(dtype, (type, np.dtype)) else dtype
-        if dtype not in DTYPES:
-            raise ValueError(f"dtype: expected one of {tuple(DTYPES)}, got {dtype!r}")
+        if isinstance(dtype, (type, np.dtype)):
+            dtype = str(np.dtype(dtype))
         if seed is None:
-            seed = int(np.random.SeedSequence().entropy) & (2**64 - 1)
-        seed = _positive_int(seed, "seed", minimum=0) & (2**64 - 1)
-        self.pad, self.dtype = pad, np.dtype(dtype)
-        self._torch_dtype = DTYPES[dtype]
+            seed = int(np.random.SeedSequence().entropy)  # the core folds it to 64 bits
         self.device = None if device is None else resolve_device(device)
-        self._core = core.ReplayCore(capacity, num_envs, list(frame_shape), stack, pad == "repeat", seed,
-                                      store_frames=self.device is None, dtype=dtype, n_step=n_step, gamma=float(gamma),
-                                      prioritized=prioritized, alpha=float(alpha), eps=float(eps))
+        # Types here; every value is checked once, in C++ (ValueError naming the option).
+        self._core = core.ReplayCore(core.ReplayOptions(
+            capacity=_int(capacity, "capacity"), num_envs=_int(num_envs, "num_envs"),
+            frame_shape=[_int(d, "frame_shape") for d in frame_shape], dtype=_str(dtype, "dtype"),
+            stack=_int(stack, "stack"), pad=_str(pad, "pad"), seed=_int(seed, "seed"),
+            store_frames=self.device is None, n_step=_int(n_step, "n_step"), gamma=_real(gamma, "gamma"),
+            prioritized=_flag(prioritized, "prioritized"), alpha=_real(alpha, "alpha"), eps=_real(eps, "eps")))
+        self._options = self._core.options  # a copy of the core's, which never change
         self._frames = None
         # Device store: the C++ bookkeeping publishes a slot before Python writes its frame, so a
         # sampler on another thread must not run between the two (the host store copies under its mutex).
         self._device_lock = threading.Lock()
         if self.device is not None:
-            self._frames = torch.zeros((capacity, *frame_shape), dtype=self._torch_dtype, device=self.device)
+            self._frames = torch.zeros((self.capacity, *self.frame_shape), dtype=self._torch_dtype, device=self.device)
         self._pin = self.device is None and torch.cuda.is_available()
-        self._frame_shape, self._stack, self._width = frame_shape, stack, self._core.window
-        self._frame_bytes = int(np.prod(frame_shape)) * self.dtype.itemsize
-        self._prioritized = prioritized
-        self._layouts: dict[tuple[int, bool], tuple] = {}  # (batch, prioritized) -> _layout()
+        self._layouts: dict[int, _Layout] = {}  # batch size -> its _layout()
 
     # -- size -------------------------------------------------------------------------------
     def __len__(self) -> int:
         """Number of transitions that can be sampled now."""
         return len(self._core)
 
-    capacity = property(lambda self: self._core.capacity, doc="transitions kept over all streams")
-    num_envs = property(lambda self: self._core.num_envs)
-    stack = property(lambda self: self._core.stack)
-    n_step = property(lambda self: self._core.n_step)
-    gamma = property(lambda self: self._core.gamma)
-    prioritized = property(lambda self: self._core.prioritized)
-    alpha = property(lambda self: self._core.alpha)
-    eps = property(lambda self: self._core.eps)
-    frame_shape = property(lambda self: tuple(self._core.frame_shape))
+    capacity = property(lambda self: self._options.capacity, doc="transitions kept over all streams")
+    num_envs = property(lambda self: self._options.num_envs)
+    frame_shape = property(lambda self: tuple(self._options.frame_shape))
+    dtype = property(lambda self: np.dtype(self._options.dtype))
+    stack = property(lambda self: self._options.stack)
+    pad = property(lambda self: self._options.pad)
+    n_step = property(lambda self: self._options.n_step)
+    gamma = property(lambda self: self._options.gamma)
+    prioritized = property(lambda self: self._options.prioritized)
+    alpha = property(lambda self: self._options.alpha)
+    eps = property(lambda self: self._options.eps)
+    _torch_dtype = property(lambda self: getattr(torch, self._options.dtype))
 
     @property
     def nbytes(self) -> int:
@@ -215,68 +232,67 @@ class ReplayBuffer:
             if isinstance(beta, bool) or not isinstance(beta, numbers.Real) or not 0.0 <= beta <= 1.0:
                 raise ValueError(f"beta: expected a number in [0, 1], got {beta!r}")
         self._core.check_batch(batch_size)  # before allocating: 10**9 is a ValueError, not a MemoryError
-        return self._sample(batch_size, self._prioritized, float(beta))
+        return self._sample(batch_size, float(beta))
 
-    def _sample(self, b: int, prioritized: bool, beta: float) -> Batch:
+    def _sample(self, b: int, beta: float) -> Batch:
         """sample() after its checks: the core fills one fresh block (host store) or draws the
         slots that the device gathers (device store)."""
+        lay = self._layouts.get(b) or self._layouts.setdefault(b, self._layout(b))
         host = self._frames is None
-        slots, window, fields, views, tensors = self._outputs(b, prioritized, host)
-        draw = self._core.sample_prioritized_into if prioritized else self._core.sample_into
-        args = (b, beta) if prioritized else (b,)
-        if host:
-            draw(*args, slots, *fields, window)
+        slots, window, fields, views, tensors = self._outputs(b, lay, host)
+        fill = self._core.sample_into
+        if host and lay.prioritized:
+            fill(b, slots, *fields[:4], window, 0, *fields[4:], beta)
+        elif host:
+            fill(b, slots, *fields, window)
         else:
             with self._device_lock:
-                draw(*args, slots, *fields, None)
-                views = self._views(self._gather_on_device(torch.from_numpy(slots)))
+                fill(b, slots, *fields[:4], None, 0, *(fields[4:] or (None, None)), beta)
+                views = self._views(self._gather_on_device(torch.from_numpy(slots)), lay)
             # indices stay on the host: they go back to update_priorities
             tensors = [t.to(self.device, non_blocking=True) for t in tensors[:5]] + tensors[5:]
         (obs, next_obs), (action, reward, done, discount, *rest) = views, tensors
         return Batch(obs, action, reward, next_obs, done, discount, *rest)
 
-    def _views(self, window: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    @staticmethod
+    def _views(window: torch.Tensor, lay: _Layout) -> tuple[torch.Tensor, torch.Tensor]:
         """obs and next_obs: two views of one [B, window, *frame] tensor."""
-        s, w = self._stack, self._width
-        return window[:, :s], window[:, w - s:]
+        return window[:, :lay.stack], window[:, lay.width - lay.stack:]
 
-    def _layout(self, b: int, prioritized: bool) -> tuple:
-        """Byte offsets of one batch's block: the fields in Batch order (action, reward, done,
-        discount[, weights, indices]), the window slots, then the frames on a cache line."""
-        names = (("int64", "float32", "float32", "float32", "float32", "int64") if prioritized
-                 else ("int64", "float32", "float32", "float32"))
+    def _layout(self, b: int) -> _Layout:
+        """One batch's block: the fields in Batch order (action, reward, done, discount[, weights,
+        indices]), the window slots, then the frames on a cache line."""
+        names = ("int64", "float32", "float32", "float32") + (("float32", "int64") if self.prioritized else ())
         fields, at = [], 0
         for name in names:
             fields.append((np.dtype(name), getattr(torch, name), at))
             at += 8 * b  # 8 bytes a row for every field: the int64 ones stay aligned
-        slots_at, frames_at = at, -(-(at + 8 * b * self._width) // 64) * 64
-        return tuple(fields), slots_at, frames_at, frames_at + b * self._width * self._frame_bytes
+        width, dtype = self._core.window, self.dtype
+        slots_at, frames_at = at, -(-(at + 8 * b * width) // 64) * 64
+        frame_bytes = int(np.prod(self.frame_shape)) * dtype.itemsize
+        return _Layout(tuple(fields), slots_at, frames_at, frames_at + b * width * frame_bytes,
+                       (b, width, *self.frame_shape), dtype, self._torch_dtype, self.stack, width, self.prioritized)
 
-    def _outputs(self, b: int, prioritized: bool, frames: bool) -> tuple:
+    def _outputs(self, b: int, lay: _Layout, frames: bool) -> tuple:
         """One batch's outputs in one fresh block (a Batch never changes once returned; the block
         lives while any of its tensors does): the numpy views the core fills (slots, window or
         None, fields in Batch order) and the tensors over them ((obs, next_obs) or None, fields),
         all made before the copy. Pinned when CUDA is there, as torch views of the pinned tensor:
         a non_blocking copy of one then keeps the block from reuse until it is done (a
         from_numpy view would not)."""
-        key = (b, prioritized)
-        lay = self._layouts.get(key) or self._layouts.setdefault(key, self._layout(b, prioritized))
-        specs, slots_at, frames_at, nbytes = lay
-        if not frames:
-            nbytes = frames_at
+        nbytes, frames_at = (lay.nbytes if frames else lay.frames_at), lay.frames_at
         pinned = torch.empty(nbytes, dtype=torch.uint8, pin_memory=True) if self._pin else None
         block = np.empty(nbytes, np.uint8) if pinned is None else pinned.numpy()
         nd = np.ndarray
-        slots = nd((b, self._width), np.int64, block, slots_at)
-        fields = [nd((b,), dt, block, at) for dt, _, at in specs]
-        shape = (b, self._width, *self._frame_shape)
-        window = nd(shape, self.dtype, block, frames_at) if frames else None
+        slots = nd((b, lay.width), np.int64, block, lay.slots_at)
+        fields = [nd((b,), dt, block, at) for dt, _, at in lay.fields]
+        window = nd(lay.window_shape, lay.dtype, block, frames_at) if frames else None
         if pinned is None:  # from_numpy of two numpy views costs less than two tensor slices
-            s, w, to_t = self._stack, self._width, torch.from_numpy
+            s, w, to_t = lay.stack, lay.width, torch.from_numpy
             views = (to_t(window[:, :s]), to_t(window[:, w - s:])) if frames else None
             return slots, window, fields, views, [to_t(a) for a in fields]
-        tensors = [pinned[at:at + dt.itemsize * b].view(tdt) for dt, tdt, at in specs]
-        views = self._views(pinned[frames_at:].view(self._torch_dtype).view(shape)) if frames else None
+        tensors = [pinned[at:at + dt.itemsize * b].view(tdt) for dt, tdt, at in lay.fields]
+        views = self._views(pinned[frames_at:].view(lay.torch_dtype).view(lay.window_shape), lay) if frames else None
         return slots, window, fields, views, tensors
 
     def update_priorities(self, indices, priorities) -> None:
@@ -334,7 +350,7 @@ class ReplayBuffer:
         """Restore ``state_dict()`` output; the next samples are exactly what the saved buffer's
         would have been. Everything is validated first: a bad state raises ValueError/TypeError
         and leaves this buffer unchanged."""
-        replay_state.restore(self, replay_state.check_state(self, state))
+        replay_state.restore(self, state)
 
     def save(self, path) -> None:
         """Write the state to ``path`` (uncompressed .npz, exactly that name) atomically."""
@@ -344,13 +360,7 @@ class ReplayBuffer:
     def load(cls, path, *, device: str | torch.device | None = None) -> "ReplayBuffer":
         """A new buffer with the config and contents saved at ``path``."""
         state = replay_state.load_file(path)
-        cfg = replay_state.config_of(state)
-        frames = state["frames"]
-        dtype = str(frames.dtype) if isinstance(frames, np.ndarray) and str(frames.dtype) in DTYPES else "uint8"
-        extra = {k: cfg[k] for k in ("gamma", "alpha", "eps") if cfg[k] is not None}
-        buf = cls(cfg["capacity"], num_envs=cfg["num_envs"], frame_shape=cfg["frame_shape"], stack=cfg["stack"],
-                  pad=cfg["pad"], seed=0, device=device, dtype=dtype, n_step=cfg["n_step"],
-                  prioritized=cfg["prioritized"], **extra)
+        buf = cls(**replay_state.options_of(state), seed=0, device=device)
         buf.load_state_dict(state)
         return buf
 

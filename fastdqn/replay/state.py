@@ -1,8 +1,9 @@
-"""Save and restore a ReplayBuffer exactly (``--save-replay``): its storage, streams and RNG.
+"""Save and restore a ReplayBuffer exactly (``--save-replay``): its options, storage, streams and RNG.
 
-A state is a plain dict of numpy arrays, ints and strings, so ``np.savez`` can hold it without
-pickling. ``check_state`` validates all of it before the buffer is touched, including that the
-per-slot metadata describes real episodes (a corrupt file must not make stacks span episodes).
+A state is a plain dict of numpy arrays, ints, floats and strings, so ``np.savez`` can hold it
+without pickling. This module reads and writes it and checks its keys and their types; the C++
+store checks every value (the options against its own, the arrays' dtypes and shapes, that the
+per-slot metadata describes real episodes, len) before it takes any of it.
 """
 
 from __future__ import annotations
@@ -13,16 +14,22 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from fastdqn import _native
 from fastdqn.atomic import atomic_write
 
-VERSION = 1
-HAS, TERM, TRUNC = 1, 2, 4  # TransitionFlags in csrc/replay.hpp
-CONFIG = ("version", "capacity", "num_envs", "stack", "frame_shape", "pad")
-ARRAYS = ("frames", "actions", "rewards", "flags", "epos", "written", "open", "rng")
-# absent from files saved before n-step returns and prioritized replay: 1-step, uniform
-OPTIONAL = {"n_step": 1, "gamma": None, "prioritized": False, "priorities": None, "max_priority": None,
-            "alpha": None, "eps": None}
-KEYS = frozenset(CONFIG + ARRAYS + ("len",))
+# 2: every option is saved (dtype, prioritized, alpha and eps too) and every state has priorities.
+# A new option in the core's ReplayOptions is a new key: bump it then.
+VERSION = 2
+ARRAYS = ("frames", "actions", "rewards", "flags", "epos", "written", "open", "rng", "priorities")
+NOT_SAVED = ("seed", "store_frames")  # the state carries the RNG itself; the loader says where frames live
+
+
+def option_types() -> dict[str, type]:
+    """The options a state carries (the core's ReplayOptions but NOT_SAVED), each with its type."""
+    cls = _native.core().ReplayOptions
+    defaults = cls()
+    return {name: type(getattr(defaults, name)) for name, attr in vars(cls).items()
+            if isinstance(attr, property) and name not in NOT_SAVED}
 
 
 def collect(buf, copy: bool = True) -> dict:
@@ -31,171 +38,74 @@ def collect(buf, copy: bool = True) -> dict:
     if buf._frames is not None:  # device-resident frames live in a torch tensor, not in the C++ store
         state["frames"] = buf._frames.cpu().numpy()
     streams = buf._core.streams()
-    state.update(
-        version=VERSION, capacity=buf.capacity, num_envs=buf.num_envs, stack=buf.stack,
-        frame_shape=tuple(buf.frame_shape), pad=buf.pad, len=len(buf), n_step=buf.n_step, gamma=buf.gamma,
-        written=np.array([w for w, _ in streams], np.int64), open=np.array([o for _, o in streams], np.bool_),
-        rng=np.array(buf._core.rng_state, np.uint64),
-    )
-    if buf.prioritized:
-        state["priorities"], state["max_priority"] = buf._core.priorities()
-        state.update(prioritized=1, alpha=buf.alpha, eps=buf.eps)  # an int: np.savez keeps it as one
+    state.update({name: getattr(buf._options, name) for name in option_types()})
+    state["frame_shape"] = tuple(state["frame_shape"])
+    state["priorities"], state["max_priority"] = buf._core.priorities()
+    state.update(version=VERSION, len=len(buf), written=np.array([w for w, _ in streams], np.int64),
+                 open=np.array([o for _, o in streams], np.bool_), rng=np.array(buf._core.rng_state, np.uint64))
     return state
 
 
 def _scalar(d, key, kind):
-    """An int or str from a dict or from np.load (where it comes back as a 0-d array)."""
+    """An int, float, bool or str from a dict or from np.load (where it comes back as a 0-d array)."""
     v = d[key]
     if isinstance(v, np.ndarray) and v.ndim == 0:
         v = v[()]
-    if kind is int and isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)):
+    is_bool = isinstance(v, (bool, np.bool_))
+    if kind is int and isinstance(v, (int, np.integer)) and not is_bool:
         return int(v)
+    if kind is float and isinstance(v, (float, np.floating, int, np.integer)) and not is_bool:
+        return float(v)
+    if kind is bool and is_bool:
+        return bool(v)
     if kind is str and isinstance(v, (str, np.str_)):
         return str(v)
-    if kind is float and isinstance(v, (float, np.floating, int, np.integer)) and not isinstance(v, (bool, np.bool_)):
-        return float(v)
     raise TypeError(f"replay state[{key!r}]: expected {kind.__name__}, got {type(v).__name__}")
 
 
-def config_of(d: Mapping) -> dict:
-    """The constructor config a state was saved with (validated types, not values)."""
+def options_of(d: Mapping) -> dict:
+    """The ReplayBuffer options a state was saved with (its keys and their types checked, not
+    their values: the store does that)."""
     if not isinstance(d, Mapping):
         raise TypeError(f"replay state: expected a dict, got {type(d).__name__}")
-    missing, extra = sorted(KEYS - d.keys()), sorted(set(d.keys()) - KEYS - OPTIONAL.keys())
+    if "version" in d and _scalar(d, "version", int) != VERSION:
+        raise ValueError(f"replay state: expected format version {VERSION}, got {_scalar(d, 'version', int)} "
+                         "(written by another fastdqn version)")
+    types = option_types()
+    keys = {"version", "len", "max_priority", *ARRAYS, *types}
+    missing, extra = sorted(keys - d.keys()), sorted(set(d.keys()) - keys)
     if missing or extra:
-        raise ValueError(f"replay state: expected keys {sorted(KEYS)}, got missing {missing}, unexpected {extra}")
-    shape = np.asarray(d["frame_shape"])
-    if shape.ndim != 1 or shape.dtype.kind not in "iu":
-        raise TypeError(f"replay state['frame_shape']: expected a tuple of ints, got {d['frame_shape']!r}")
-    out = {k: _scalar(d, k, int) for k in ("version", "capacity", "num_envs", "stack")}
-    out.update(frame_shape=tuple(int(x) for x in shape), pad=_scalar(d, "pad", str),
-               n_step=_scalar(d, "n_step", int) if "n_step" in d else OPTIONAL["n_step"],
-               prioritized=bool(_scalar(d, "prioritized", int)) if "prioritized" in d else False,
-               alpha=_scalar(d, "alpha", float) if "alpha" in d else None,
-               eps=_scalar(d, "eps", float) if "eps" in d else None,
-               gamma=_scalar(d, "gamma", float) if "gamma" in d else OPTIONAL["gamma"])
-    if out["version"] != VERSION:
-        raise ValueError(f"replay state: expected format version {VERSION}, got {out['version']}")
+        raise ValueError(f"replay state: expected keys {sorted(keys)}, got missing {missing}, unexpected {extra}")
+    out = {}
+    for name, kind in types.items():
+        if kind is list:  # frame_shape
+            shape = np.asarray(d[name])
+            if shape.ndim != 1 or shape.dtype.kind not in "iu":
+                raise TypeError(f"replay state[{name!r}]: expected a tuple of ints, got {d[name]!r}")
+            out[name] = tuple(int(x) for x in shape)
+        else:
+            out[name] = _scalar(d, name, kind)
     return out
 
 
-def _array(d, key, dtype, shape):
-    a = d[key]
-    if not isinstance(a, np.ndarray):
-        raise TypeError(f"replay state[{key!r}]: expected a numpy array, got {type(a).__name__}")
-    if a.dtype != dtype:
-        raise TypeError(f"replay state[{key!r}]: expected dtype {np.dtype(dtype)}, got {a.dtype}")
-    if a.shape != shape:
-        raise ValueError(f"replay state[{key!r}]: expected shape {shape}, got {a.shape}")
-    return a
+def _checked_by_core(buf, d: Mapping, load: bool) -> None:
+    options = _native.core().ReplayOptions(**options_of(d))
+    arrays = {k: d[k] for k in ARRAYS}
+    getattr(buf._core, "load_state" if load else "check_state")(
+        options, arrays, _scalar(d, "max_priority", float), _scalar(d, "len", int))
 
 
-def check_state(buf, d: Mapping) -> dict:
-    """Validate a state against ``buf``; returns the arrays to restore. Raises before any mutation."""
-    cfg = config_of(d)
-    for key in ("capacity", "num_envs", "stack", "frame_shape", "pad", "n_step", "gamma", "prioritized", "alpha",
-                "eps"):
-        mine = tuple(buf.frame_shape) if key == "frame_shape" else getattr(buf, key)
-        if key == "gamma" and (cfg[key] is None or buf.n_step == 1):
-            continue  # 1-step samples do not use it
-        if key in ("alpha", "eps") and not buf.prioritized:
-            continue
-        if cfg[key] != mine:
-            raise ValueError(f"replay state[{key!r}]: expected {mine!r} (this buffer's), got {cfg[key]!r}")
-    cap, n = buf.capacity, buf.num_envs
-    a = {
-        "frames": _array(d, "frames", buf.dtype, (cap, *buf.frame_shape)),
-        "actions": _array(d, "actions", np.int32, (cap,)), "rewards": _array(d, "rewards", np.float32, (cap,)),
-        "flags": _array(d, "flags", np.uint8, (cap,)), "epos": _array(d, "epos", np.uint8, (cap,)),
-        "written": _array(d, "written", np.int64, (n,)), "open": _array(d, "open", np.bool_, (n,)),
-        "rng": _array(d, "rng", np.uint64, (4,)),
-    }
-    if not np.isfinite(a["rewards"]).all():
-        raise ValueError("replay state['rewards']: expected finite values, got NaN or inf")
-    if (a["actions"] < 0).any():
-        raise ValueError(f"replay state['actions']: expected values >= 0, got {a['actions'].min()}")
-    if not a["rng"].any():
-        raise ValueError("replay state['rng']: expected a non-zero xoshiro state, got all zeros")
-    if buf.prioritized:
-        a["priorities"] = _array(d, "priorities", np.float64, (cap,))
-        a["max_priority"] = _scalar(d, "max_priority", float)
-        if not (np.isfinite(a["priorities"]).all() and (a["priorities"] >= 0).all()) or not a["max_priority"] > 0:
-            raise ValueError("replay state['priorities']: expected finite values >= 0 and a max_priority > 0")
-    valid = sum(_check_stream(buf, a, e, lo, c) for e, (lo, c) in enumerate(_layout(cap, n)))
-    if _scalar(d, "len", int) != valid:
-        raise ValueError(f"replay state['len']: expected {valid} (counted from the arrays), got {_scalar(d, 'len', int)}")
-    return a
+def check_state(buf, d: Mapping) -> None:
+    """Raise ValueError/TypeError naming what is wrong with state ``d`` for ``buf``."""
+    _checked_by_core(buf, d, load=False)
 
 
-def _layout(cap, n):
-    """(offset, cap) of each stream, as csrc/replay.hpp splits the capacity."""
-    out, lo = [], 0
-    for e in range(n):
-        c = cap // n + (e < cap % n)
-        out.append((lo, c))
-        lo += c
-    return out
-
-
-def _check_stream(buf, a, e, lo, cap) -> int:
-    """Check one stream's metadata is what start()/add() could have written; return its valid count."""
-    w, is_open = int(a["written"][e]), bool(a["open"][e])
-    where = f"replay state: stream {e}"
-    if not 0 <= w < 2**62:
-        raise ValueError(f"{where}: expected written in [0, 2^62), got {w}")
-    oldest = max(0, w - cap)
-    t = np.arange(oldest, w)
-    slots = lo + t % cap
-    flags, epos = a["flags"][slots], a["epos"][slots].astype(np.int64)
-    unused = slice(lo + w, lo + cap) if w < cap else slice(0, 0)
-    if a["flags"][unused].any() or a["epos"][unused].any():
-        raise ValueError(f"{where}: expected zero metadata in its {cap - w} unwritten slots, got non-zero")
-    if (flags & ~np.uint8(HAS | TERM | TRUNC)).any() or ((flags & (TERM | TRUNC)).astype(bool) & ~(flags & HAS).astype(bool)).any():
-        raise ValueError(f"{where}: expected flags made of has/terminated/truncated bits, got {np.unique(flags)}")
-    if w and flags[-1]:
-        raise ValueError(f"{where}: expected no transition on the last written frame, got flags {flags[-1]}")
-    # Frame t+1 continues t's episode exactly when t has a transition; then epos advances by one.
-    cont = (flags[:-1] & HAS).astype(bool)
-    if (cont != (epos[1:] > 0)).any() or (epos[1:][cont] != np.minimum(epos[:-1][cont] + 1, 255)).any():
-        raise ValueError(f"{where}: expected episode positions that follow its transitions, got inconsistent epos")
-    if (cont & (flags[1:] != 0) & (flags[:-1] & (TERM | TRUNC)).astype(bool)).any():
-        raise ValueError(f"{where}: expected an ended episode's last frame to have no transition")
-    ended = w >= 2 and epos[-1] > 0 and bool(flags[-2] & (TERM | TRUNC))
-    if is_open != (w >= 1 and not ended):
-        raise ValueError(f"{where}: expected open={w >= 1 and not ended} from its frames, got {is_open}")
-    ok = (flags[:-1] & HAS).astype(bool) & (t[:-1] - np.minimum(epos[:-1], buf.stack - 1) >= oldest)
-    return int((ok & _tail_recorded(flags[:-1], buf.n_step)).sum())
-
-
-def _tail_recorded(flags: np.ndarray, n: int) -> np.ndarray:
-    """Per transition: its n-step tail is stored (transitions t..t+j all recorded, t+j ending the
-    episode or j = n - 1), as csrc/replay.hpp's tail() decides."""
-    has, end = (flags & HAS).astype(bool), (flags & (TERM | TRUNC)).astype(bool)
-
-    def ahead(x, j):  # x[t + j] for every t (False past the end)
-        return np.concatenate([x[j:], np.zeros(min(j, len(x)), bool)])
-    run, ok = has.copy(), np.zeros(len(flags), bool)
-    for j in range(n):
-        run &= ahead(has, j)
-        ok |= run & (ahead(end, j) | (j == n - 1))
-        run &= ~ahead(end, j)
-    return ok
-
-
-def restore(buf, a: dict) -> None:
-    """Write checked arrays into the buffer (no validation left that could fail half-way)."""
-    live = buf._core.arrays()
-    for key in ("actions", "rewards", "flags", "epos"):
-        np.copyto(live[key], a[key])
-    if buf._frames is None:
-        np.copyto(live["frames"], a["frames"])
-    else:
+def restore(buf, d: Mapping) -> None:
+    """Replace the buffer's contents with state ``d``: checked by the core first, nothing changes when it raises."""
+    _checked_by_core(buf, d, load=True)
+    if buf._frames is not None:  # the core checked their dtype and shape
         import torch
-        buf._frames.copy_(torch.from_numpy(np.ascontiguousarray(a["frames"])))
-    buf._core.set_streams([(int(w), bool(o)) for w, o in zip(a["written"], a["open"])])  # recounts len
-    if "priorities" in a:
-        buf._core.set_priorities(a["priorities"], a["max_priority"])
-    buf._core.rng_state = [int(x) for x in a["rng"]]
+        buf._frames.copy_(torch.from_numpy(np.ascontiguousarray(d["frames"])))
 
 
 def save_atomic(path, state: dict) -> None:
