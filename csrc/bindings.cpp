@@ -414,8 +414,8 @@ PYBIND11_MODULE(_core, m) {
           "Bench baseline: out[b] = frames[starts[b]:starts[b] + out.shape[1]], one memcpy per window.");
 
     py::class_<ReplayOptions>(m, "ReplayOptions",
-                              "What a ReplayCore is made with (keywords, defaults as fastdqn.ReplayBuffer's); "
-                              "ReplayCore validates them (ValueError naming the option).")
+                              "What a ReplayCore is made with (keywords; fastdqn.ReplayBuffer's signature has the "
+                              "defaults); ReplayCore validates them (ValueError naming the option).")
         .def(py::init(&make_options))
         .def_readwrite("capacity", &ReplayOptions::capacity)
         .def_readwrite("num_envs", &ReplayOptions::num_envs)

@@ -81,7 +81,8 @@ public:
     // Checks that would reject a call; run before any mutation so a rejected call changes nothing.
     void check_env(int env) const {
         if (env < 0 || env >= num_envs())
-            throw std::invalid_argument("env index must be in [0, " + std::to_string(num_envs()) + "), got " + std::to_string(env));
+            throw std::invalid_argument("env: expected an index in [0, " + std::to_string(num_envs()) + "), got " +
+                                        std::to_string(env));
     }
     // The one definition of a valid transition's action and reward (the bindings and Python only
     // check types). `action_text` lets a caller name an action too wide for int64 in the message.
@@ -349,7 +350,7 @@ private:
     }
 
     void check_batch_locked(int64_t batch) const {
-        if (batch < 1) throw std::invalid_argument("batch_size must be >= 1, got " + std::to_string(batch));
+        if (batch < 1) throw std::invalid_argument("batch_size: expected an int >= 1, got " + std::to_string(batch));
         if (valid_ == 0)
             throw std::invalid_argument("sample() before any complete transition was added: expected >= 1 stored, got 0");
         if (batch > valid_)

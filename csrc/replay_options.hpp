@@ -31,20 +31,21 @@ inline std::string shape_text(const std::vector<int64_t>& shape) {
     return s + (shape.size() == 1 ? ",)" : ")");
 }
 
+// No defaults but store_frames: the Python ReplayBuffer's signature holds them, once.
 struct ReplayOptions {
     int64_t capacity = 0;        // transitions kept over all streams
-    int64_t num_envs = 1;        // independent episode streams
+    int64_t num_envs = 0;        // independent episode streams
     std::vector<int64_t> frame_shape;
-    std::string dtype = "uint8";  // of a frame: "uint8" (pixels) or "float32" (vector observations)
-    int64_t stack = 4;           // frames per observation
-    std::string pad = "zeros";   // before an episode's first frame: "zeros" or "repeat" (the first frame)
+    std::string dtype;           // of a frame: "uint8" (pixels) or "float32" (vector observations)
+    int64_t stack = 0;           // frames per observation
+    std::string pad;             // before an episode's first frame: "zeros" or "repeat" (the first frame)
     uint64_t seed = 0;           // of the sampling RNG
     bool store_frames = true;    // false: only the metadata (frames live elsewhere, e.g. on a GPU)
-    int64_t n_step = 1;
-    double gamma = 0.99;
+    int64_t n_step = 0;
+    double gamma = 0.0;
     bool prioritized = false;
-    double alpha = 0.6;          // prioritized: draw probability ~ priority^alpha
-    double eps = 1e-6;           // prioritized: added to every updated priority
+    double alpha = 0.0;          // prioritized: draw probability ~ priority^alpha
+    double eps = 0.0;            // prioritized: added to every updated priority
 
     int64_t itemsize() const { return dtype == "float32" ? 4 : 1; }
     bool pad_repeat() const { return pad == "repeat"; }

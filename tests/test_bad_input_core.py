@@ -253,12 +253,17 @@ def test_bad_constructor_arguments(kwargs, error, match):
 
 
 def test_core_validates_the_options_without_the_python_layer():
-    """ReplayOptions carries values unchecked; ReplayCore refuses them (the one check of each)."""
+    """ReplayOptions carries values unchecked and has no defaults (ReplayBuffer's signature holds
+    them); ReplayCore refuses bad ones (the one check of each)."""
     core = pytest.importorskip("fastdqn._core")
-    for kw, match in [(dict(capacity=0), "capacity: expected an int >= 1, got 0"),
-                      (dict(capacity=100, frame_shape=[2, 3], stack=0), r"stack: expected an int in \[1, 64\], got 0"),
-                      (dict(capacity=100, frame_shape=[2, 3], gamma=2.0), r"gamma: expected a number in \[0, 1\], got 2"),
-                      (dict(capacity=100, frame_shape=[2, 3], pad="edge"), "pad: expected one of .*, got 'edge'")]:
+    good = dict(capacity=100, num_envs=1, frame_shape=[2, 3], dtype="uint8", stack=4, pad="zeros", seed=0, n_step=1,
+                gamma=0.99, prioritized=False, alpha=0.6, eps=1e-6)
+    assert len(core.ReplayCore(core.ReplayOptions(**good))) == 0
+    for kw, match in [({}, "capacity: expected an int >= 1, got 0"),
+                      (dict(good, stack=0), r"stack: expected an int in \[1, 64\], got 0"),
+                      (dict(good, gamma=2.0), r"gamma: expected a number in \[0, 1\], got 2"),
+                      (dict(good, pad="edge"), "pad: expected one of .*, got 'edge'"),
+                      (dict(good, dtype="float64"), "dtype: expected one of .*, got 'float64'")]:
         options = core.ReplayOptions(**kw)
         with pytest.raises(ValueError, match=match):
             core.ReplayCore(options)
