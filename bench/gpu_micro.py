@@ -159,6 +159,7 @@ def bench_replay_buffer(quick: bool) -> dict:
 def bench_update(quick: bool, compile_modes: bool) -> dict:
     from fastdqn.learn.graphed import make_graphed_update
     from fastdqn.learn.learner import Learner
+    from fastdqn.learn.model import QNetSpec
 
     b = 32
     g = torch.Generator(device="cuda").manual_seed(0)
@@ -180,14 +181,14 @@ def bench_update(quick: bool, compile_modes: bool) -> dict:
         except Exception as e:  # noqa: BLE001 - report and go on with the other modes
             res[name] = {"error": f"{type(e).__name__}: {e}"}
 
-    run("eager", lambda: Learner(6, device="cuda", compile=False)._update)
+    run("eager", lambda: Learner(QNetSpec(6), device="cuda", compile=False)._update)
     if compile_modes:
-        run("compile_default", lambda: torch.compile(Learner(6, device="cuda", compile=False)._update))
+        run("compile_default", lambda: torch.compile(Learner(QNetSpec(6), device="cuda", compile=False)._update))
         run("compile_reduce_overhead",
-            lambda: torch.compile(Learner(6, device="cuda", compile=False)._update, mode="reduce-overhead"))
+            lambda: torch.compile(Learner(QNetSpec(6), device="cuda", compile=False)._update, mode="reduce-overhead"))
 
     def graphed():
-        lr = Learner(6, device="cuda", compile=False)
+        lr = Learner(QNetSpec(6), device="cuda", compile=False)
         static = tuple(t.clone() for t in batch)
         return make_graphed_update(lr._update, static, modules=[lr.online], optimizers=[lr.optimizer])
 

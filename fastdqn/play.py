@@ -14,7 +14,7 @@ from fastdqn.env.spec import make_env_from_spec
 from fastdqn.env.wrappers import rgb_screen as screen
 from fastdqn.errors import user_input
 from fastdqn.frames.video import Mp4Writer
-from fastdqn.learn.model import make_q_net
+from fastdqn.learn.model import QNetSpec
 from fastdqn.run.checkpoint import load_checkpoint
 from fastdqn.run.evaluation import eval_spec, play_episodes
 
@@ -45,11 +45,12 @@ def check_play_args(checkpoint, *, episodes, epsilon, seed, max_steps, video=Non
 def load_policy(checkpoint, device):
     """(the checkpoint's online net on ``device`` in eval mode, the checkpoint)."""
     state = load_checkpoint(checkpoint)
-    model = make_q_net(state["n_actions"], tuple(state["obs_shape"]), bool(state.get("dueling", False))).to(device)
+    net = QNetSpec.from_dict(state["net"])  # load_checkpoint checked it
+    model = net.build().to(device)
     try:
         model.load_state_dict(state["online"])
     except RuntimeError as e:
-        raise ValueError(f"checkpoint: expected weights of a Q-network for observations {state['obs_shape']}, "
+        raise ValueError(f"checkpoint: expected weights of a Q-network for observations {list(net.obs_shape)}, "
                          f"got ones that do not fit ({str(e).splitlines()[0]})") from None
     model.eval()
     return model, state
@@ -61,10 +62,10 @@ def open_policy(checkpoint, device, sticky_actions: float | None = None):
     model, state = load_policy(checkpoint, resolve_device(device))
     spec = eval_spec(state["config"], sticky_actions)
     env = make_env_from_spec(spec)
-    if int(env.action_space.n) != state["n_actions"]:
+    if int(env.action_space.n) != model.n_actions:
         env.close()
         raise ValueError(f"checkpoint: expected {int(env.action_space.n)} actions for {spec.env_id}, "
-                         f"got {state['n_actions']}")
+                         f"got {model.n_actions}")
     return model, state, spec, env
 
 

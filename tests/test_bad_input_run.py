@@ -27,6 +27,7 @@ from fastdqn.run.checkpoint import load_checkpoint, save_checkpoint
 from fastdqn.cli import main
 from fastdqn.env.spec import EnvSpec, make_env, make_env_from_spec
 from fastdqn.learn.learner import Learner
+from fastdqn.learn.model import QNetSpec
 from fastdqn.play import play
 from fastdqn.run import TrainConfig, preset, train
 from fastdqn.env.vector import VectorEnv
@@ -270,7 +271,7 @@ def test_unknown_preset():
 
 
 def test_save_checkpoint_to_a_path_that_cannot_be_a_file(tmp_path):
-    learner = Learner(6, device="cpu")
+    learner = Learner(QNetSpec(6), device="cpu")
     with pytest.raises(IsADirectoryError, match=r"checkpoint: expected a file path, got a directory"):
         save_checkpoint(tmp_path, learner, config={})
     with pytest.raises(FileNotFoundError, match=r"checkpoint: expected a path in an existing folder, .* does not exist"):
@@ -308,7 +309,7 @@ def ck(tmp_path_factory):
     """A folder of good and bad checkpoint files (real ones are 6-action Learners)."""
     d = tmp_path_factory.mktemp("ck")
     real = d / "real.pt"
-    save_checkpoint(real, Learner(6, device="cpu"), config={"env_id": PONG})
+    save_checkpoint(real, Learner(QNetSpec(6), device="cpu"), config={"env_id": PONG})
     data = real.read_bytes()
     (d / "truncated.pt").write_bytes(data[: len(data) // 2])
     (d / "empty.pt").write_bytes(b"")
@@ -316,15 +317,16 @@ def ck(tmp_path_factory):
     (d / "adir").mkdir()
     (d / "adir.mp4").mkdir()
     torch.save([1, 2, 3], d / "list.pt")
-    torch.save({"format": 2, "online": {}}, d / "format2.pt")
+    torch.save({"format": 1, "online": {}}, d / "format1.pt")
     torch.save({"weights": torch.zeros(2)}, d / "foreign.pt")
-    torch.save({"format": 1, "online": {}}, d / "keys.pt")
-    torch.save({"format": 1, "n_actions": 6, "config": {}, "online": Learner(4, device="cpu").online.state_dict(),
-                "dueling": False, "obs_shape": [4, 84, 84]}, d / "shapes.pt")
-    torch.save({"format": 1, "n_actions": 6, "config": {}, "online": Learner(6, device="cpu").online.state_dict()},
-               d / "spec.pt")
-    torch.save({"format": 1, "online": Evil(str(d))}, d / "evil.pt")
-    (d / "evil.pkl").write_bytes(pickle.dumps({"format": 1, "online": Evil(str(d))}, protocol=2))
+    torch.save({"format": 2, "online": {}}, d / "keys.pt")
+    net = QNetSpec(6).to_dict()
+    torch.save({"format": 2, "net": net, "config": {}, "online": Learner(QNetSpec(4), device="cpu").online.state_dict()},
+               d / "shapes.pt")
+    torch.save({"format": 2, "net": net | {"head": "noisy"}, "config": {},
+                "online": Learner(QNetSpec(6), device="cpu").online.state_dict()}, d / "spec.pt")
+    torch.save({"format": 2, "online": Evil(str(d))}, d / "evil.pt")
+    (d / "evil.pkl").write_bytes(pickle.dumps({"format": 2, "online": Evil(str(d))}, protocol=2))
     for name, config in [("breakout", {"env_id": "BreakoutNoFrameskip-v4"}), ("cartpole", {"env_id": "CartPole-v1"}),
                          ("square", {"env_id": PONG, "layout": "square"})]:
         torch.save({**torch.load(real, weights_only=True), "config": config}, d / f"{name}.pt")
@@ -339,11 +341,12 @@ FILES = [  # (id, file, error, regex)
     ("empty", "empty.pt", ValueError, "checkpoint: expected a fastdqn checkpoint, got an empty file"),
     ("truncated", "truncated.pt", ValueError, NOT_READABLE.format("truncated.pt") + r" \(.*central directory"),
     ("random bytes", "random.pt", ValueError, NOT_READABLE.format("random.pt")),
-    ("not a dict", "list.pt", ValueError, "expected a fastdqn checkpoint of format 1, got 'list'"),
-    ("format 2", "format2.pt", ValueError, "expected a fastdqn checkpoint of format 1, got 2"),
-    ("foreign dict", "foreign.pt", ValueError, "expected a fastdqn checkpoint of format 1, got None"),
-    ("missing keys", "keys.pt", ValueError, "checkpoint: expected keys .*'config'.*got missing"),
-    ("no net spec", "spec.pt", ValueError, r"got missing \['dueling', 'obs_shape'\]"),  # no defaults for old files
+    ("not a dict", "list.pt", ValueError, "expected a fastdqn checkpoint of format 2, got 'list'"),
+    ("format 1", "format1.pt", ValueError, "expected a fastdqn checkpoint of format 2, got 1"),  # never converted
+    ("foreign dict", "foreign.pt", ValueError, "expected a fastdqn checkpoint of format 2, got None"),
+    ("missing keys", "keys.pt", ValueError, r"checkpoint: expected keys \['config', 'net', 'online'\].*got missing"),
+    ("a head that does not exist", "spec.pt", ValueError,
+     r"checkpoint: head: expected one of \('plain', 'dueling'\), got 'noisy' in"),
     ("online shapes", "shapes.pt", ValueError, r"expected an online net with 6 actions, got .*\(4, 512\)"),
     ("malicious torch file", "evil.pt", ValueError, "(?s)" + NOT_READABLE.format("evil.pt") + r".*GLOBAL posix\.system"),
     ("malicious pickle", "evil.pkl", ValueError, "(?s)" + NOT_READABLE.format("evil.pkl") + r".*GLOBAL posix\.system"),
@@ -398,7 +401,7 @@ def _batch(seed):
 
 def _trained(n_actions, seed):
     torch.manual_seed(seed)
-    lr = Learner(n_actions, device="cpu")
+    lr = Learner(QNetSpec(n_actions), device="cpu")
     lr.update(_batch(seed))  # the optimizer has moments now
     return lr
 
@@ -423,7 +426,8 @@ LEARNER = [  # (id, make(good, four) -> state, error, regex)
     ("not a dict", lambda s, f: [s], TypeError, r"state: expected a dict from Learner.state_dict\(\), got list"),
     ("no online", lambda s, f: _drop(s, "online"), ValueError,
      r"state: expected a dict with key 'online', got keys \['optimizer', 'target'\]"),
-    ("n_actions", lambda s, f: s | {"n_actions": 4}, ValueError, "n_actions: expected 6, got 4"),
+    ("another net", lambda s, f: s | {"net": QNetSpec(4).to_dict()}, ValueError,
+     r"net: expected \{'n_actions': 6, .*\}, got \{'n_actions': 4, "),
     ("online 4 actions", lambda s, f: f, ValueError,
      r"online: expected fc\.2\.weight of shape \(6, 512\) \(6 actions\), got \(4, 512\)"),
     ("target 4 actions", lambda s, f: s | {"target": f["target"]}, ValueError,
@@ -464,7 +468,7 @@ def test_learner_load_state_dict_is_all_or_nothing(donors, make, error, match):
     for a, b in zip(before[:3], after[:3]):
         assert len(a) == len(b) and all(torch.equal(x, y) for x, y in zip(a, b))
     assert before[3] == after[3]
-    assert math.isfinite(lr.update(_batch(5)).item())  # still trains
+    assert math.isfinite(lr.update(_batch(5))[0].item())  # still trains
     lr.load_state_dict(donors[0])  # and still loads a good state
 
 

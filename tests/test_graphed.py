@@ -84,9 +84,10 @@ def test_graphed_update_checks_call_inputs():
 @cuda_only
 def test_graphed_dqn_learner_update_matches_eager():
     from fastdqn.learn.learner import Learner
+    from fastdqn.learn.model import QNetSpec
 
-    eager = Learner(6, device="cuda", compile=False)
-    graph = Learner(6, device="cuda", compile=False)
+    eager = Learner(QNetSpec(6), device="cuda", compile=False)
+    graph = Learner(QNetSpec(6), device="cuda", compile=False)
     graph.load_state_dict(eager.state_dict())
     b = 32
     static = (torch.zeros(b, 4, 84, 84, dtype=torch.uint8, device="cuda"),

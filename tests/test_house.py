@@ -184,7 +184,6 @@ def test_the_editable_install_imports_from_the_checkout_root(tmp_path):
 # a stage changes another's state only through its public interface (the Trainer's RunState).
 PRIVATE_WRITES = {
     ("fastdqn/env/snapshot.py", "w._elapsed_steps"): "gymnasium's TimeLimit has no public setter",
-    ("fastdqn/replay/state.py", "buf._core.rng_state"): "the buffer's own serializer, same package",
 }
 
 

@@ -8,7 +8,7 @@ import torch
 
 from fastdqn.run.checkpoint import load_checkpoint, save_checkpoint
 from fastdqn.learn.learner import Learner, epsilon_at, td_loss, td_target
-from fastdqn.learn.model import NatureDQN
+from fastdqn.learn.model import NatureDQN, QNetSpec
 
 
 def test_td_target_terminal_masking():
@@ -78,11 +78,11 @@ def test_nature_dqn_shape_params_and_scaling():
 
 def test_update_changes_online_only_and_sync_is_in_place():
     torch.manual_seed(0)
-    lr = Learner(6, device="cpu", lr=1e-3)
+    lr = Learner(QNetSpec(6), device="cpu", lr=1e-3)
     target_before = [p.clone() for p in lr.target.parameters()]
     ptrs = [p.data_ptr() for p in lr.target.parameters()]
-    loss = lr.update(_batch())
-    assert loss.ndim == 0 and torch.isfinite(loss)
+    loss, errors = lr.update(_batch())
+    assert loss.ndim == 0 and torch.isfinite(loss) and errors.shape == (_batch()[0].shape[0],)
     assert all(torch.equal(a, b) for a, b in zip(target_before, lr.target.parameters()))
     assert not all(torch.equal(a, b) for a, b in zip(target_before, lr.online.parameters()))
     lr.sync_target()
@@ -93,7 +93,7 @@ def test_update_changes_online_only_and_sync_is_in_place():
 
 def test_act_epsilon_greedy_is_seeded():
     torch.manual_seed(0)
-    lr = Learner(6, device="cpu")
+    lr = Learner(QNetSpec(6), device="cpu")
     obs = torch.randint(0, 256, (5, 4, 84, 84), dtype=torch.uint8)
     greedy = lr.online(obs).argmax(1).numpy()
     np.testing.assert_array_equal(lr.act(obs, 0.0, np.random.default_rng(0)), greedy)
@@ -104,22 +104,22 @@ def test_act_epsilon_greedy_is_seeded():
 
 def test_learner_rejects_bad_arguments():
     with pytest.raises(ValueError, match="loss"):
-        Learner(6, device="cpu", loss="l1")
+        Learner(QNetSpec(6), device="cpu", loss="l1")
     with pytest.raises(ValueError, match="gamma"):
-        Learner(6, device="cpu", gamma=1.5)
+        Learner(QNetSpec(6), device="cpu", gamma=1.5)
     with pytest.raises(ValueError, match="device"):
-        Learner(6, device="tpu")
+        Learner(QNetSpec(6), device="tpu")
 
 
 def test_checkpoint_round_trip(tmp_path):
     torch.manual_seed(0)
-    a = Learner(6, device="cpu")
+    a = Learner(QNetSpec(6), device="cpu")
     a.update(_batch())
     path = tmp_path / "c.pt"
     save_checkpoint(path, a, config={"env_id": "PongNoFrameskip-v4", "lr": 1e-4}, frame=123, best_reward_100=None)
     state = load_checkpoint(path)
     assert state["config"]["env_id"] == "PongNoFrameskip-v4" and state["stats"]["frame"] == 123
-    b = Learner(6, device="cpu")
+    b = Learner(QNetSpec(6), device="cpu")
     b.load_state_dict(state)
     for x, y in zip(a.online.parameters(), b.online.parameters()):
         assert torch.equal(x, y)
@@ -137,7 +137,7 @@ def test_optimizer_kernel_flags_follow_the_learner_not_the_checkpoint():
     capturable) it must step exactly like a CPU checkpoint of the same state; the checkpoint's lr
     still counts."""
     torch.manual_seed(0)
-    a = Learner(6, device="cpu", lr=3e-4)
+    a = Learner(QNetSpec(6), device="cpu", lr=3e-4)
     a.update(_batch())
     cpu_state, cuda_like = copy.deepcopy(a.state_dict()), copy.deepcopy(a.state_dict())  # Adam steps `step` in place
     opt = cuda_like["optimizer"]
@@ -145,7 +145,7 @@ def test_optimizer_kernel_flags_follow_the_learner_not_the_checkpoint():
         st["step"] = st["step"].to(torch.float32).reshape(())
     for g in opt["param_groups"]:
         g["fused"], g["capturable"], g["foreach"] = None, True, True  # flags this learner does not use
-    b, c = Learner(6, device="cpu"), Learner(6, device="cpu")
+    b, c = Learner(QNetSpec(6), device="cpu"), Learner(QNetSpec(6), device="cpu")
     b.load_state_dict(cuda_like)
     c.load_state_dict(cpu_state)
     group = b.optimizer.param_groups[0]
@@ -172,12 +172,12 @@ def test_load_checkpoint_errors(tmp_path):
 
 @pytest.mark.parametrize("obs_shape", [(4, 84, 84), (1, 4)], ids=["nature", "mlp"])
 def test_the_dueling_head_is_value_plus_mean_free_advantage(obs_shape):
-    from fastdqn.learn.model import DuelingHead, make_q_net
+    from fastdqn.learn.model import DuelingHead
 
     torch.manual_seed(0)
-    net = make_q_net(5, obs_shape, dueling=True)
+    net = QNetSpec(5, obs_shape, "dueling").build()
     heads = [m for m in net.modules() if isinstance(m, DuelingHead)]
-    assert len(heads) == 1 and not any(isinstance(m, DuelingHead) for m in make_q_net(5, obs_shape).modules())
+    assert len(heads) == 1 and not any(isinstance(m, DuelingHead) for m in QNetSpec(5, obs_shape).build().modules())
     x = torch.randint(0, 255, (7, *obs_shape), dtype=torch.uint8) if len(obs_shape) == 3 else torch.randn(7, *obs_shape)
     q = net(x)
     assert q.shape == (7, 5)
@@ -193,16 +193,16 @@ def test_a_dueling_learner_fits_a_batch_and_its_checkpoint_plays(tmp_path):
     from fastdqn.play import load_policy
 
     torch.manual_seed(0)
-    learner = Learner(6, device="cpu", lr=1e-3, dueling=True, obs_shape=(4, 84, 84))
+    learner = Learner(QNetSpec(6, (4, 84, 84), "dueling"), device="cpu", lr=1e-3)
     g = torch.Generator().manual_seed(1)
     batch = (torch.randint(0, 255, (16, 4, 84, 84), dtype=torch.uint8, generator=g),
              torch.randint(0, 6, (16,), generator=g), torch.rand(16, generator=g),
              torch.randint(0, 255, (16, 4, 84, 84), dtype=torch.uint8, generator=g), torch.zeros(16))
-    losses = [float(learner.update(batch)) for _ in range(30)]
+    losses = [float(learner.update(batch)[0]) for _ in range(30)]
     assert losses[-1] < 0.5 * losses[0]
     save_checkpoint(tmp_path / "d.pt", learner, config={})
     model, state = load_policy(tmp_path / "d.pt", torch.device("cpu"))
-    assert state["dueling"] is True
+    assert state["net"] == {"n_actions": 6, "obs_shape": [4, 84, 84], "head": "dueling"}
     torch.testing.assert_close(model(batch[0]), learner.online(batch[0]))
 
 
@@ -228,8 +228,8 @@ def test_an_n_step_replay_batch_trains_the_learner():
             buf.start(rng.integers(0, 255, (84, 84), dtype=np.uint8))
     b = buf.sample(16)
     assert b.obs.shape == b.next_obs.shape == (16, 4, 84, 84) and set(b.discount.tolist()) <= {float(np.float32(0.9 ** k)) for k in (1, 2, 3)}
-    learner = Learner(6, device="cpu", lr=1e-3)
-    losses = [float(learner.update(b)) for _ in range(20)]
+    learner = Learner(QNetSpec(6), device="cpu", lr=1e-3)
+    losses = [float(learner.update(b)[0]) for _ in range(20)]
     assert losses[-1] < losses[0]
 
 
@@ -249,9 +249,9 @@ def test_importance_weights_scale_each_samples_loss_and_td_errors_come_back():
         torch.testing.assert_close(errors, (q - y).abs())
         plain = td_loss(online, target, obs, action, reward, nxt, done, discount, gamma=0.99, loss=kind)
         torch.testing.assert_close(plain, fn(q, y))
-    learner = Learner(6, device="cpu")
-    learner.update((obs, action, reward, nxt, done, discount, weights))
-    assert learner.td_errors.shape == (8,) and (learner.td_errors >= 0).all()
+    learner = Learner(QNetSpec(6), device="cpu")
+    _, priorities = learner.update((obs, action, reward, nxt, done, discount, weights))
+    assert priorities.shape == (8,) and (priorities >= 0).all()
 
 
 def test_bf16_precision_keeps_weights_and_targets_fp32_and_tracks_fp32():
@@ -259,18 +259,18 @@ def test_bf16_precision_keeps_weights_and_targets_fp32_and_tracks_fp32():
 
     if not native_bf16(torch.device("cpu")):
         with pytest.raises(ValueError, match="precision: expected 'fp32' on cpu, which has no native bf16"):
-            Learner(6, device="cpu", precision="bf16")
+            Learner(QNetSpec(6), device="cpu", precision="bf16")
         return
     torch.manual_seed(0)
-    fp32, bf16 = Learner(6, device="cpu"), Learner(6, device="cpu", precision="bf16")
+    fp32, bf16 = Learner(QNetSpec(6), device="cpu"), Learner(QNetSpec(6), device="cpu", precision="bf16")
     bf16.online.load_state_dict(fp32.online.state_dict())
     bf16.target.load_state_dict(fp32.target.state_dict())
     g = torch.Generator().manual_seed(1)
     obs = torch.randint(0, 255, (16, 4, 84, 84), dtype=torch.uint8, generator=g)
     nxt = torch.randint(0, 255, (16, 4, 84, 84), dtype=torch.uint8, generator=g)
     batch = (obs, torch.randint(0, 6, (16,), generator=g), torch.randn(16, generator=g), nxt, torch.zeros(16))
-    a, b = fp32.update(batch), bf16.update(batch)
-    assert b.dtype == torch.float32 and bf16.td_errors.dtype == torch.float32
+    (a, _), (b, errors) = fp32.update(batch), bf16.update(batch)
+    assert b.dtype == torch.float32 and errors.dtype == torch.float32
     assert all(p.dtype == torch.float32 for p in bf16.online.parameters())
     assert b.item() == pytest.approx(a.item(), rel=0.05)  # bf16 keeps 8 mantissa bits: close, not equal
     assert b.item() != a.item()  # and autocast did run in bf16
@@ -278,7 +278,7 @@ def test_bf16_precision_keeps_weights_and_targets_fp32_and_tracks_fp32():
 
 def test_a_precision_that_does_not_exist_is_refused():
     with pytest.raises(ValueError, match=r"precision: expected one of \('fp32', 'bf16'\), got 'fp16'"):
-        Learner(6, device="cpu", precision="fp16")
+        Learner(QNetSpec(6), device="cpu", precision="fp16")
     from fastdqn.run import TrainConfig
 
     with pytest.raises(ValueError, match=r"precision: expected one of \('fp32', 'bf16'\), got 'fp16'"):

@@ -237,7 +237,8 @@ def test_an_actor_starts_each_chunk_with_the_newest_weights_offered(cluster):
     try:
         t.step()  # weights version 0 out, chunk 0 taken; chunks 1 and 2 requested with version 0
         state = {k: v.detach().cpu().numpy() for k, v in t.learner.online.state_dict().items()}
-        [begun] = ray.get(t.collector.pool.push_weights(10**6, state))  # chunks the actor had begun on taking them
+        # the chunks the actor had begun when it took them
+        [begun] = ray.get(t.collector.pool.push_weights(10**6, t.learner.net.to_dict(), state))
         if begun > 2:
             pytest.skip("the actor had begun chunk 2 before the offer reached it")
         got = [t.step().info['chunk'] for _ in range(3)]

@@ -290,7 +290,8 @@ _SAVER = """
 import sys, torch
 from fastdqn.run.checkpoint import save_checkpoint
 from fastdqn.learn.learner import Learner
-learner = Learner(6, device="cpu")
+from fastdqn.learn.model import QNetSpec
+learner = Learner(QNetSpec(6), device="cpu")
 for i in range(1, 10**6):
     with torch.no_grad():
         for p in learner.online.parameters():
@@ -324,8 +325,9 @@ def test_sigkill_during_checkpoint_save_never_corrupts(tmp_path):
     # Temp files of killed writers are swept by the next save.
     from fastdqn.run.checkpoint import save_checkpoint
     from fastdqn.learn.learner import Learner
+    from fastdqn.learn.model import QNetSpec
 
-    save_checkpoint(path, Learner(6, device="cpu"), config={}, frame=0)
+    save_checkpoint(path, Learner(QNetSpec(6), device="cpu"), config={}, frame=0)
     assert sorted(os.listdir(tmp_path)) == ["last.pt"]
 
 

@@ -64,7 +64,7 @@ def test_tensorboard_has_seed_and_cleanrl_keys(run_dir):
 
 def test_checkpoints_load(run_dir):
     last = load_checkpoint(run_dir / "last.pt")
-    assert last["stats"]["frame"] == TINY["frames"] and last["n_actions"] == 6
+    assert last["stats"]["frame"] == TINY["frames"] and last["net"]["n_actions"] == 6
     assert "exp_avg" in str(last["optimizer"]["state"].get(0, {}).keys()) or last["optimizer"]["state"]
 
 

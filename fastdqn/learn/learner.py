@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from fastdqn.devices import resolve_device
 from fastdqn.learn.graphed import make_graphed_update
-from fastdqn.learn.model import make_q_net
+from fastdqn.learn.model import QNetSpec
 
 LOSSES = ("mse", "huber")
 PRECISIONS = ("fp32", "bf16")
@@ -92,8 +92,8 @@ def td_loss(online, target, obs, action, reward, next_obs, done, discount=None, 
 
 
 class Learner:
-    """Online and target Q-networks with Adam (Nature DQN for frame stacks, an MLP for vector
-    observations: ``obs_shape`` = [stack, *frame]); ``update(batch)`` is one gradient step.
+    """Online and target Q-networks with Adam, both built from ``net`` (a QNetSpec: Nature DQN
+    for frame stacks, an MLP for vector observations); ``update(batch)`` is one gradient step.
 
     graph=True (CUDA only; None: on CUDA) captures the whole eager update in one CUDA graph
     (fastdqn.learn.graphed) at the first update and replays it after; the returned loss is then the
@@ -104,10 +104,11 @@ class Learner:
     targets stay fp32.
     """
 
-    def __init__(self, n_actions: int, *, device="auto", lr: float = 1e-4, gamma: float = 0.99,
+    def __init__(self, net: QNetSpec, *, device="auto", lr: float = 1e-4, gamma: float = 0.99,
                  loss: str = "mse", double: bool = False, compile: bool | None = None,
-                 compile_mode: str | None = None, obs_shape: tuple = (4, 84, 84), graph: bool | None = False,
-                 dueling: bool = False, precision: str = "fp32"):
+                 compile_mode: str | None = None, graph: bool | None = False, precision: str = "fp32"):
+        if not isinstance(net, QNetSpec):
+            raise TypeError(f"net: expected a QNetSpec, got {type(net).__name__}")
         if loss not in LOSSES:
             raise ValueError(f"loss: expected one of {LOSSES}, got {loss!r}")
         if precision not in PRECISIONS:
@@ -121,13 +122,12 @@ class Learner:
             raise ValueError(f"precision: expected 'fp32' on {self.device}, which has no native bf16, got 'bf16'")
         self.precision = precision
         self.gamma, self.loss_kind, self.double = float(gamma), loss, bool(double)
-        self.obs_shape = tuple(obs_shape)
-        self.dueling = bool(dueling)
-        self.online = make_q_net(n_actions, self.obs_shape, self.dueling).to(self.device)
-        self.target = make_q_net(n_actions, self.obs_shape, self.dueling).to(self.device)
+        self.net = net
+        self.online = net.build().to(self.device)
+        self.target = net.build().to(self.device)
         self.target.load_state_dict(self.online.state_dict())
         self.target.requires_grad_(False)
-        if self.device.type == "cpu" and len(self.obs_shape) == 3:  # conv nets: oneDNN's preferred layout
+        if self.device.type == "cpu" and len(net.obs_shape) == 3:  # conv nets: oneDNN's preferred layout
             # measured 1.05-1.12x per update on an AMD EPYC (Zen 4), fp32 and bf16 (docs/performance.md)
             self.online.to(memory_format=torch.channels_last)
             self.target.to(memory_format=torch.channels_last)
@@ -146,13 +146,11 @@ class Learner:
         self.compiled = (cuda and not self.graphed) if compile is None else bool(compile)
         self._step = torch.compile(self._update, mode=compile_mode) if self.compiled else self._update
         self._graph = None  # the captured update (graph=True), made at the first update from its shapes
-        self.td_errors = None  # |TD error| per sample of the last update (prioritized replay's new priorities)
         self._pairs = list(zip(self.target.parameters(), self.online.parameters()))
         self.updates = 0
 
-    @property
-    def n_actions(self) -> int:
-        return self.online.n_actions
+    n_actions = property(lambda self: self.net.n_actions)
+    obs_shape = property(lambda self: self.net.obs_shape, doc="[stack, *frame]")
 
     def _autocast(self):
         if self.precision == "fp32":
@@ -169,20 +167,19 @@ class Learner:
         self.optimizer.step()
         return loss.detach(), errors
 
-    def update(self, batch) -> torch.Tensor:
+    def update(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
         """One step on a replay Batch (CPU or device tensors) or a tuple (obs, action, reward,
-        next_obs, done[, discount]); returns the loss on the device without syncing (call .item()
-        only when you log)."""
+        next_obs, done[, discount[, weights]]); returns (loss, |TD error| per sample: prioritized
+        replay's new priorities), on the device without syncing (call .item() only when you log).
+        Graphed, both are the same tensors every call: use them before the next update."""
         inputs = to_device(batch, self.device)
         self.updates += 1
         if self.graphed:  # one graph replay: forward, backward and Adam in a single launch
             static = None if self._graph is None else self._graph.static_inputs
             if static is None or len(static) != len(inputs) or static[0].shape != inputs[0].shape:
                 self._capture(inputs)
-            loss, self.td_errors = self._graph(*inputs)
-        else:
-            loss, self.td_errors = self._step(*inputs)
-        return loss
+            return self._graph(*inputs)
+        return self._step(*inputs)
 
     def _capture(self, batch: tuple) -> None:
         """Capture the update on static copies of ``batch``. The warm-up steps the capture needs
@@ -226,8 +223,8 @@ class Learner:
             raise TypeError(f"state: expected a dict from Learner.state_dict(), got {type(state).__name__}")
         if "online" not in state:
             raise ValueError(f"state: expected a dict with key 'online', got keys {sorted(map(str, state))}")
-        if "n_actions" in state and state["n_actions"] != self.n_actions:
-            raise ValueError(f"n_actions: expected {self.n_actions}, got {state['n_actions']!r}")
+        if "net" in state and state["net"] != self.net.to_dict():  # a checkpoint's: the same net, or refused
+            raise ValueError(f"net: expected {self.net.to_dict()}, got {state['net']!r}")
         nets = {"online": state["online"], "target": state.get("target", state["online"])}
         ref = self.online.state_dict()
         for name, sd in nets.items():

@@ -1,10 +1,56 @@
 """Q-networks: Nature DQN (Mnih et al. 2015) for stacked frames, an MLP for vector observations,
-each with an optional dueling head (Wang et al. 2016)."""
+each with a plain or a dueling head (Wang et al. 2016), all described by one ``QNetSpec``: the
+learner, play, eval and the Ray actors build their nets from it, and a checkpoint saves it as
+one entry (``net``)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
+
+HEADS = ("plain", "dueling")
+
+
+@dataclass(frozen=True)
+class QNetSpec:
+    """What a Q-network is: its actions, its observations [stack, *frame] (2-D frames: Nature
+    DQN; anything else: the MLP) and its head (HEADS). ``build()`` makes one; ``to_dict()`` is
+    its checkpoint entry, ``from_dict`` reads one back (ValueError naming what does not fit)."""
+
+    n_actions: int
+    obs_shape: tuple = (4, 84, 84)
+    head: str = "plain"
+
+    def __post_init__(self):
+        n = self.n_actions
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+            raise ValueError(f"n_actions: expected an int >= 1, got {n!r}")
+        shape = self.obs_shape
+        if not isinstance(shape, (tuple, list)) or not shape or \
+                not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape):
+            raise ValueError(f"obs_shape: expected a list of positive ints, got {shape!r}")
+        object.__setattr__(self, "obs_shape", tuple(shape))
+        if self.head not in HEADS:
+            raise ValueError(f"head: expected one of {HEADS}, got {self.head!r}")
+
+    def build(self) -> nn.Module:
+        dueling = self.head == "dueling"
+        if len(self.obs_shape) == 3:
+            return NatureDQN(self.n_actions, self.obs_shape[0], self.obs_shape[1:], dueling=dueling)
+        return MLPQNet(self.n_actions, self.obs_shape, dueling=dueling)
+
+    def to_dict(self) -> dict:
+        return {"n_actions": self.n_actions, "obs_shape": list(self.obs_shape), "head": self.head}
+
+    @classmethod
+    def from_dict(cls, d) -> QNetSpec:
+        keys = ("n_actions", "obs_shape", "head")
+        if not isinstance(d, dict) or sorted(d) != sorted(keys):
+            got = sorted(map(str, d)) if isinstance(d, dict) else type(d).__name__
+            raise ValueError(f"net: expected a dict with keys {list(keys)}, got {got}")
+        return cls(d["n_actions"], d["obs_shape"], d["head"])
 
 
 class DuelingHead(nn.Module):
@@ -80,12 +126,3 @@ class MLPQNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(x.float())
-
-
-def make_q_net(n_actions: int, obs_shape: tuple = (4, 84, 84), dueling: bool = False) -> nn.Module:
-    """The Q-network for observations of ``obs_shape`` ([stack, *frame]): Nature DQN for stacks
-    of 2-D frames, the MLP for anything else; ``dueling`` gives either a dueling head."""
-    obs_shape = tuple(int(d) for d in obs_shape)
-    if len(obs_shape) == 3:
-        return NatureDQN(n_actions, obs_shape[0], obs_shape[1:], dueling=dueling)
-    return MLPQNet(n_actions, obs_shape, dueling=dueling)

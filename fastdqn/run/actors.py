@@ -39,7 +39,7 @@ from fastdqn.env.spec import EnvSpec
 from fastdqn.env.vector import WorkerDied
 from fastdqn.frames.stack import FrameStacker, stack_for
 from fastdqn.learn.learner import epsilon_at, epsilon_greedy
-from fastdqn.learn.model import make_q_net
+from fastdqn.learn.model import QNetSpec
 from fastdqn.run.config import ray_host_port
 from fastdqn.run.ray_cluster import connect, unreachable
 
@@ -76,7 +76,7 @@ class EnvActor:
     over the learner's frame count. The first incarnation's envs are seeded ``seed``; a restarted
     one draws fresh seeds (replaying the same games again would bias the replay)."""
 
-    def __init__(self, spec: EnvSpec, num_envs: int, index: int, epsilon, seed: int, dueling: bool,
+    def __init__(self, spec: EnvSpec, num_envs: int, index: int, epsilon, seed: int,
                  chunk_steps: int, backend: str):
         import ray
 
@@ -85,7 +85,7 @@ class EnvActor:
             seed = int(np.random.SeedSequence().entropy % 2**31)
         # one emulator thread (ale) or in-process stepping (process): the actor's one core
         self.envs, self.backend, _ = open_vector_env(spec, num_envs, backend=backend, num_workers=0, seed=seed)
-        self.index, self.epsilon, self.chunk_steps, self.dueling = index, epsilon, chunk_steps, dueling
+        self.index, self.epsilon, self.chunk_steps = index, epsilon, chunk_steps
         self.rng = np.random.default_rng(seed)
         self.incarnation = uuid.uuid4().hex
         self.stack = FrameStacker(self.envs.reset(), stack_for(self.envs.frame_shape), "cpu")
@@ -107,10 +107,10 @@ class EnvActor:
 
             with warnings.catch_warnings():  # read-only views of the object store: load_state_dict only reads
                 warnings.simplefilter("ignore", UserWarning)
-                state = {k: torch.from_numpy(v) for k, v in ray.get(weights[1]).items()}
-            if self.net is None:
-                obs_shape = tuple(self.stack.obs.shape[1:])
-                self.net = make_q_net(self.envs.n_actions, obs_shape, self.dueling).eval()
+                published = ray.get(weights[1])
+                state = {k: torch.from_numpy(v) for k, v in published["weights"].items()}
+            if self.net is None:  # built from the learner's net spec, published with the weights
+                self.net = QNetSpec.from_dict(published["net"]).build().eval()
             self.net.load_state_dict(state)
             self.version = weights[0]
 
@@ -176,7 +176,7 @@ class ActorPool:
     bounds the chunk's weights lag in updates (RayCollector.weights_lag_bound)."""
 
     def __init__(self, spec: EnvSpec, *, actors: int, envs_per_actor: int, epsilons: list, seed: int,
-                 dueling: bool, chunk_steps: int, in_flight: int, max_restarts: int, timeout_s: float,
+                 chunk_steps: int, in_flight: int, max_restarts: int, timeout_s: float,
                  backend: str, address: str | None):
         ray, self.address, self._started = connect(address, num_cpus=max(actors, os.cpu_count() or 1))
         self._ray = ray
@@ -186,7 +186,7 @@ class ActorPool:
                 raise ValueError(f"actors: expected at most the cluster's {cpus:g} CPUs (one per actor), got {actors}")
             remote = ray.remote(num_cpus=1, max_restarts=max_restarts, max_task_retries=0,
                                 concurrency_groups={WEIGHTS_GROUP: 1})(EnvActor)
-            self.actors = [remote.remote(spec, envs_per_actor, i, epsilons[i], seed + 1_000 * i, dueling,
+            self.actors = [remote.remote(spec, envs_per_actor, i, epsilons[i], seed + 1_000 * i,
                                          chunk_steps, backend) for i in range(actors)]
             try:
                 facts = ray.get([a.facts.remote() for a in self.actors], timeout=timeout_s)
@@ -228,12 +228,13 @@ class ActorPool:
         return [len(q) + len(r) for q, r in zip(self._pending, self._retry_at)]
 
     # -- the learner's calls ------------------------------------------------------------------
-    def push_weights(self, version: int, state: dict) -> list:
-        """Publish the online net (numpy arrays) to the object store and offer it to every actor
-        (each takes it at its next chunk); the next requests carry it too (a restarted actor
-        missed the offers). Nested in a list: Ray passes the reference, fetched only if newer.
+    def push_weights(self, version: int, net: dict, weights: dict) -> list:
+        """Publish the online net (its QNetSpec dict and numpy weights) to the object store and
+        offer it to every actor (each takes it at its next chunk); the next requests carry it too
+        (a restarted actor missed the offers). Nested in a list: Ray passes the reference, fetched
+        only if newer.
         Returns the offers' ObjectRefs (EnvActor.offer_weights); the learner never waits for them."""
-        self._weights = [version, self._ray.put(state)]
+        self._weights = [version, self._ray.put({"net": net, "weights": weights})]
         # fire and forget: a dead actor's offer fails with it, its restart gets the requests' weights
         return [a.offer_weights.options(concurrency_group=WEIGHTS_GROUP).remote(self._weights) for a in self.actors]
 

@@ -12,9 +12,10 @@ import os
 import torch
 
 from fastdqn.atomic import atomic_write
+from fastdqn.learn.model import QNetSpec
 
-FORMAT = 1  # bumped whenever the layout changes; other versions are refused, not converted
-REQUIRED = ("config", "n_actions", "online", "dueling", "obs_shape")
+FORMAT = 2  # bumped whenever the layout changes (2: the net as one entry); other versions are refused
+REQUIRED = ("config", "net", "online")
 
 
 def save_checkpoint(path: str | os.PathLike, learner, *, config: dict, trainer: dict | None = None,
@@ -22,8 +23,7 @@ def save_checkpoint(path: str | os.PathLike, learner, *, config: dict, trainer: 
     """Write the online/target nets, the optimizer, the run config (plain dict), stats (frame,
     episode, reward_100, ...) and, for resumable checkpoints, the trainer state to path,
     atomically: a crash or SIGKILL mid-save leaves the previous file intact."""
-    state = {"format": FORMAT, "n_actions": learner.n_actions, "obs_shape": list(learner.obs_shape),
-             "dueling": learner.dueling, "config": dict(config), "stats": stats}
+    state = {"format": FORMAT, "net": learner.net.to_dict(), "config": dict(config), "stats": stats}
     state.update(learner.state_dict())
     if trainer is not None:
         state["trainer"] = trainer
@@ -51,10 +51,14 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
     missing = sorted(set(REQUIRED) - state.keys())
     if missing:
         raise ValueError(f"checkpoint: expected keys {list(REQUIRED)} in {path!r}, got missing {missing}")
-    n, config, online = state["n_actions"], state["config"], state["online"]
-    if not isinstance(config, dict) or not isinstance(n, int) or isinstance(n, bool) or not isinstance(online, dict):
-        raise ValueError(f"checkpoint: expected a config dict, an int n_actions and an online state dict in {path!r}, "
-                         f"got {type(config).__name__}, {type(n).__name__}, {type(online).__name__}")
+    try:
+        net = QNetSpec.from_dict(state["net"])
+    except ValueError as e:
+        raise ValueError(f"checkpoint: {e} in {path!r}") from None
+    n, config, online = net.n_actions, state["config"], state["online"]
+    if not isinstance(config, dict) or not isinstance(online, dict):
+        raise ValueError(f"checkpoint: expected a config dict and an online state dict in {path!r}, "
+                         f"got {type(config).__name__}, {type(online).__name__}")
     weights = [k for k in online if isinstance(k, str) and k.endswith(".weight")]
     head_key = weights[-1] if weights else "the output layer's weight"
     head = online.get(head_key)  # the Q-network's output layer: [n_actions, hidden]
@@ -62,11 +66,6 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
         shape = tuple(head.shape) if isinstance(head, torch.Tensor) else type(head).__name__
         raise ValueError(f"checkpoint: expected an online net with {n} actions, got {head_key} of shape {shape} "
                          f"in {path!r}")
-    if not isinstance(state["dueling"], bool):
-        raise ValueError(f"checkpoint: expected dueling as a bool in {path!r}, got {state['dueling']!r}")
-    obs_shape = state["obs_shape"]
-    if not isinstance(obs_shape, (list, tuple)) or not all(isinstance(d, int) and d > 0 for d in obs_shape):
-        raise ValueError(f"checkpoint: expected obs_shape as a list of positive ints in {path!r}, got {obs_shape!r}")
     return state
 
 

@@ -14,7 +14,9 @@ from fastdqn.devices import EXPECTED as DEVICE_EXPECTED, resolve_device
 from fastdqn.env.backend import BACKENDS as ENV_BACKENDS
 from fastdqn.env.spec import EnvSpec
 from fastdqn.frames.geometry import LAYOUTS, POOLS
+from fastdqn.frames.stack import stack_for
 from fastdqn.learn.learner import LOSSES, PRECISIONS, native_bf16
+from fastdqn.learn.model import QNetSpec
 from fastdqn.run.knobs import check_field, knob, knob_of
 
 DEVICE_NAMES = ("auto", "cpu", "cuda")  # a flag's choices; the API takes any CPU or CUDA device (resolve_device)
@@ -153,6 +155,10 @@ class TrainConfig:
     reward_curve: bool = knob(True, resumable=True, switches={
         "--no-reward-curve": "do not draw reward_curve.png at the end (matplotlib takes about a second)"})
     progress: bool = knob(True, resumable=True, switches={"--no-progress": "no live progress line"})
+
+    def net_spec(self, n_actions: int, frame_shape: tuple) -> QNetSpec:
+        """The Q-network this config trains, for envs of ``n_actions`` and ``frame_shape`` frames."""
+        return QNetSpec(n_actions, (stack_for(frame_shape), *frame_shape), "dueling" if self.dueling else "plain")
 
     def env_spec(self) -> EnvSpec:
         if not isinstance(self.gym_packages, (tuple, list)):

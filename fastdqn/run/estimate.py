@@ -27,7 +27,7 @@ def cpu_notice(cfg: TrainConfig) -> str | None:
     with torch.random.fork_rng():  # the run's own seeding is untouched
         if cfg.torch_threads is not None:
             torch.set_num_threads(cfg.torch_threads)
-        learner = Learner(6, device="cpu", loss=cfg.loss, double=cfg.double, compile=False, dueling=cfg.dueling)
+        learner = Learner(cfg.net_spec(6, (84, 84)), device="cpu", loss=cfg.loss, double=cfg.double, compile=False)
         learner.update(batch)  # the first one builds Adam's state
         t0 = time.perf_counter()
         for _ in range(3):

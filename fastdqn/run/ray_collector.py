@@ -52,7 +52,7 @@ class RayCollector(Collector):
         epsilons = ([(cfg.eps_start, cfg.eps_final, cfg.eps_decay_frames)] if n == 1
                     else [apex_epsilon(i, n) for i in range(n)])
         self.pool = pool = ActorPool(cfg.env_spec(), actors=n, envs_per_actor=cfg.envs_per_actor, epsilons=epsilons,
-                                     seed=cfg.seed, dueling=cfg.dueling, chunk_steps=cfg.chunk_steps,
+                                     seed=cfg.seed, chunk_steps=cfg.chunk_steps,
                                      in_flight=cfg.actor_in_flight, max_restarts=cfg.actor_restarts,
                                      timeout_s=cfg.actor_timeout, backend=cfg.env_backend, address=cfg.ray_address)
         facts = pool.facts
@@ -103,8 +103,8 @@ class RayCollector(Collector):
     def _publish_weights(self, learner) -> None:
         """The online net to the actors; its version is the learner's update count (the lag's unit)."""
         self._weights_at = learner.updates
-        state = {k: v.detach().cpu().numpy() for k, v in learner.online.state_dict().items()}
-        self.pool.push_weights(self._weights_at, state)
+        weights = {k: v.detach().cpu().numpy() for k, v in learner.online.state_dict().items()}
+        self.pool.push_weights(self._weights_at, learner.net.to_dict(), weights)
 
     def _report_restarts(self, frame: int) -> None:
         pool = self.pool

@@ -21,7 +21,6 @@ from fastdqn.devices import resolve_device
 from fastdqn.env.spec import make_env_from_spec
 from fastdqn.env.vector import WorkerDied
 from fastdqn.errors import user_input
-from fastdqn.frames.stack import stack_for
 from fastdqn.learn.learner import Learner, epsilon_at
 from fastdqn.replay.buffer import ReplayBuffer
 from fastdqn.run import resume as resume_mod
@@ -72,15 +71,14 @@ class Trainer:
         self._videos_logged: set = set()
         try:
             frame_shape, dtype = c.frame_shape, c.frame_dtype
-            stack = stack_for(frame_shape)
-            self.learner = Learner(c.n_actions, device=device, lr=lr, gamma=cfg.gamma,
+            self.learner = Learner(cfg.net_spec(c.n_actions, frame_shape), device=device, lr=lr, gamma=cfg.gamma,
                                    loss=cfg.loss, double=cfg.double, compile=cfg.compile, graph=cfg.graph,
-                                   obs_shape=(stack, *frame_shape), dueling=cfg.dueling, precision=cfg.precision)
+                                   precision=cfg.precision)
             replay_device = self.learner.device if cfg.replay_device != "cpu" and device.type == "cuda" else None
             self.buf = ReplayBuffer(cfg.replay_size, num_envs=c.num_envs, frame_shape=frame_shape,
-                                    stack=stack, dtype=str(dtype), seed=cfg.seed, device=replay_device, n_step=cfg.n_step,
-                                    gamma=cfg.gamma, prioritized=cfg.prioritized, alpha=cfg.per_alpha,
-                                    eps=cfg.per_eps)
+                                    stack=self.learner.obs_shape[0], dtype=str(dtype), seed=cfg.seed,
+                                    device=replay_device, n_step=cfg.n_step, gamma=cfg.gamma,
+                                    prioritized=cfg.prioritized, alpha=cfg.per_alpha, eps=cfg.per_eps)
             self.score_source = c.score_source(
                 {"reward_bound": "reward_100", "best_pt": "eval" if cfg.eval_every else "reward_100"})
             self.config_dict = dataclasses.asdict(cfg) | {
@@ -142,9 +140,10 @@ class Trainer:
         beta = self.cfg.per_beta_at(self.state.frame)
         for _ in range(updates):
             batch = self.buf.sample(self.batch_size, beta)
-            self.state.add_loss(self.learner.update(batch))
+            loss, priorities = self.learner.update(batch)
+            self.state.add_loss(loss)
             if batch.indices is not None:
-                self.buf.update_priorities(batch.indices, self.learner.td_errors)
+                self.buf.update_priorities(batch.indices, priorities)
 
     def _store(self, got: Collected) -> None:
         """The steps into their replay streams, in order; where an episode ended, the stream's

@@ -10,6 +10,7 @@ import torch
 from .. import baselines as bl
 from fastdqn.devices import resolve_device
 from fastdqn.learn import learner
+from fastdqn.learn.model import QNetSpec
 
 from ..config import BenchConfig
 from ..model import Case, TableSpec
@@ -74,7 +75,7 @@ def _learner(fx, compile_: bool, mode: str | None = None):
     f = fx()
     key = ("learner", compile_, mode)
     if key not in f.__dict__:
-        f.__dict__[key] = learner.Learner(6, device=f.device, compile=compile_, compile_mode=mode)
+        f.__dict__[key] = learner.Learner(QNetSpec(6), device=f.device, compile=compile_, compile_mode=mode)
     return f.__dict__[key]
 
 
