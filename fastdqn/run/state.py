@@ -33,8 +33,7 @@ class RunState:
     last_eval: int = 0  # frame of the last evaluation
 
     KEYS = ("frame", "episodes", "returns", "all_rewards", "best", "credit", "due", "last_ckpt",
-            "replay_frames", "loss_sum", "loss_n", "elapsed")
-    OPTIONAL = {"best_eval": None, "last_eval": 0}  # absent from last.pt files older than --eval-every
+            "replay_frames", "loss_sum", "loss_n", "elapsed", "best_eval", "last_eval")
 
     def owe_updates(self, agent_steps: int, replay_ratio: float) -> None:
         """Earn ``agent_steps * replay_ratio`` gradient steps; the whole ones become due."""
@@ -75,5 +74,4 @@ class RunState:
         self.loss_sum.fill_(float(s["loss_sum"]))
         self.loss_n = int(s["loss_n"])
         self.t0 = time.perf_counter() - float(s["elapsed"])
-        self.best_eval = s.get("best_eval", self.OPTIONAL["best_eval"])
-        self.last_eval = int(s.get("last_eval", self.OPTIONAL["last_eval"]))
+        self.best_eval, self.last_eval = s["best_eval"], int(s["last_eval"])
