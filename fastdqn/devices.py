@@ -9,10 +9,12 @@ EXPECTED = "'auto', 'cpu' or 'cuda'"
 
 def resolve_device(device: str | int | torch.device = "auto") -> torch.device:
     """``"auto"``: CUDA when torch sees a device, else the CPU. Otherwise anything ``torch.device``
-    takes that names the CPU or a CUDA device (``"cuda:1"``, ``1``, a ``torch.device``). A wrong
-    type is a TypeError, a device that is not there a ValueError, both naming what came."""
+    takes that names the CPU or a CUDA device (``"cuda:1"``, ``1``, a ``torch.device``). A CUDA
+    device always has its index (``"cuda"`` is the current one, ``cuda:0`` say), so it compares
+    equal to a CUDA tensor's ``.device``. A wrong type is a TypeError, a device that is not there
+    a ValueError, both naming what came."""
     if isinstance(device, str) and device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     if isinstance(device, bool) or not isinstance(device, (str, int, torch.device)):
         raise TypeError(f"device: expected {EXPECTED}, got {device!r}")
     try:
@@ -23,4 +25,6 @@ def resolve_device(device: str | int | torch.device = "auto") -> torch.device:
         raise ValueError(f"device: expected {EXPECTED}, got {str(device)!r}")
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device: expected 'cpu' or 'auto' on this machine, got {str(device)!r} (no CUDA device)")
+    if dev.type == "cuda" and dev.index is None:  # torch.device("cuda") != torch.device("cuda:0")
+        dev = torch.device("cuda", torch.cuda.current_device())
     return dev

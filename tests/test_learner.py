@@ -283,3 +283,28 @@ def test_a_precision_that_does_not_exist_is_refused():
 
     with pytest.raises(ValueError, match=r"precision: expected one of \('fp32', 'bf16'\), got 'fp16'"):
         TrainConfig(precision="fp16").validate()
+
+
+@pytest.mark.parametrize("device, compile, graph, want", [
+    ("cuda", None, None, (True, False)),  # the CUDA default: one graph replay per update
+    ("cuda", True, None, (False, True)),  # --compile on CUDA: compiled, not graphed (no error about a graph)
+    ("cuda", None, False, (False, True)),  # --no-graph: compiled by default
+    ("cuda", False, False, (False, False)),
+    ("cpu", None, None, (False, False)),
+    ("cpu", True, None, (False, True))])
+def test_update_mode_resolves_graph_and_compile_per_device(device, compile, graph, want):
+    """How an update runs, decided without a GPU (fastdqn train --compile on CUDA once raised an
+    error about graph=True, which the user never set)."""
+    from fastdqn.learn.learner import update_mode
+
+    assert update_mode(torch.device(device), compile, graph) == want
+
+
+@pytest.mark.parametrize("device, compile, graph, match", [
+    ("cpu", None, True, r"graph: expected False on cpu \(CUDA graphs need a CUDA device\), got True"),
+    ("cuda", True, True, "compile: expected False or None with graph=True")])
+def test_update_mode_refuses_what_cannot_run(device, compile, graph, match):
+    from fastdqn.learn.learner import update_mode
+
+    with pytest.raises(ValueError, match=match):
+        update_mode(torch.device(device), compile, graph)

@@ -30,8 +30,8 @@ class FrameStacker:
                              f"{list(first.shape)}")
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise ValueError(f"k: expected an int >= 1, got {k!r}")
-        self.device = torch.device(device)
-        self.obs = torch.zeros((first.shape[0], k, *first.shape[1:]), dtype=first.dtype, device=self.device)
+        self.obs = torch.zeros((first.shape[0], k, *first.shape[1:]), dtype=first.dtype, device=device)
+        self.device = self.obs.device  # with its index: "cuda" is cuda:0 here, as on every tensor
         self.obs[:, -1] = first.to(self.device)
         self._device_buffers()
 

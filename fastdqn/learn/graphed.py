@@ -88,25 +88,26 @@ def make_graphed_update(
     with torch.no_grad():
         saved = [t.detach().clone() for m in modules for t in _module_tensors(m)]
 
-    side = torch.cuda.Stream(device)
-    side.wait_stream(torch.cuda.current_stream(device))
-    with torch.cuda.stream(side):
-        for _ in range(warmup):
-            update_fn(*static)
-    torch.cuda.current_stream(device).wait_stream(side)
+    try:
+        side = torch.cuda.Stream(device)
+        side.wait_stream(torch.cuda.current_stream(device))
+        with torch.cuda.stream(side):
+            for _ in range(warmup):
+                update_fn(*static)
+        torch.cuda.current_stream(device).wait_stream(side)
 
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph, pool=pool):
-        out = update_fn(*static)
-
-    with torch.no_grad():  # capture ran nothing; only the warm-up steps need undoing
-        for dst, src in zip((t for m in modules for t in _module_tensors(m)), saved):
-            dst.copy_(src)
-        for opt in optimizers:
-            for state in opt.state.values():
-                for v in state.values():
-                    if isinstance(v, torch.Tensor):
-                        v.zero_()
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, pool=pool):
+            out = update_fn(*static)
+    finally:  # capture ran nothing; only the warm-up steps need undoing, also when the capture raised
+        with torch.no_grad():
+            for dst, src in zip((t for m in modules for t in _module_tensors(m)), saved):
+                dst.copy_(src)
+            for opt in optimizers:
+                for state in opt.state.values():
+                    for v in state.values():
+                        if isinstance(v, torch.Tensor):
+                            v.zero_()
     return GraphedUpdate(graph, static, out)
 
 

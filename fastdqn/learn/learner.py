@@ -91,11 +91,25 @@ def td_loss(online, target, obs, action, reward, next_obs, done, discount=None, 
     return (value, (q - y).detach().abs()) if errors else value
 
 
+def update_mode(device: torch.device, compile: bool | None, graph: bool | None) -> tuple[bool, bool]:
+    """(graphed, compiled): how the update runs on ``device``. graph=None is a CUDA graph on CUDA
+    unless compile=True asks for torch.compile instead; compile=None compiles on CUDA when the
+    update is not graphed. ValueError for what cannot run (a graph off CUDA, or both at once)."""
+    cuda = device.type == "cuda"
+    graphed = (cuda and not compile) if graph is None else bool(graph)
+    if graphed and not cuda:
+        raise ValueError(f"graph: expected False on {device} (CUDA graphs need a CUDA device), got True")
+    if graphed and compile:
+        raise ValueError("compile: expected False or None with graph=True (the graph captures the eager "
+                         "update), got True")
+    return graphed, (cuda and not graphed) if compile is None else bool(compile)
+
+
 class Learner:
     """Online and target Q-networks with Adam, both built from ``net`` (a QNetSpec: Nature DQN
     for frame stacks, an MLP for vector observations); ``update(batch)`` is one gradient step.
 
-    graph=True (CUDA only; None: on CUDA) captures the whole eager update in one CUDA graph
+    graph=True (CUDA only; None: on CUDA unless compile=True) captures the whole eager update in one CUDA graph
     (fastdqn.learn.graphed) at the first update and replays it after; the returned loss is then the
     same tensor every call. Otherwise compile=None compiles on CUDA and stays eager on the CPU
     (compilation there costs more than it saves for a 1.7M-parameter net at batch 32);
@@ -137,13 +151,7 @@ class Learner:
         # capturable keeps its step count on the device so the compiled step never syncs on it.
         extra = {"fused": True, "capturable": True} if cuda else {"fused": True}
         self.optimizer = torch.optim.Adam(self.online.parameters(), lr=lr, **extra)
-        self.graphed = cuda if graph is None else bool(graph)
-        if self.graphed and not cuda:
-            raise ValueError(f"graph: expected False on {self.device} (CUDA graphs need a CUDA device), got True")
-        if self.graphed and compile:
-            raise ValueError("compile: expected False or None with graph=True (the graph captures the eager "
-                             "update), got True")
-        self.compiled = (cuda and not self.graphed) if compile is None else bool(compile)
+        self.graphed, self.compiled = update_mode(self.device, compile, graph)
         self._step = torch.compile(self._update, mode=compile_mode) if self.compiled else self._update
         self._graph = None  # the captured update (graph=True), made at the first update from its shapes
         self._pairs = list(zip(self.target.parameters(), self.online.parameters()))
@@ -187,12 +195,15 @@ class Learner:
         when no update has run yet, the resumed moments otherwise)."""
         saved = {p: {k: v.clone() for k, v in st.items() if isinstance(v, torch.Tensor)}
                  for p, st in self.optimizer.state.items()}
-        self._graph = make_graphed_update(self._update, [t.clone() for t in batch], modules=[self.online],
-                                          optimizers=[self.optimizer])
-        with torch.no_grad():
-            for p, st in saved.items():
-                for k, v in st.items():
-                    self.optimizer.state[p][k].copy_(v)
+        self._graph = None  # the old graph and its memory pool go before the new one is captured
+        try:
+            self._graph = make_graphed_update(self._update, [t.clone() for t in batch], modules=[self.online],
+                                              optimizers=[self.optimizer])
+        finally:  # a capture that raises leaves no warm-up step applied either
+            with torch.no_grad():
+                for p, st in saved.items():
+                    for k, v in st.items():
+                        self.optimizer.state[p][k].copy_(v)
 
     @torch.no_grad()
     def sync_target(self) -> None:
