@@ -1,4 +1,5 @@
-"""train group: seed-style training loop vs fastdqn Trainer.step (cases in fastdqn/train_bench.py)."""
+"""train group: the book chapter's training loop vs fastdqn Trainer.step (cases in
+fastdqn/bench/groups/train.py)."""
 
 GROUP = "train"
 

@@ -74,7 +74,7 @@ def test_timing_tables(report):
                 assert col in r["extra"], (t["id"], r["name"], col)
 
 
-def test_seed_baselines_always_run(report):
+def test_chapter_baselines_always_run(report):
     """The baselines need no compiled code (the replay table's, the plain copy, only fastdqn's
     core), so they are measured on any machine."""
     data, _, _ = report
@@ -90,8 +90,8 @@ def test_memory_table(report):
     assert mem["kind"] == "values"
     assert len(mem["formats"]) == len(mem["columns"])
     assert all(len(row) == len(mem["columns"]) for row in mem["cells"])
-    seed = mem["cells"][0]
-    assert seed[1] > 4 * 84 * 84 * 4  # a float32 stack per transition at least
+    chapter = mem["cells"][0]
+    assert chapter[1] > 4 * 84 * 84 * 4  # a float32 stack per transition at least
 
 
 def test_scale_table(report):

@@ -1,4 +1,4 @@
-"""The structure the README's Architecture section promises: imports point one way, one loader for
+"""The structure docs/design.md's Architecture section promises: imports point one way, one loader for
 the native modules, a light ``import fastdqn``, and a checkout that imports (or says why not)."""
 
 from __future__ import annotations
@@ -164,8 +164,9 @@ def _venv_that_sees_these_packages(env_dir: Path) -> str:
 
 @pytest.mark.slow
 def test_the_editable_install_imports_from_the_checkout_root(tmp_path):
-    """The README's contributor command, in a fresh venv (the system's packages visible, as
-    --no-build-isolation needs): from the checkout root the sources import with their _core."""
+    """docs/design.md's editable-install command (Contributing), in a fresh venv (the system's
+    packages visible, as --no-build-isolation needs): from the checkout root the sources import
+    with their _core."""
     python = _venv_that_sees_these_packages(tmp_path / "venv")
     build = subprocess.run(
         [python, "-m", "pip", "install", "-q", "--no-build-isolation", "--no-deps", "-e", str(ROOT),

@@ -74,21 +74,21 @@ def test_kernels_equal_exact_reference_on_real_frames(atari_frames, backend, lay
 
 
 @pytest.mark.parametrize("layout", P.LAYOUTS)
-def test_every_backend_within_one_grey_level_of_seed_pipeline(atari_frames, layout):
+def test_every_backend_within_one_grey_level_of_chapter_pipeline(atari_frames, layout):
     frames = all_frames(atari_frames)
     cur, prev = np.ascontiguousarray(frames[1::2]), np.ascontiguousarray(frames[0::2])
-    seed = np.stack([P.seed_process(np.maximum(c, p), layout) for c, p in zip(cur, prev)])
+    chapter = np.stack([P.chapter_process(np.maximum(c, p), layout) for c, p in zip(cur, prev)])
     for backend in P.backends():
         got = P.process_batch(cur, prev, layout=layout, backend=backend)
-        diff = np.abs(got.astype(int) - seed)
+        diff = np.abs(got.astype(int) - chapter)
         assert diff.max() <= 1, backend
 
 
-def test_opencv_backend_is_the_seed_pipeline(atari_frames):
+def test_opencv_backend_is_the_chapter_pipeline(atari_frames):
     frames = atari_frames["PongNoFrameskip-v4"]
     got = P.process_batch(frames, backend="opencv")
     for i, f in enumerate(frames):
-        np.testing.assert_array_equal(got[i], P.seed_process(f))
+        np.testing.assert_array_equal(got[i], P.chapter_process(f))
 
 
 @settings(max_examples=40, deadline=None)
@@ -124,7 +124,7 @@ def test_grey_screens_within_one_level_of_opencv(atari_grey_frames, layout):
     """AtariPreprocessing's order: ALE's grey screens, max of two, cv2.resize INTER_AREA of the uint8 image."""
     frames = all_frames(atari_grey_frames)
     cur, prev = np.ascontiguousarray(frames[1::2]), np.ascontiguousarray(frames[0::2])
-    cv = np.stack([P.seed_process(np.maximum(c, p), layout) for c, p in zip(cur, prev)])
+    cv = np.stack([P.chapter_process(np.maximum(c, p), layout) for c, p in zip(cur, prev)])
     for backend in P.backends():
         got = P.process_batch(cur, prev, layout=layout, backend=backend)
         assert np.abs(got.astype(int) - cv).max() <= 1, backend

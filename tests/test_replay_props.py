@@ -25,7 +25,7 @@ scenarios = st.fixed_dictionaries({
     "pad": st.sampled_from(["zeros", "repeat"]),
     "device": st.sampled_from([None, "cpu"]),
     "dtype": st.sampled_from(["uint8", "float32"]),  # pixels, or vector observations: one code path
-    "n_step": st.sampled_from([1, 1, 2, 3, 5]),  # the seeds' 1-step returns, and n-step ones
+    "n_step": st.sampled_from([1, 1, 2, 3, 5]),  # the book chapter's 1-step returns, and n-step ones
     "prioritized": st.booleans(),  # the sum tree must hold exactly the sampleable transitions
     "seed": st.integers(0, 2**32),
     "steps": st.lists(st.tuples(st.integers(0, 2), st.sampled_from(KINDS), st.integers(0, 5),

@@ -1,7 +1,7 @@
-"""Seed-style baselines, written in this project, faithful to the patterns the
-"DQN on Pong" chapter teaches (float32 frames, deque of tuples, np.array
-repacking, torch.tensor(...).to(device) per field) plus the common uint8
-alternatives. They are slow on purpose: every fastdqn path is timed against them.
+"""The book chapter's baselines, written in this project, faithful to the patterns the
+"DQN on Pong" chapter of Lapan's *Deep Reinforcement Learning Hands-On* teaches (float32
+frames, deque of tuples, np.array repacking, torch.tensor(...).to(device) per field) plus the
+common uint8 alternatives. They are slow on purpose: every fastdqn path is timed against them.
 """
 
 from __future__ import annotations
@@ -14,17 +14,17 @@ import numpy as np
 import torch
 from torch import nn
 
-GAMMA = 0.99  # the seeds' Pong preset
+GAMMA = 0.99  # the book chapter's Pong preset
 CROP_ROWS = slice(18, 102)  # ProcessFrame84 keeps rows 18..101 of 84x110
 
 
 # ---------------------------------------------------------------- preprocessing
-def seed_maxpool(prev: np.ndarray, frame: np.ndarray) -> np.ndarray:
+def chapter_maxpool(prev: np.ndarray, frame: np.ndarray) -> np.ndarray:
     """MaxAndSkip's pooling: stack the last two raw frames, max over them."""
     return np.max(np.stack([prev, frame]), axis=0)
 
 
-def seed_process(frame: np.ndarray, layout: str = "crop") -> np.ndarray:
+def chapter_process(frame: np.ndarray, layout: str = "crop") -> np.ndarray:
     """ProcessFrame84: float32 luma, INTER_AREA resize, crop, truncating cast."""
     img = frame.reshape(frame.shape[0], 160, 3).astype(np.float32)
     img = img[:, :, 0] * 0.299 + img[:, :, 1] * 0.587 + img[:, :, 2] * 0.114
@@ -44,7 +44,7 @@ def opencv_uint8_process(frame: np.ndarray, prev: np.ndarray | None = None, layo
 
 
 # ---------------------------------------------------------------- observations
-class SeedFrameStack:
+class ChapterFrameStack:
     """BufferWrapper(dtype=float32) + ScaledFloatFrame: every observation is a
     fresh float32 [4,84,84] array in [0, 1] (consecutive transitions share it)."""
 
@@ -70,8 +70,8 @@ class Experience(NamedTuple):
     new_state: np.ndarray
 
 
-class SeedReplayBuffer:
-    """The seeds' ExperienceBuffer: deque of tuples, np.array repacking on sample."""
+class ChapterReplayBuffer:
+    """The book chapter's ExperienceBuffer: deque of tuples, np.array repacking on sample."""
 
     def __init__(self, capacity: int):
         self.buffer: collections.deque[Experience] = collections.deque(maxlen=capacity)
@@ -131,8 +131,8 @@ class NumpyStackedBuffer:
 
 
 # ---------------------------------------------------------------- model and loss
-class SeedDQN(nn.Module):
-    """Nature DQN as the seeds build it (float input already scaled to [0, 1])."""
+class ChapterDQN(nn.Module):
+    """Nature DQN's net as the book chapter builds it (float input already scaled to [0, 1])."""
 
     def __init__(self, in_channels: int = 4, n_actions: int = 6):
         super().__init__()
@@ -149,8 +149,8 @@ class SeedDQN(nn.Module):
         return self.fc(self.conv(x).view(x.shape[0], -1))
 
 
-def seed_to_device(batch, device, extra_copy: bool = False):
-    """The seeds' calc_loss prologue: torch.tensor(np.array(...)).to(device) per
+def chapter_to_device(batch, device, extra_copy: bool = False):
+    """The book chapter's calc_loss prologue: torch.tensor(np.array(...)).to(device) per
     field. `extra_copy` adds one more host copy of the observation batch."""
     states, actions, rewards, dones, next_states = batch
     if extra_copy:
@@ -172,7 +172,7 @@ def list_to_device(batch, device):
 
 
 def vectorised_loss(net, tgt_net, states_v, actions_v, rewards_v, done_mask, next_states_v, gamma=GAMMA):
-    """The seeds' calc_loss body: one forward per net over the whole batch."""
+    """The book chapter's calc_loss body: one forward per net over the whole batch."""
     q = net(states_v).gather(1, actions_v.unsqueeze(-1)).squeeze(-1)
     with torch.no_grad():
         next_q = tgt_net(next_states_v).max(1)[0]
@@ -204,8 +204,8 @@ def loop_target_loss(net, tgt_net, states_v, actions_v, rewards_v, done_mask, ne
 
 
 # ---------------------------------------------------------------- environment
-class SeedPongEnv:
-    """The seeds' make_env chain on gymnasium: MaxAndSkip (deque of raw frames,
+class ChapterPongEnv:
+    """The book chapter's make_env chain on gymnasium: MaxAndSkip (deque of raw frames,
     np.max over np.stack) -> FireReset -> ProcessFrame84 (float) -> float32
     frame stack scaled to [0, 1]. Auto-resets, so it can be stepped forever."""
 
@@ -217,7 +217,7 @@ class SeedPongEnv:
         self.env = gym.make(env_id)
         self.env.reset(seed=seed)
         self.skip, self.raw = skip, collections.deque(maxlen=2)
-        self.stack = SeedFrameStack()
+        self.stack = ChapterFrameStack()
         self.state = self.reset()
 
     def _skip_step(self, action: int):
@@ -239,21 +239,21 @@ class SeedPongEnv:
             obs, _, done = self._skip_step(fire)
             if done:
                 obs, _ = self.env.reset()
-        return self.stack.reset(seed_process(obs))
+        return self.stack.reset(chapter_process(obs))
 
     def step(self, action: int):
         frame, reward, done = self._skip_step(action)
-        new_state = self.stack.observe(seed_process(frame))
+        new_state = self.stack.observe(chapter_process(frame))
         if done:
             new_state = self.reset()
         return new_state, reward, done
 
 
 # ---------------------------------------------------------------- training loop
-class SeedTrainLoop:
-    """The seeds' 02_dqn_pong.py loop, one agent step per ``step()``: epsilon-greedy play_step
-    into the deque buffer (float32 stacks, np.array repacking), then one update with the seeds'
-    copy pattern (torch.tensor(...).to(device) per field); target sync every 1,000 steps.
+class ChapterTrainLoop:
+    """The book chapter's 02_dqn_pong.py loop, one agent step per ``step()``: epsilon-greedy play_step
+    into the deque buffer (float32 stacks, np.array repacking), then one update with the book
+    chapter's copy pattern (torch.tensor(...).to(device) per field); target sync every 1,000 steps.
     ``prefill(n)`` plays n random steps first, as the replay start does."""
 
     def __init__(self, replay_size: int = 10_000, device: str = "cpu", seed: int = 0, batch_size: int = 32,
@@ -261,9 +261,9 @@ class SeedTrainLoop:
         import copy
 
         torch.manual_seed(seed)
-        self.env, self.device = SeedPongEnv(seed=seed), torch.device(device)
-        self.buffer = SeedReplayBuffer(replay_size)
-        self.net = SeedDQN().to(self.device)
+        self.env, self.device = ChapterPongEnv(seed=seed), torch.device(device)
+        self.buffer = ChapterReplayBuffer(replay_size)
+        self.net = ChapterDQN().to(self.device)
         self.tgt = copy.deepcopy(self.net)
         self.opt = torch.optim.Adam(self.net.parameters(), lr=1e-4)
         self.batch_size, self.epsilon = batch_size, epsilon
@@ -279,7 +279,7 @@ class SeedTrainLoop:
             action = int(q.max(1)[1].item())
         new_state, reward, done = self.env.step(action)
         self.buffer.append(Experience(self.state, action, reward, done, new_state))
-        self.state = new_state  # SeedPongEnv already reset on done
+        self.state = new_state  # ChapterPongEnv already reset on done
 
     def prefill(self, n: int) -> None:
         for _ in range(n):
@@ -291,6 +291,6 @@ class SeedTrainLoop:
         if self.frame % 1_000 == 0:
             self.tgt.load_state_dict(self.net.state_dict())
         self.opt.zero_grad()
-        batch = seed_to_device(self.buffer.sample(self.batch_size), self.device)
+        batch = chapter_to_device(self.buffer.sample(self.batch_size), self.device)
         vectorised_loss(self.net, self.tgt, *batch).backward()
         self.opt.step()

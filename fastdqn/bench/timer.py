@@ -29,7 +29,7 @@ def settle_allocator() -> None:
 
     glibc serves blocks above its mmap threshold (128 KiB at start) with fresh mmaps, so every
     such allocation page-faults; freeing one raises the threshold to its size (up to 32 MiB) and
-    later ones come from the heap. The seed-style baselines allocate MBs per call (np.array of
+    later ones come from the heap. The book chapter's baselines allocate MBs per call (np.array of
     float32 stacks: 3.6 MB per sample(32)), so their time swung 7x with whatever an earlier
     table happened to free (measured: 4.6 ms cold, 0.66 ms warm). Freeing one 30 MiB block
     first makes every table start from the warm state, as a real training loop runs.

@@ -2,14 +2,14 @@
 workers rebuild it, importing the spec's ``gym_packages`` first).
 
 Families, told apart by the id and the observation space:
-- ``atari``: the seeds' v4 ``NoFrameskip`` ids and ``ALE/...-v5`` ids, through the DeepMind wrappers
+- ``atari``: the book chapter's v4 ``NoFrameskip`` ids and ``ALE/...-v5`` ids, through the DeepMind wrappers
   (fastdqn.env.wrappers) and the fused kernel. Each id family keeps its protocol unless the spec
   says otherwise: v5 plays with sticky actions 0.25 and a 108,000-frame episode cap, v4 without
   sticky actions (and ale-py's default cap). The frame skip (4) is MaxAndSkip's, which also
   max-pools the last two frames; ALE itself steps one frame per call.
 - ``vector``: a Box of floats (CartPole, Acrobot, LunarLander): float32 observations as they come.
 - ``rgb``: an RGB image (H, W, 3) uint8: preprocessed to 84x84 grey (the ``full`` layout; the
-  ``crop`` layout is the seeds' Atari crop), stacked like Atari frames.
+  ``crop`` layout is the book chapter's Atari crop), stacked like Atari frames.
 """
 
 from __future__ import annotations

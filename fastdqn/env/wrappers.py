@@ -1,4 +1,4 @@
-"""fastdqn's gymnasium wrappers: the DeepMind Atari ones (seeds, baselines) and the two that
+"""fastdqn's gymnasium wrappers: the DeepMind Atari ones (the book chapter's, Baselines') and the two that
 bring other families to the same shape (ProcessFrame for RGB images, FloatObservation for vectors).
 
 Atari order, as ``make_env_from_spec`` applies them: NoopReset -> MaxAndSkip -> EpisodicLife ->

@@ -96,7 +96,7 @@ def process_batch(frames, prev=None, *, layout="crop", out=None, backend=None, t
         process_batch_numba(frames, prev, out, layout)
     else:
         for i in range(frames.shape[0]):
-            out[i] = seed_process(frames[i] if prev is None else np.maximum(frames[i], prev[i]), layout)
+            out[i] = chapter_process(frames[i] if prev is None else np.maximum(frames[i], prev[i]), layout)
     return out
 
 
@@ -109,7 +109,7 @@ def process_frame(frame, prev=None, *, layout="crop", out=None, backend=None) ->
     return out
 
 
-def seed_process(frame: np.ndarray, layout: str = "crop") -> np.ndarray:
+def chapter_process(frame: np.ndarray, layout: str = "crop") -> np.ndarray:
     """The reference. RGB: the book chapter's ProcessFrame84 (or WarpFrame for ``"full"``): float
     luma, INTER_AREA, truncating cast. Grey: INTER_AREA of the uint8 image (AtariPreprocessing)."""
     import cv2

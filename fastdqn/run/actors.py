@@ -72,7 +72,7 @@ class EnvActor:
     """Runs in a Ray worker process (one CPU): ``collect`` steps ``chunk_steps`` agent steps;
     ``offer_weights`` (in its own concurrency group) keeps the newest weights for the next chunk.
 
-    ``epsilon``: a fixed rate, or (start, final, decay_frames) for the seeds' linear schedule
+    ``epsilon``: a fixed rate, or (start, final, decay_frames) for the book chapter's linear schedule
     over the learner's frame count. The first incarnation's envs are seeded ``seed``; a restarted
     one draws fresh seeds (replaying the same games again would bias the replay)."""
 

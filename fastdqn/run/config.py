@@ -1,5 +1,5 @@
-"""A run's definition: ``TrainConfig`` (every knob, the seeds' Pong preset by default, checked
-before anything is built) and the named presets."""
+"""A run's definition: ``TrainConfig`` (every knob, the book chapter's Pong preset by default,
+checked before anything is built) and the named presets."""
 
 from __future__ import annotations
 
@@ -25,8 +25,8 @@ DEVICE_NAMES = ("auto", "cpu", "cuda")  # a flag's choices; the API takes any CP
 @dataclass
 class TrainConfig:
     """Every knob of a run, each declared once (fastdqn.run.knobs): its type, default, range or
-    choices, flag and help, and whether a resumed run may change it. Defaults are the seeds' Pong
-    preset; every flag's default is None, so the preset decides."""
+    choices, flag and help, and whether a resumed run may change it. Defaults are the book chapter's
+    Pong preset; every flag's default is None, so the preset decides."""
 
     env_id: str = knob("PongNoFrameskip-v4", flag="--env", help="any registered gymnasium id with discrete actions: "
                        "Atari (v4 NoFrameskip, ALE/...-v5), vector observations (CartPole-v1) or RGB images "
@@ -256,9 +256,9 @@ def ray_host_port(address: str) -> tuple[str, int] | None:
 
 
 PRESETS = {
-    # seeds 000 (book chapter "DQN on Pong")
+    # the book chapter's ("DQN on Pong")
     "pong": dict(env_id="PongNoFrameskip-v4"),
-    # seed 002's environment, vector observations and an MLP: rl-baselines3-zoo's tuned DQN for
+    # CartPole-v1, vector observations and an MLP: rl-baselines3-zoo's tuned DQN for
     # CartPole-v1 (lr 2.3e-3, batch 64, replay 100k from 1k, epsilon to 0.04 over 16% of 50k steps,
     # Huber loss, 128 updates per 256 steps with the target copied between those bursts), as a
     # per-step schedule: 0.5 updates per agent step and a target sync every 256. Greedy
@@ -275,8 +275,8 @@ PRESETS = {
     "pong-rainbow-lite": dict(env_id="PongNoFrameskip-v4", n_step=3, prioritized=True, per_alpha=0.5, per_beta=0.4,
                               dueling=True, double=True, lr=6.25e-5, replay_size=100_000, replay_start=20_000,
                               sync_target=8_000, replay_ratio=0.25, eps_final=0.01, eps_decay_frames=250_000),
-    # seeds 001/002: FIRE reset, episodic life, clipped rewards, Huber, larger replay (the process
-    # env backend: the ale one cannot take those reset steps for one env alone)
+    # the DeepMind wrappers Breakout needs: FIRE reset, episodic life, clipped rewards, Huber, larger
+    # replay (the process env backend: the ale one cannot take those reset steps for one env alone)
     "breakout": dict(env_id="BreakoutNoFrameskip-v4", noop_max=30, fire_reset=True, episodic_life=True, clip_rewards=True,
                      loss="huber", batch_size=64, replay_size=65_536, replay_start=16_384,
                      sync_target=10_000, eps_decay_frames=1_000_000, reward_bound=400.0),

@@ -12,8 +12,10 @@ from fastdqn.env.spec import is_atari_id
 from fastdqn.learn.learner import Learner
 from fastdqn.run.config import TrainConfig
 
-SOLVE_FRAMES = 1_000_000  # agent steps the seeds' Pong preset takes to reach reward_100 > 19, roughly
-ENV_STEPS_PER_S = 2_500  # agent steps/s of one core stepping Pong with preprocessing (README's env table)
+SOLVE_FRAMES = 1_000_000  # agent steps the book chapter's Pong preset takes to reach reward_100 > 19, roughly
+# agent steps/s of one core stepping Pong with preprocessing: docs/performance.md, 2026-11-21's env
+# table (VectorEnv, 8 envs in-process, into the replay: 2,451)
+ENV_STEPS_PER_S = 2_500
 
 
 def cpu_notice(cfg: TrainConfig) -> str | None:

@@ -28,7 +28,7 @@ def check_new_run_dir(out: str) -> None:
 class RunLog:
     """One finished episode -> one metrics.jsonl line + TensorBoard scalars.
 
-    TensorBoard keys: the seeds' (reward, reward_100, epsilon, speed) and CleanRL's
+    TensorBoard keys: the book chapter's (reward, reward_100, epsilon, speed) and CleanRL's
     (charts/episodic_return, charts/SPS, losses/td_loss, charts/epsilon); Ray runs add ray/*
     (fastdqn.run.ray_collector).
     """

@@ -1,7 +1,7 @@
 """Env steps/s. One item = one agent step of one env (4 emulator frames, max-pooled and
 preprocessed).
 
-env-wrappers: the seeds' wrapper chain against fastdqn's ``make_env``, one env.
+env-wrappers: the book chapter's wrapper chain against fastdqn's ``make_env``, one env.
 env: the vector path into the replay buffer, ale-py's AtariVectorEnv (its own 84x84 output)
 against fastdqn's AleVectorEnv (ale-py's threads, raw RGB through the fused kernel) and VectorEnv
 (same frame skip, max-pool, 84x84 grey, into the same buffer).
@@ -37,8 +37,8 @@ def _stepper(env_step, n_actions: int, n: int, seed: int):
 
 
 def wrappers_spec(cfg: BenchConfig) -> TableSpec:
-    def seed_setup():
-        env = bl.SeedPongEnv(seed=cfg.seed)
+    def chapter_setup():
+        env = bl.ChapterPongEnv(seed=cfg.seed)
         return _stepper(env.step, 6, 1, cfg.seed)
 
     def fast_single():
@@ -50,9 +50,9 @@ def wrappers_spec(cfg: BenchConfig) -> TableSpec:
                 env.reset()
         return _stepper(step, env.action_space.n, 1, cfg.seed)
 
-    cases = [Case("seed wrappers, 1 env (float32 stacks)", seed_setup, role="baseline"),
+    cases = [Case("the book chapter's wrappers, 1 env (float32 stacks)", chapter_setup, role="baseline"),
              Case("fastdqn make_env, 1 env (uint8 stack)", fast_single)]
-    return TableSpec("env-wrappers", GROUP, "Env steps/s: the seeds' wrappers vs fastdqn's, one env",
+    return TableSpec("env-wrappers", GROUP, "Env steps/s: the book chapter's wrappers vs fastdqn's, one env",
                      unit="env step", cases=cases,
                      notes=["Pong, random actions, frame skip 4 with max-pool, 84x84 grey; time per env step. "
                             "Env stepping only, no replay insert."])

@@ -1,4 +1,4 @@
-"""Loss / update step: the seeds' batch copy pattern, the per-sample loop, torch.compile."""
+"""Loss / update step: the book chapter's batch copy pattern, the per-sample loop, torch.compile."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from fastdqn.learn.model import QNetSpec
 
 from ..config import BenchConfig
 from ..model import Case, TableSpec
-from .replay import fill_seed
+from .replay import fill_chapter
 
 GROUP = "loss"
 
@@ -25,16 +25,16 @@ class Fixture:
     def __init__(self, cfg: BenchConfig):
         self.device = resolve_device(cfg.device)
         b = cfg.batch_size
-        buf = fill_seed(max(4 * b, 128), cfg.seed)
+        buf = fill_chapter(max(4 * b, 128), cfg.seed)
         rng = np.random.default_rng(cfg.seed)
         picked = [buf.buffer[i] for i in rng.choice(len(buf), b, replace=False)]
         states, actions, rewards, dones, next_states = zip(*picked)
         self.tuples = (states, actions, rewards, dones, next_states)  # before np.array repack
-        self.seed_batch = (np.array(states), np.array(actions), np.array(rewards, dtype=np.float32),
-                           np.array(dones, dtype=np.uint8), np.array(next_states))
+        self.chapter_batch = (np.array(states), np.array(actions), np.array(rewards, dtype=np.float32),
+                              np.array(dones, dtype=np.uint8), np.array(next_states))
         # The same batch as fastdqn's sample() returns it: one uint8 [B,5,84,84] window
         # (pinned when CUDA is there) with obs/next_obs as two views of it.
-        s, a, r, d, ns = self.seed_batch
+        s, a, r, d, ns = self.chapter_batch
         window = np.concatenate([s, ns[:, -1:]], axis=1)
         w = torch.from_numpy(np.rint(window * 255.0).astype(np.uint8))
         if torch.cuda.is_available():
@@ -44,9 +44,9 @@ class Fixture:
         wd = w.to(self.device)
         self.batch_device = (wd[:, :-1], *(t.to(self.device) for t in self.batch[1:3]), wd[:, 1:],
                              self.batch[4].to(self.device))
-        self.float_device = bl.seed_to_device(self.seed_batch, self.device)
+        self.float_device = bl.chapter_to_device(self.chapter_batch, self.device)
         torch.manual_seed(cfg.seed)
-        self.net = bl.SeedDQN().to(self.device)
+        self.net = bl.ChapterDQN().to(self.device)
         self.tgt = copy.deepcopy(self.net)
         self.opt = torch.optim.Adam(self.net.parameters(), lr=1e-4)
 
@@ -81,7 +81,7 @@ def _learner(fx, compile_: bool, mode: str | None = None):
 
 def _copy_cases(fx, full_step: bool) -> list[Case]:
     """Rows shared by the transfer-only and the full-step tables."""
-    def seed(to_device, source):
+    def chapter(to_device, source):
         def setup():
             f = fx()
             src = source(f)
@@ -109,12 +109,12 @@ def _copy_cases(fx, full_step: bool) -> list[Case]:
     label = f"fastdqn {what}: uint8 window, one non_blocking copy" + ("" if cuda else " (CPU: no copy)")
     gpu_label = f"fastdqn {what}: GPU-resident batch (no copy)"
     rows = [
-        Case("seed: torch.tensor(np.array(x)).to(device) per field, float32", role="baseline",
-             setup=seed(bl.seed_to_device, lambda f: f.seed_batch)),
-        Case("seed + one extra host copy of the obs batch", role="alternative",
-             setup=seed(lambda b, d: bl.seed_to_device(b, d, extra_copy=True), lambda f: f.seed_batch)),
-        Case("seed without np.array repack: torch.tensor(tuple of arrays)", role="alternative",
-             setup=seed(bl.list_to_device, lambda f: f.tuples)),
+        Case("the book chapter's pattern: torch.tensor(np.array(x)).to(device) per field, float32", role="baseline",
+             setup=chapter(bl.chapter_to_device, lambda f: f.chapter_batch)),
+        Case("the book chapter's pattern + one extra host copy of the obs batch", role="alternative",
+             setup=chapter(lambda b, d: bl.chapter_to_device(b, d, extra_copy=True), lambda f: f.chapter_batch)),
+        Case("the book chapter's pattern without np.array repack: torch.tensor(tuple of arrays)", role="alternative",
+             setup=chapter(bl.list_to_device, lambda f: f.tuples)),
     ]
     rows.append(Case(label, fast(lambda f: f.batch)))
     rows.append(Case(gpu_label, fast(lambda f: f.batch_device)) if cuda
@@ -135,31 +135,31 @@ def specs(cfg: BenchConfig) -> list[TableSpec]:
         return setup
 
     return [
-        TableSpec("loss-transfer", GROUP, f"Batch to {dev}: the seeds' copy pattern vs fastdqn (copy only)",
+        TableSpec("loss-transfer", GROUP, f"Batch to {dev}: the book chapter's copy pattern vs fastdqn (copy only)",
                   unit=f"batch({b})", cases=_copy_cases(fx, full_step=False),
                   notes=["Only the host->device part of calc_loss; the sampled batch is given."]),
         TableSpec("loss-copy", GROUP, f"Update step on {dev}: batch copy pattern", unit="update",
                   cases=_copy_cases(fx, full_step=True),
-                  notes=[step_note + "; the seeds say one extra copy can make the step 13x slower."]),
+                  notes=[step_note + "; the book chapter says one extra copy can make the step 13x slower."]),
         TableSpec("loss-loop", GROUP, f"Update step on {dev}: per-sample loop vs vectorised", unit="update",
                   cases=[
                       Case("per-sample loop (one forward of each net per sample)", loop_setup(bl.loop_loss),
                            role="baseline"),
                       Case("batched forwards, per-sample TD target and error", loop_setup(bl.loop_target_loss),
                            role="alternative"),
-                      Case("vectorised (the seeds' calc_loss)", loop_setup(bl.vectorised_loss),
+                      Case("vectorised (the book chapter's calc_loss)", loop_setup(bl.vectorised_loss),
                            role="alternative"),
                   ],
-                  notes=[step_note + "; same float32 batch already on the device in every row; the seeds "
-                         "say the vectorised loss is ~2x faster than the loop."]),
+                  notes=[step_note + "; same float32 batch already on the device in every row; the book "
+                         "chapter says the vectorised loss is ~2x faster than the loop."]),
         compile_spec(cfg, fx, step_note),
     ]
 
 
 def compile_spec(cfg: BenchConfig, fx, step_note: str) -> TableSpec:
-    def seed_eager():
+    def chapter_eager():
         f = fx()
-        obs, action, reward, next_obs, done = f.batch_device  # calc_loss takes the seeds' order
+        obs, action, reward, next_obs, done = f.batch_device  # calc_loss takes the book chapter's order
         return lambda: (f.step(bl.vectorised_loss, (obs, action, reward, done, next_obs)), f.sync())
 
     def learner_setup(compile_, mode=None):
@@ -169,7 +169,7 @@ def compile_spec(cfg: BenchConfig, fx, step_note: str) -> TableSpec:
             return lambda: (lrn.update(f.batch_device), f.sync())
         return setup
 
-    cases = [Case("seeds' calc_loss, eager (uint8 batch on the device)", seed_eager, role="baseline")]
+    cases = [Case("the book chapter's calc_loss, eager (uint8 batch on the device)", chapter_eager, role="baseline")]
     rows = [("fastdqn Learner.update, eager", False, None, None),
             ("fastdqn Learner.update, torch.compile", True, None,
              None if cfg.compile else f"skipped in --{cfg.mode} (compiling takes minutes on a CPU)"),

@@ -21,10 +21,10 @@ GROUP = "replay"
 
 
 # ------------------------------------------------------------------ filling
-def fill_seed(n: int, seed: int = 0) -> bl.SeedReplayBuffer:
-    """The seed pipeline end to end: float32 stacks from SeedFrameStack."""
+def fill_chapter(n: int, seed: int = 0) -> bl.ChapterReplayBuffer:
+    """The book chapter's pipeline end to end: float32 stacks from ChapterFrameStack."""
     frames, actions, rewards, dones = episode_stream(n, seed=seed)
-    buf, stacker, state = bl.SeedReplayBuffer(n), bl.SeedFrameStack(), None
+    buf, stacker, state = bl.ChapterReplayBuffer(n), bl.ChapterFrameStack(), None
     for t in range(n):
         if state is None:
             state = stacker.reset(frames[t])
@@ -87,8 +87,8 @@ def sample_spec(cfg: BenchConfig) -> TableSpec:
             shared["buf"] = fill_fastdqn(n, cfg.seed)
         return shared["buf"]
 
-    def seed_setup():
-        buf = fill_seed(n, cfg.seed)
+    def chapter_setup():
+        buf = fill_chapter(n, cfg.seed)
         return lambda: buf.sample(b)
 
     def numpy_setup():
@@ -107,7 +107,7 @@ def sample_spec(cfg: BenchConfig) -> TableSpec:
     cases = [
         Case(f"plain copy of the same {b} windows from the same ring, one memcpy each (C++)",
              lambda: plain_copy(fast_buffer(), b), role="baseline", extra={"bytes out": frames}),
-        Case("seed-style: deque of float32 stacks, np.array repack", seed_setup, role="alternative",
+        Case("the book chapter's: deque of float32 stacks, np.array repack", chapter_setup, role="alternative",
              extra={"bytes out": b * (2 * 4 * 84 * 84 * 4 + 8 + 4 + 1)}),
         Case("numpy uint8 stacked obs + next_obs, fancy indexing", numpy_setup, role="alternative",
              extra={"bytes out": b * (2 * 4 * 84 * 84 + 8 + 4 + 4)}),
@@ -143,13 +143,13 @@ def _gpu_case(cfg: BenchConfig) -> Case:
 
 
 # ------------------------------------------------------------------ memory
-def _seed_bytes_per_transition(n: int) -> float:
-    """Traced allocations of the seed pipeline per stored transition."""
+def _chapter_bytes_per_transition(n: int) -> float:
+    """Traced allocations of the book chapter's pipeline per stored transition."""
     gc.collect()
     tracemalloc.start()
     try:
         before = tracemalloc.get_traced_memory()[0]
-        buf = fill_seed(n, seed=1)
+        buf = fill_chapter(n, seed=1)
         gc.collect()
         used = tracemalloc.get_traced_memory()[0] - before
     finally:
@@ -163,8 +163,8 @@ def memory_spec(cfg: BenchConfig) -> ValuesSpec:
         caps = cfg.capacities
         cols = ["buffer", "bytes/transition"] + [f"{c:,}" for c in caps] + ["how"]
         rows = []
-        seed_bpt = _seed_bytes_per_transition(min(cfg.replay_fill, 500))
-        rows.append(["seed-style deque of float32 stacks", seed_bpt] + [seed_bpt * c for c in caps]
+        chapter_bpt = _chapter_bytes_per_transition(min(cfg.replay_fill, 500))
+        rows.append(["the book chapter's deque of float32 stacks", chapter_bpt] + [chapter_bpt * c for c in caps]
                     + ["tracemalloc while filling 500, times capacity"])
         np_bpt = bl.NumpyStackedBuffer.bytes_per_transition()
         small = bl.NumpyStackedBuffer(min(caps))
@@ -192,14 +192,14 @@ def memory_spec(cfg: BenchConfig) -> ValuesSpec:
         rows.append(["fastdqn ReplayBuffer, prioritized (+ sum and min trees)", pvals[-1] / caps[-1]] + pvals
                     + ["buf.nbytes where built, else the row above + the trees' bytes; bytes/transition at "
                        f"{caps[-1]:,}"])
-        rows.append(["seed chapter's claim for 1M (\"~20 GB\")", None]
+        rows.append(["the book chapter's claim for 1M (\"~20 GB\")", None]
                     + [20e9 if c == 1_000_000 else None for c in caps] + ["quoted, not measured"])
         return Table(
             id="replay-memory", group=GROUP, title="Replay: memory per transition and at capacity",
             kind="values", columns=cols, formats=["text", "int"] + ["bytes"] * len(caps) + ["text"],
             cells=rows,
-            notes=["Decimal units (1 GB = 1e9 bytes). Seed-style stacks are shared between consecutive "
-                   "transitions (state of t+1 is new_state of t), as in the seed's Agent."],
+            notes=["Decimal units (1 GB = 1e9 bytes). The book chapter's stacks are shared between "
+                   "consecutive transitions (state of t+1 is new_state of t), as in its Agent."],
         )
     return ValuesSpec("replay-memory", GROUP, "Replay: memory per transition", build)
 

@@ -1,5 +1,5 @@
-"""Training loop agent steps/s after replay start, the seeds' hyperparameters (batch 32, one
-update per agent step, epsilon at its final 0.01): the seed-style loop against fastdqn's
+"""Training loop agent steps/s after replay start, the book chapter's hyperparameters (batch 32,
+one update per agent step, epsilon at its final 0.01): the book chapter's loop against fastdqn's
 ``Trainer.step``."""
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ def specs(cfg: BenchConfig) -> list[TableSpec]:
     dev = str(resolve_device(cfg.device))
     start = cfg.train_fill
 
-    def seed_setup():
-        loop = bl.SeedTrainLoop(replay_size=start, device=dev, seed=cfg.seed, batch_size=cfg.batch_size)
+    def chapter_setup():
+        loop = bl.ChapterTrainLoop(replay_size=start, device=dev, seed=cfg.seed, batch_size=cfg.batch_size)
         loop.prefill(start)
         return loop.step
 
@@ -38,10 +38,11 @@ def specs(cfg: BenchConfig) -> list[TableSpec]:
         tr.step()
         return tr.step
 
-    cases = [Case("seed-style loop (float32 deque, np.array repack, torch.tensor().to)", seed_setup,
+    cases = [Case("the book chapter's loop (float32 deque, np.array repack, torch.tensor().to)", chapter_setup,
                   role="baseline"),
              Case("fastdqn Trainer.step, 1 env", fast_setup)]
-    return [TableSpec("train", GROUP, "Training loop: seed-style loop vs fastdqn, agent steps/s after replay start",
+    return [TableSpec("train", GROUP,
+                      "Training loop: the book chapter's loop vs fastdqn, agent steps/s after replay start",
                       unit="agent step", cases=cases,
                       notes=[f"Pong, {dev}, batch {cfg.batch_size}, one update per agent step, epsilon 0.01, "
                              f"replay filled with {start:,} random steps first; torch threads "
