@@ -7,9 +7,9 @@
 // terminated at t+k-1, and discount = gamma^k (a truncation bootstraps from t+k). valid_ counts
 // the valid transitions exactly, so len() is the number of sampleable ones.
 //
-// Sampling: uniform (rejection over retained slots; at most stack+episode-ends are rejected) or,
-// prioritized (Schaul et al. 2016, proportional), from a sum tree and a min tree over every slot
-// (sum_tree.hpp) holding priority^alpha for the valid transitions and 0 for the rest. The two
+// Sampling: uniform (rejection over retained slots; at most stack+episode-ends are rejected) or
+// prioritized (Schaul et al. 2016, proportional: a sum tree and a min tree over every slot,
+// sum_tree.hpp, hold priority^alpha for the valid transitions and 0 for the rest). The two
 // differ only in how a row's transition is picked (pick()); a transition gets the largest
 // priority seen so far when it becomes valid.
 //
