@@ -1,5 +1,5 @@
 """env group: env steps/s into the replay buffer, ale-py AtariVectorEnv vs fastdqn VectorEnv
-(cases in fastdqn/train_bench.py)."""
+(cases in fastdqn/bench/groups/env.py)."""
 
 GROUP = "env"
 

@@ -66,3 +66,18 @@ def check_indexed(buf, model):
             np.testing.assert_array_equal(got.obs[0].cpu().numpy(), want[0])
             np.testing.assert_array_equal(got.next_obs[0].cpu().numpy(), want[3])
             assert (got.action.item(), got.reward.item(), got.done.item(), got.discount.item()) == want[1:3] + want[4:]
+
+
+def stored_after(trainer, frames: int) -> dict:
+    """Step ``trainer`` to ``frames`` agent steps; then every sampleable transition its replay
+    holds, by (env, index in the env's stream)."""
+    while trainer.state.frame < frames:
+        trainer.step()
+    stored = {}
+    for env, written in enumerate(trainer.buf.frames_written()):
+        for i in range(written):
+            try:
+                stored[env, i] = trainer.buf.transition(env, i)
+            except ValueError:  # not a transition: the last frame of a stream or episode
+                pass
+    return stored

@@ -18,6 +18,7 @@ from fastdqn.env.ale_vector import AleVectorEnv
 from fastdqn.env.backend import open_vector_env, resolve_backend
 from fastdqn.env.spec import EnvSpec
 from fastdqn.run import TrainConfig, Trainer
+from replay_helpers import stored_after
 
 RANDOM_STEPS = dict(num_envs=2, num_workers=1, eps_start=1.0, eps_final=1.0, progress=False, tensorboard=False,
                     torch_threads=1, seed=3, device="cpu", sticky_actions=0.0)
@@ -31,16 +32,7 @@ def _stored(tmp_path, backend: str, **kw) -> tuple[dict, dict]:
     t = Trainer(cfg, log=False)
     try:
         assert t.config_dict["env_backend_resolved"] == backend
-        while t.state.frame < frames:
-            t.step()
-        stored = {}
-        for env, written in enumerate(t.buf.frames_written()):
-            for i in range(written):
-                try:
-                    stored[env, i] = t.buf.transition(env, i)
-                except ValueError:  # not a transition: the last frame of a stream or episode
-                    pass
-        return stored, t.collector.protocol
+        return stored_after(t, frames), t.collector.protocol
     finally:
         t.close()
 
@@ -78,8 +70,8 @@ def _episode_ends(tmp_path, **kw):
     try:
         while t.state.frame < kw["frames"]:
             res = t.step()
-            terminated += int(res.terminated.sum())
-            truncated += int(res.truncated.sum())
+            terminated += int(res.steps.terminated.sum())
+            truncated += int(res.steps.truncated.sum())
     finally:
         t.close()
     return terminated, truncated

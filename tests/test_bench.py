@@ -171,3 +171,22 @@ def test_unwritable_output_fails_before_measuring(tmp_path, capsys):
     assert capsys.readouterr().err.startswith(f"fastdqn bench: error: --markdown: expected a writable file path, "
                                               f"got {str(tmp_path)!r}: Is a directory")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_failed_group_is_reported_not_raised():
+    """A group that raises becomes a one-cell 'failed: ...' table, and every rendering shows it."""
+    from fastdqn.bench.config import BenchConfig
+    from fastdqn.bench.machine import machine_info
+    from fastdqn.bench.model import Report, ValuesSpec
+    from fastdqn.bench.render import print_report, to_markdown
+    from fastdqn.bench.runner import run_spec
+
+    def broken():
+        raise AttributeError("'Trainer' object has no attribute 'envs'")
+
+    table = run_spec(ValuesSpec("x", "scale", "A table", broken), BenchConfig(mode="tiny"), lambda s: None)
+    assert table.cells == [["failed: AttributeError: 'Trainer' object has no attribute 'envs'"]]
+    report = Report(machine=machine_info(), config={"mode": "tiny"})
+    report.tables.append(table)
+    print_report(report)
+    assert "failed: AttributeError" in to_markdown(report)

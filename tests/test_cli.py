@@ -90,7 +90,11 @@ def test_a_damaged_file_in_the_run_directory_is_the_users_one_line_error(tmp_pat
 def _lose_one_action(monkeypatch):
     """The bug: the training loop stores one action fewer than it has envs (the replay refuses it)."""
     store = Trainer._store
-    monkeypatch.setattr(Trainer, "_store", lambda self, got: store(self, got._replace(actions=got.actions[:, :-1])))
+    monkeypatch.setattr(Trainer, "_store", lambda self, got: store(self, _one_action_fewer(got)))
+
+
+def _one_action_fewer(got):
+    return got._replace(steps=got.steps._replace(actions=got.steps.actions[:, :-1]))
 
 
 BUG = r"actions: expected shape \(2,\), got \(1,\)"
@@ -112,7 +116,8 @@ def test_a_bug_inside_the_training_loop_is_a_traceback_and_exit_1(tmp_path):
         from fastdqn.cli import main
         from fastdqn.run.trainer import Trainer
         store = Trainer._store
-        Trainer._store = lambda self, got: store(self, got._replace(actions=got.actions[:, :-1]))  # _lose_one_action
+        fewer = lambda got: got._replace(steps=got.steps._replace(actions=got.steps.actions[:, :-1]))
+        Trainer._store = lambda self, got: store(self, fewer(got))  # the bug of _lose_one_action
         sys.exit(main(sys.argv[1:]))
     """)
     p = subprocess.run([sys.executable, "-c", bugged, *CARTPOLE, "--out", str(tmp_path / "run")],

@@ -8,6 +8,7 @@ import torch
 
 from fastdqn.run import TrainConfig, Trainer, train
 from fastdqn.run.collect import LocalCollector, PipelinedCollector
+from replay_helpers import stored_after
 
 PONG_STEPS = dict(num_envs=3, eps_start=1.0, eps_final=1.0, progress=False, tensorboard=False, torch_threads=1,
                   seed=5, device="cpu", sticky_actions=0.0, max_episode_frames=401, env_backend="ale")
@@ -18,19 +19,6 @@ def _trainer(tmp_path, name, **kw) -> Trainer:
     cfg = TrainConfig(out=str(tmp_path / name), replay_size=frames + 64, replay_start=frames + 1,
                       **(PONG_STEPS | kw))
     return Trainer(cfg, log=False)
-
-
-def _stored(t: Trainer, frames: int) -> dict:
-    while t.state.frame < frames:
-        t.step()
-    stored = {}
-    for env, written in enumerate(t.buf.frames_written()):
-        for i in range(written):
-            try:
-                stored[env, i] = t.buf.transition(env, i)
-            except ValueError:  # the last frame of a stream or episode
-                pass
-    return stored
 
 
 @pytest.mark.parametrize("kw, kind", [(dict(num_workers=2), PipelinedCollector),
@@ -66,7 +54,7 @@ def test_pipelined_halves_store_what_one_vector_env_stores(tmp_path):
     for name, workers in (("one", 1), ("halves", 2)):
         t = _trainer(tmp_path, name, num_workers=workers)
         try:
-            runs.append(_stored(t, 330))
+            runs.append(stored_after(t, 330))
         finally:
             t.close()
     one, halves = runs
@@ -93,7 +81,7 @@ def test_each_stored_transition_is_what_the_agent_acted_on(tmp_path, workers):
 
     t.learner.act = spy
     try:
-        stored = _stored(t, 330)
+        stored = stored_after(t, 330)
         ends = 0
         for env in range(3):
             keys = sorted(i for e, i in stored if e == env)

@@ -195,11 +195,11 @@ def test_the_acting_stack_is_the_replay_stack(tmp_path):
             res = tr.step()
             written = tr.buf.frames_written()
             for e in range(cfg.num_envs):
-                done = bool(res.terminated[0, e] or res.truncated[0, e])
+                done = bool(res.steps.terminated[0, e] or res.steps.truncated[0, e])
                 t = written[e] - (3 if done else 2)  # an ended episode's stream has begun the next one
                 b = tr.buf.transition(e, t)
                 assert torch.equal(b.obs[0], acted[e])
-                assert b.done.item() == float(res.terminated[0, e])
+                assert b.done.item() == float(res.steps.terminated[0, e])
                 if not done:
                     assert torch.equal(b.next_obs[0], tr.collector.obs[e])
                 ends += done

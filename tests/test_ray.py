@@ -147,12 +147,13 @@ def replay_into(model: ReplayModel, got, k: int) -> None:
         for j, e in enumerate(envs):
             model.start(e, chunk.start[j])
     d = 0
-    for t in range(chunk.actions.shape[0]):
+    steps = chunk.steps
+    for t in range(steps.actions.shape[0]):
         for j, e in enumerate(envs):
-            model.add(e, int(chunk.actions[t, j]), float(chunk.rewards[t, j]), chunk.frames[t, j],
-                      bool(chunk.terminated[t, j]), bool(chunk.truncated[t, j]))
-            if chunk.terminated[t, j] or chunk.truncated[t, j]:
-                model.start(e, chunk.reset_frames[d])
+            model.add(e, int(steps.actions[t, j]), float(steps.rewards[t, j]), steps.frames[t, j],
+                      bool(steps.terminated[t, j]), bool(steps.truncated[t, j]))
+            if steps.terminated[t, j] or steps.truncated[t, j]:
+                model.start(e, steps.reset_frames[d])
                 d += 1
 
 

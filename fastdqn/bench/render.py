@@ -110,6 +110,6 @@ def print_report(report: Report, console=None) -> None:
             rt.add_column(h, justify="left" if i == 0 or h == "notes" else "right",
                           overflow="fold", max_width=48 if i == 0 or h == "notes" else None)
         for r in rows:
-            rt.add_row(*r, style="dim" if r[1] == "—" else None)
+            rt.add_row(*r, style="dim" if len(r) < 2 or r[1] == "—" else None)  # a failed group: one cell
         console.print(rt)
     console.print(f"total {report.elapsed_s:.1f} s")

@@ -40,6 +40,7 @@ from fastdqn.env.vector import WorkerDied
 from fastdqn.frames.stack import FrameStacker, stack_for
 from fastdqn.learn.learner import epsilon_at, epsilon_greedy
 from fastdqn.learn.model import QNetSpec
+from fastdqn.run.collect import Steps
 from fastdqn.run.config import ray_host_port
 from fastdqn.run.ray_cluster import connect, unreachable
 
@@ -52,12 +53,7 @@ class Chunk(NamedTuple):
     seq: int  # chunk number within the incarnation
     pid: int
     start: np.ndarray  # [K, *frame]: each env's newest frame before step 0 (seq 0: its episode's first)
-    actions: np.ndarray  # int64 [T, K]
-    rewards: np.ndarray  # float32 [T, K]
-    frames: np.ndarray  # [T, K, *frame]: the frame after each action
-    terminated: np.ndarray  # bool [T, K]
-    truncated: np.ndarray  # bool [T, K]
-    reset_frames: np.ndarray  # [D, *frame]: the next episode's first frame of each done (t, k), in order
+    steps: Steps  # the T agent steps
     episodes: list  # (k, raw return, length) of each game that ended, in order
     epsilon: float
     weights_version: int  # the learner's update count when the acting net was published
@@ -154,7 +150,7 @@ class EnvActor:
             self.stack.push(res.frames, done, res.reset_frames)
         reset_frames = np.concatenate(resets) if resets else np.zeros((0, *e.frame_shape), e.frame_dtype)
         chunk = Chunk(self.index, self.incarnation, self.seq, os.getpid(), start_frames,
-                      actions, rewards, frames, terminated, truncated, reset_frames, episodes, float(eps),
+                      Steps(actions, rewards, frames, terminated, truncated, reset_frames), episodes, float(eps),
                       self.version, time.perf_counter() - start, idle)
         self.seq += 1
         self._done_at = time.perf_counter()

@@ -22,23 +22,29 @@ from fastdqn.frames.stack import FrameStacker, stack_for
 from fastdqn.learn.learner import exploration_draws
 
 
-class Collected(NamedTuple):
-    """T agent steps of K replay streams, in step order (views valid until the next collect)."""
+class Steps(NamedTuple):
+    """T agent steps of K envs, in step order: what the replay stores of them."""
 
-    envs: np.ndarray | None  # int64 [K]: the replay streams of these steps (None: all, in order)
-    start: np.ndarray | None  # [K, *frame]: where the streams (re)start before step 0 (None: they go on)
     actions: np.ndarray  # int64 [T, K]
     rewards: np.ndarray  # float32 [T, K]
     frames: np.ndarray  # [T, K, *frame]: the frame after each action
     terminated: np.ndarray  # bool [T, K]
     truncated: np.ndarray  # bool [T, K]
     reset_frames: np.ndarray  # [D, *frame]: the next episode's first frame of each done (t, k), in order
+
+
+class Collected(NamedTuple):
+    """Agent steps of K replay streams (views valid until the next collect)."""
+
+    envs: np.ndarray | None  # int64 [K]: the replay streams of these steps (None: all, in order)
+    start: np.ndarray | None  # [K, *frame]: where the streams (re)start before step 0 (None: they go on)
+    steps: Steps
     games: list  # (stream, raw return, length, extra record fields) of each game that ended
     info: dict  # the collector's own facts of these steps (Ray: the actor's chunk and its weights lag)
 
     @property
     def agent_steps(self) -> int:
-        return self.actions.size
+        return self.steps.actions.size
 
 
 class Collector:
@@ -102,8 +108,9 @@ class _Group:
         self.stack.push(res.frames, done, res.reset_frames)
         games = [(self.first + int(i), float(res.episode_return[i]), int(res.episode_length[i]), {})
                  for i in np.flatnonzero(res.episode_end)]
-        return Collected(streams, start, actions[None], res.rewards[None], res.frames[None], res.terminated[None],
-                         res.truncated[None], res.reset_frames[done], games, {})
+        steps = Steps(actions[None], res.rewards[None], res.frames[None], res.terminated[None], res.truncated[None],
+                      res.reset_frames[done])
+        return Collected(streams, start, steps, games, {})
 
 
 class LocalCollector(Collector):

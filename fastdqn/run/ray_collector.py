@@ -97,8 +97,7 @@ class RayCollector(Collector):
             extra = {"actor": chunk.actor, "epsilon": chunk.epsilon, "weights_lag": lag, **self._idle_fractions()}
             games = [(chunk.actor * k + env, ret, length, extra) for env, ret, length in chunk.episodes]
         return Collected(np.arange(chunk.actor * k, (chunk.actor + 1) * k), chunk.start if restart else None,
-                         chunk.actions, chunk.rewards, chunk.frames, chunk.terminated, chunk.truncated,
-                         chunk.reset_frames, games, {"chunk": chunk, "restart": restart, "weights_lag": lag})
+                         chunk.steps, games, {"chunk": chunk, "restart": restart, "weights_lag": lag})
 
     def _publish_weights(self, learner) -> None:
         """The online net to the actors; its version is the learner's update count (the lag's unit)."""

@@ -148,16 +148,16 @@ class Trainer:
     def _store(self, got: Collected) -> None:
         """The steps into their replay streams, in order; where an episode ended, the stream's
         next episode starts from its first frame."""
-        buf, envs = self.buf, got.envs
+        buf, envs, s = self.buf, got.envs, got.steps
         if got.start is not None:
             buf.start_many(got.start, envs=envs)
-        done, d = got.terminated | got.truncated, 0
-        for t in range(got.actions.shape[0]):
-            buf.add_many(got.actions[t], got.rewards[t], got.frames[t], got.terminated[t], got.truncated[t], envs=envs)
+        done, d = s.terminated | s.truncated, 0
+        for t in range(s.actions.shape[0]):
+            buf.add_many(s.actions[t], s.rewards[t], s.frames[t], s.terminated[t], s.truncated[t], envs=envs)
             if done[t].any():
                 n = int(done[t].sum())
                 ended = np.flatnonzero(done[t]) if envs is None else envs[done[t]]
-                buf.start_many(got.reset_frames[d:d + n], envs=ended)
+                buf.start_many(s.reset_frames[d:d + n], envs=ended)
                 d += n
 
     def _sync_and_count(self, agent_steps: int) -> None:

@@ -116,8 +116,8 @@ def _steps_per_s(tr, window: float) -> tuple[float, float | None, float | None]:
 
 
 def _counters(tr) -> tuple[float, float, float] | None:
-    waits = getattr(tr.envs, "waits", None)  # a Ray run's ActorPool; the local Trainer has none
-    return None if waits is None else waits()
+    pool = getattr(tr.collector, "pool", None)  # a Ray run's ActorPool; the local collectors have none
+    return None if pool is None else pool.waits()
 
 
 def _pct(values: list) -> str:
