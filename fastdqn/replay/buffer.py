@@ -95,14 +95,14 @@ class ReplayBuffer:
         dtype: of the frames, ``"uint8"`` (pixels) or ``"float32"`` (vector observations, the trainer stacks 1).
         stack: frames per observation.
         pad: how a stack that reaches before its episode's first frame is filled: ``"zeros"``
-            (the seeds' convention) or ``"repeat"`` (the first frame repeated).
+            (the book chapter's convention) or ``"repeat"`` (the first frame repeated).
         seed: seed of the sampling RNG (None: random).
         device: None keeps frames in C++ host memory and returns CPU batches (pinned when CUDA is
             available). A torch device (e.g. ``"cuda"``) keeps the frames there and samples on it.
         n_step, gamma: a sample of t returns k = min(n_step, steps to its episode's end) steps:
             the discounted sum of rewards t..t+k-1, the stack at t+k, done when the episode
             terminated within them, and ``discount`` gamma^k. A transition is sampled only once
-            its k steps are stored (n_step 1: the seeds' 1-step transition, discount gamma).
+            its k steps are stored (n_step 1: the book chapter's 1-step transition, discount gamma).
         prioritized, alpha, eps: proportional prioritized replay (Schaul et al. 2016): a
             transition is drawn with probability p^alpha / sum p^alpha, p = its last
             ``update_priorities`` value + eps (a new one gets the largest p so far); ``sample``
