@@ -98,18 +98,20 @@ class _Group:
         self.stack = FrameStacker(envs.reset(), stack_for(envs.frame_shape), device)
         self.restart = True  # the first steps start the replay's streams
         self.in_flight, self.sent = False, None  # the actions of the step in flight
+        self._no_resets = np.zeros((0, *envs.frame_shape), envs.frame_dtype)
 
     def collected(self, actions: np.ndarray, res, streams) -> Collected:
         """One agent step's Collected; the new frames onto the acting stacks."""
         done = res.terminated | res.truncated
+        ended = done.any()  # most steps end no episode: skip the indexing then
         start = None
         if self.restart:
             start, self.restart = self.stack.obs[:, -1].cpu().numpy().copy(), False  # a copy: push shifts obs in place
-        self.stack.push(res.frames, done, res.reset_frames)
-        games = [(self.first + int(i), float(res.episode_return[i]), int(res.episode_length[i]), {})
-                 for i in np.flatnonzero(res.episode_end)]
+        self.stack.push(res.frames, done if ended else None, res.reset_frames)
+        games = [] if not ended else [(self.first + int(i), float(res.episode_return[i]), int(res.episode_length[i]),
+                                       {}) for i in np.flatnonzero(res.episode_end)]
         steps = Steps(actions[None], res.rewards[None], res.frames[None], res.terminated[None], res.truncated[None],
-                      res.reset_frames[done])
+                      res.reset_frames[done] if ended else self._no_resets)
         return Collected(streams, start, steps, games, {})
 
 
@@ -173,9 +175,13 @@ class LocalCollector(Collector):
 class PipelinedCollector(LocalCollector):
     """Two halves of the envs, each on its own emulator threads, in turn: while one half steps,
     the other's frames are received, stacked, acted on and sent back, and the learner learns,
-    so the main thread's work per step (about 0.3 ms for 8 Pong envs) no longer leaves the
+    so the main thread's work per step (about 0.3 ms for 8 Pong envs) need not leave the
     emulator threads waiting. Each agent step draws its epsilon-greedy randoms for all envs
-    at once, so with a fixed epsilon the actions are those of the LocalCollector."""
+    at once, so with a fixed epsilon the actions are those of the LocalCollector.
+
+    Opt-in (``--pipeline``): on a 2-core AMD EPYC it stepped 0.95-0.97x as fast as one vector
+    env (docs/performance.md, 2026-12-02): three busy threads on two cores and twice the
+    per-step Python cost ate the overlap a bare ale-py loop shows (1.09x)."""
 
     def __init__(self, groups: list, **kw):
         super().__init__(groups, **kw)
@@ -216,9 +222,8 @@ def pipeline_problem(backend: str, threads: int, num_envs: int, overlap: bool) -
 
 
 def open_collector(cfg, device, video, replay_ratio: float) -> Collector:
-    """The collector a config asks for: Ray actors (``cfg.ray``), else this process's envs,
-    in two pipelined halves (``cfg.pipeline``; None: where the 'ale' backend has two emulator
-    threads or more to split)."""
+    """The collector a config asks for: Ray actors (``cfg.ray``), else this process's envs, as
+    one vector env or (``cfg.pipeline``) in two pipelined halves of the 'ale' backend's envs."""
     if cfg.ray:
         from fastdqn.run.ray_collector import RayCollector
 
@@ -226,10 +231,10 @@ def open_collector(cfg, device, video, replay_ratio: float) -> Collector:
     spec, n = cfg.env_spec(), cfg.num_envs
     backend = resolve_backend(spec, cfg.env_backend, video=video is not None)
     threads = (default_threads(n) if cfg.num_workers is None else max(1, cfg.num_workers)) if backend == "ale" else 0
-    problem = pipeline_problem(backend, threads, n, cfg.overlap)
-    if cfg.pipeline and problem:
-        raise ValueError(f"pipeline: expected None or False, got True ({problem})")
-    if problem or cfg.pipeline is False:
+    problem = pipeline_problem(backend, threads, n, cfg.overlap) if cfg.pipeline else None
+    if problem:
+        raise ValueError(f"pipeline: expected False, got True ({problem})")
+    if not cfg.pipeline:
         envs, backend, workers = open_vector_env(spec, n, backend=backend, num_workers=cfg.num_workers,
                                                  seed=cfg.seed, video=video)
         return LocalCollector([_Group(envs, 0, device)], seed=cfg.seed, overlap=cfg.overlap, backend=backend,

@@ -86,10 +86,10 @@ class TrainConfig:
                             "--resume, videos) (default: auto = ale for Atari where it can)")
     overlap: bool = knob(True, resumable=True, switches={
         "--no-overlap": "step the envs after the learner's updates, not while they run"})
-    pipeline: bool | None = knob(None, resumable=True, switches={  # None: where it can (fastdqn.run.collect)
-        "--pipeline": "step two halves of the envs in turn, each on its own emulator threads, so one half steps "
-        "while the other's frames are stored and acted on (default: on with the ale backend and 2+ emulator threads)",
-        "--no-pipeline": "step the envs as one vector env: a seeded run then plays alike whatever the core count"})
+    pipeline: bool = knob(False, resumable=True, switches={  # fastdqn.run.collect; off: slower on 2 cores
+        "--pipeline": "ale backend: step two halves of the envs in turn, each on its own emulator threads, so one "
+        "half steps while the other's frames are stored and acted on (an experiment for hosts with cores to "
+        "spare: 0.95x one vector env on 2 cores)"})
     update_scale: int = knob(1, at_least=1, help="k: batches k times larger at a replay ratio k times smaller, "
                              "lr * sqrt(k) (default: {default})")
     layout: str = knob("crop", choices=LAYOUTS, help="frame layout: crop (the book chapter's, 84x110 cropped) | "

@@ -151,10 +151,10 @@ class Trainer:
         buf, envs, s = self.buf, got.envs, got.steps
         if got.start is not None:
             buf.start_many(got.start, envs=envs)
-        done, d = s.terminated | s.truncated, 0
+        done, d = (s.terminated | s.truncated) if len(s.reset_frames) else None, 0  # None: no episode ended
         for t in range(s.actions.shape[0]):
             buf.add_many(s.actions[t], s.rewards[t], s.frames[t], s.terminated[t], s.truncated[t], envs=envs)
-            if done[t].any():
+            if done is not None and done[t].any():
                 n = int(done[t].sum())
                 ended = np.flatnonzero(done[t]) if envs is None else envs[done[t]]
                 buf.start_many(s.reset_frames[d:d + n], envs=ended)

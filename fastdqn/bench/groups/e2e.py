@@ -148,8 +148,7 @@ def env_only(cfg: BenchConfig) -> Table:
     rows = [(f"AtariVectorEnv plain loop, {threads} threads, random actions (baseline)",
              _alternative("atari-vector", "--envs", str(n), "--threads", str(threads)), None),
             ("fastdqn train (default threads)", _train(*eps1), None),
-            ("fastdqn train --no-pipeline (one vector env, as before the pipelined halves)",
-             _train(*eps1, "--no-pipeline"), None),
+            ("fastdqn train --pipeline (two halves of the envs in turn)", _train(*eps1, "--pipeline"), None),
             ("fastdqn train --pool grey (AtariVectorEnv's own order)", _train(*eps1, "--pool", "grey"), None)]
     if cfg.mode == "full":  # the other modes keep the two defaults
         rows += [(f"fastdqn train --num-workers {w}", _train(*eps1, "--num-workers", str(w)), None)
