@@ -8,7 +8,8 @@
    CPU gather + one async H2D copy (the CPU buffer's path), and vs torch advanced indexing.
 3. update step (Nature DQN, batch 32): eager vs torch.compile vs compile(reduce-overhead) vs a
    CUDA graph (fastdqn.learn.graphed).
-Every section records its error instead of stopping the others. Not a pass/fail test.
+Every section records its error instead of stopping the others. Not a pass/fail test. The JSON is
+rewritten (atomically) after every row, so a time limit that kills the run keeps the rows so far.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ import traceback
 
 import numpy as np
 import torch
+
+from fastdqn.atomic import atomic_write
 
 
 def wall(fn, iters: int, sync: bool) -> float:
@@ -38,12 +41,12 @@ def wall(fn, iters: int, sync: bool) -> float:
     return (time.perf_counter() - t0) / iters
 
 
-def bench_preprocess(quick: bool) -> dict:
+def bench_preprocess(quick: bool, res: dict, flush) -> None:
     from fastdqn.bench.inputs import pong_frames
     from fastdqn.frames import cuda as fcuda
     from fastdqn.frames import preprocess
 
-    res: dict = {"backends": preprocess.backends()}
+    res["backends"] = preprocess.backends()
     f, p = pong_frames(256)
     for layout in ("crop", "full"):
         got = fcuda.process_batch_cuda(torch.from_numpy(f).cuda(), torch.from_numpy(p).cuda(), layout=layout)
@@ -51,7 +54,9 @@ def bench_preprocess(quick: bool) -> dict:
         diff = np.abs(got.cpu().numpy().astype(int) - want.astype(int))
         res[f"parity_{layout}"] = {"reference": preprocess.default_backend(), "pixels": int(diff.size),
                                    "mismatched": int((diff > 0).sum()), "max_abs_diff": int(diff.max())}
-    rows = []
+    res["cpu_threads"] = torch.get_num_threads()
+    rows = res["throughput"] = []
+    flush()
     for n in (16, 64) if quick else (16, 64, 256, 1024):
         reps = -(-n // 256)
         fh, ph = np.concatenate([f] * reps)[:n], np.concatenate([p] * reps)[:n]
@@ -84,15 +89,14 @@ def bench_preprocess(quick: bool) -> dict:
         row["speedup_resident_vs_cpu"] = t["cpu_kernel"] / t["cuda_resident"]
         row["speedup_upload_vs_cpu_upload"] = t["cpu_kernel_with_upload"] / t["cuda_with_raw_upload"]
         rows.append(row)
-    res["throughput"] = rows
-    res["cpu_threads"] = torch.get_num_threads()
-    return res
+        flush()
 
 
-def bench_replay(quick: bool) -> dict:
+def bench_replay(quick: bool, res: dict, flush) -> None:
     from fastdqn.replay.gather import gather_windows
 
-    rows = []
+    res["note"] = "cpu path: index_select into pinned memory + one H2D copy"
+    rows = res["kernel_rows"] = []
     g = torch.Generator().manual_seed(0)
     for cap in (10_000,) if quick else (10_000, 100_000):
         host = torch.randint(0, 256, (cap, 84, 84), dtype=torch.uint8, generator=g)
@@ -104,11 +108,14 @@ def bench_replay(quick: bool) -> dict:
         out = torch.empty((b, 5, 84, 84), dtype=torch.uint8, device="cuda")
         clamp = idx_host.clamp(min=0)
         mask = (idx_host >= 0)[..., None, None].to(torch.uint8)
+        copied = torch.cuda.Event()
 
         def cpu_gather_copy():  # what the CPU buffer does: gather into pinned memory, one H2D copy
+            copied.synchronize()  # the last call's async copy may still be reading `pinned`
             torch.index_select(host, 0, clamp.view(-1), out=pinned.view(-1, 84, 84))
             pinned.mul_(mask)
             out.copy_(pinned, non_blocking=True)
+            copied.record()
 
         def gpu_gather():
             gather_windows(dev, idx_dev, out=out, check=False)
@@ -121,12 +128,11 @@ def bench_replay(quick: bool) -> dict:
              "gpu_torch_indexing": wall(torch_index, 2000, True)}
         rows.append({"capacity": cap, "batch": b, **{f"{k}_us": v * 1e6 for k, v in t.items()},
                      "speedup_kernel_vs_cpu": t["cpu_gather_plus_h2d"] / t["gpu_gather_kernel"]})
-    out = {"kernel_rows": rows, "note": "cpu path: index_select into pinned memory + one H2D copy"}
+        flush()
     try:
-        out["replay_buffer"] = bench_replay_buffer(quick)
+        res["replay_buffer"] = bench_replay_buffer(quick)
     except Exception as e:  # noqa: BLE001
-        out["replay_buffer"] = {"error": f"{type(e).__name__}: {e}"}
-    return out
+        res["replay_buffer"] = {"error": f"{type(e).__name__}: {e}"}
 
 
 def bench_replay_buffer(quick: bool) -> dict:
@@ -156,7 +162,7 @@ def bench_replay_buffer(quick: bool) -> dict:
     return res
 
 
-def bench_update(quick: bool, compile_modes: bool) -> dict:
+def bench_update(quick: bool, compile_modes: bool, res: dict, flush) -> None:
     from fastdqn.learn.graphed import make_graphed_update
     from fastdqn.learn.learner import Learner
     from fastdqn.learn.model import QNetSpec
@@ -168,7 +174,6 @@ def bench_update(quick: bool, compile_modes: bool) -> dict:
              torch.randn(b, device="cuda", generator=g), window[:, 1:],
              (torch.rand(b, device="cuda", generator=g) < 0.05).float())
     iters = 200 if quick else 1000
-    res: dict = {}
 
     def run(name, make):
         try:
@@ -180,6 +185,7 @@ def bench_update(quick: bool, compile_modes: bool) -> dict:
             res[name] = {"ms_per_update": wall(lambda: step(*batch), iters, True) * 1e3, "setup_s": setup}
         except Exception as e:  # noqa: BLE001 - report and go on with the other modes
             res[name] = {"error": f"{type(e).__name__}: {e}"}
+        flush()
 
     run("eager", lambda: Learner(QNetSpec(6), device="cuda", compile=False)._update)
     if compile_modes:
@@ -197,7 +203,50 @@ def bench_update(quick: bool, compile_modes: bool) -> dict:
     for v in res.values():
         if base and "ms_per_update" in v:
             v["speedup_vs_eager"] = base / v["ms_per_update"]
-    return res
+
+
+def bench_learn_path(quick: bool, res: dict, flush, device: str = "cuda") -> None:
+    """The Trainer's update path, sampling included, per update: a fresh sample copied into the
+    graph's static inputs (before), a sample into a batch slot the graph reads in place, and K of
+    them as one graph replay of K updates (--graph-updates K); prioritized 3-step, device replay."""
+    import numpy as np
+
+    from fastdqn import ReplayBuffer
+    from fastdqn.learn.learner import Learner
+    from fastdqn.learn.model import QNetSpec
+
+    cuda, b, envs = device == "cuda", 32, 8
+    buf = ReplayBuffer(20_000, num_envs=envs, seed=0, device=device, prioritized=True, n_step=3)
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 256, (16, envs, 84, 84), dtype=np.uint8)
+    buf.start_many(frames[0])
+    for t in range(1_000 if cuda else 40):
+        buf.add_many(rng.integers(0, 6, envs), np.zeros(envs, np.float32), frames[t % 16], np.zeros(envs, bool))
+    iters = (100 if quick else 500) if cuda else 2
+
+    def learner():
+        return Learner(QNetSpec(6), device=device, graph=cuda, compile=False, double=True)
+
+    def per_update(k: int, fresh: bool):
+        lrn, slots = learner(), [buf.batch_slot(b, device) for _ in range(k)]
+
+        def run():
+            batches = [buf.sample(b, 0.4) if fresh else buf.sample(b, 0.4, out=s) for s in slots]
+            _, priorities = lrn.update_many(batches, in_place=not fresh)
+            buf.update_priorities(torch.cat([x.indices for x in batches]), torch.cat(priorities))
+        return wall(run, max(1, iters // k), cuda) / k
+
+    for name, k, fresh in (("fresh_sample_copied_into_the_graph", 1, True), ("slot_k1", 1, False),
+                           ("slot_k4", 4, False), ("slot_k8", 8, False)):
+        try:
+            res[name] = {"us_per_update": per_update(k, fresh) * 1e6}
+        except Exception as e:  # noqa: BLE001 - report and go on with the other rows
+            res[name] = {"error": f"{type(e).__name__}: {e}"}
+        flush()
+
+
+def write_json(path: str, data: dict) -> None:
+    atomic_write(path, lambda f: f.write(json.dumps(data, indent=2).encode()), what="--out")
 
 
 def main(argv=None) -> int:
@@ -216,8 +265,10 @@ def main(argv=None) -> int:
         from fastdqn.learn.learner import Learner, to_device  # noqa: F401
         from fastdqn.replay.gather import gather_windows  # noqa: F401
 
-        with open(args.out, "w") as fh:
-            json.dump({"dry_run": True, "sections": ["preprocess", "replay_sample", "update_step"]}, fh)
+        learn: dict = {}
+        bench_learn_path(True, learn, lambda: None, device="cpu")  # the one section that runs on a CPU too
+        write_json(args.out, {"dry_run": True, "learn_path": learn,
+                              "sections": ["preprocess", "replay_sample", "update_step", "learn_path"]})
         return 0
     if not torch.cuda.is_available():
         print("gpu_micro: no CUDA device", file=sys.stderr)
@@ -225,19 +276,25 @@ def main(argv=None) -> int:
     prop = torch.cuda.get_device_properties(0)
     result = {"device": prop.name, "torch": torch.__version__, "cuda": torch.version.cuda,
               "python": platform.python_version()}
-    sections = [("preprocess", lambda: bench_preprocess(args.quick)),
-                ("replay_sample", lambda: bench_replay(args.quick)),
-                ("update_step", lambda: bench_update(args.quick, not args.no_compile))]
+    sections = [("preprocess", lambda res: bench_preprocess(args.quick, res, flush)),
+                ("replay_sample", lambda res: bench_replay(args.quick, res, flush)),
+                ("learn_path", lambda res: bench_learn_path(args.quick, res, flush)),  # before the slowest
+                ("update_step", lambda res: bench_update(args.quick, not args.no_compile, res, flush))]
+
+    def flush():
+        write_json(args.out, result)
+
+    flush()
     for name, fn in sections:
         t0 = time.perf_counter()
+        res = result[name] = {}
         try:
-            result[name] = fn()
+            fn(res)
         except Exception as e:  # noqa: BLE001
-            result[name] = {"error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()[-2000:]}
+            res.update(error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc()[-2000:])
         result[name + "_seconds"] = round(time.perf_counter() - t0, 1)
-        print(f"[gpu_micro] {name}: {json.dumps(result[name])[:1500]}", flush=True)
-    with open(args.out, "w") as fh:
-        json.dump(result, fh, indent=2)
+        flush()
+        print(f"[gpu_micro] {name}: {json.dumps(res)[:1500]}", flush=True)
     return 0
 
 

@@ -1,148 +1,170 @@
 #!/usr/bin/env bash
-# The whole GPU measurement of issue 4 in one command (< 10 minutes on one H100/H200):
-# build + install with the CUDA module, GPU tests, micro-benchmarks, a timed Pong training run,
-# and a summary. Results go under $OUT: results.json (everything), micro.json, train_summary.json,
-# reward_curve.png, pytest_gpu.txt, logs/*.log.
+# The whole GPU measurement in one device call of at most 6 minutes: a lent GPU machine gives 15
+# minutes in all, its start (1-2 minutes) included, and this leaves time for one rerun. Stages:
+#   install   build and install with the CUDA module; if that fails, without it (FASTDQN_CUDA=OFF),
+#             saying so
+#   test_gpu  the tests marked gpu
+#   micro     bench/gpu_micro.py --quick, without torch.compile
+#   train     TRAIN_SECONDS (150) of Pong training at the defaults, on CUDA
+#   report    bench/gpu_report.py: the stages' JSON merged, the run's summary and reward curve
+# Each stage has a time limit (LIMIT below; they add up to BUDGET_S, 340 s, and no stage runs past
+# it) and writes $OUT/<stage>.json as soon as it ends, so a timeout keeps what ran. $OUT ends with
+# 7 files (a device call brings back at most 8): install.json, test_gpu.json, micro.json,
+# train.json, report.json, reward_curve.png and logs.tar.gz (the stages' logs, nvidia-smi, the
+# junit XML, the run's metrics.jsonl and config).
 #
 # From the project root, after ../shared/gpu/stage.sh (copies the ale-py/gymnasium wheels into
-# .whl/), as one device call carrying .whl:
+# .whl/), as one device call carrying .whl, with timeout_s 360:
 #     bash bench/gpu_pong.sh
-# Knobs (environment): STAGES (default install,test,micro,bench,train), TRAIN_SECONDS (300),
-# TRAIN_ARGS (extra `fastdqn train` flags, default "--num-envs 8"), CUDA_ARCHS (90),
-# MICRO_ARGS (e.g. "--quick --no-compile" to save ~1-2 minutes), BENCH_ARGS ("--quick"),
-# PYTHON (the interpreter, default python3 from PATH), LIMIT_SCALE (stage time limits x N; dry run 10).
+# Knobs (environment): STAGES (default install,test_gpu,micro,train,report), TRAIN_SECONDS,
+# TRAIN_ARGS (`fastdqn train` flags, default "--device cuda"), CUDA_ARCHS (90), MICRO_ARGS
+# ("--quick --no-compile"), PYTHON (python3), BUDGET_S (340), LIMIT_SCALE (limits and budget x N).
+# PLAN=1 prints the limits as JSON and exits (tests/test_gpu_script.py checks their sum).
 #
-# DRY_RUN=1 runs every stage on a CPU machine at tiny sizes, a few seconds each (the test suite
-# does, tests/test_gpu_script.py, so the script cannot rot before a GPU is lent): install checks
-# the installed package instead of building, micro only imports its modules, bench runs --tiny,
-# train runs a few hundred CPU frames.
+# DRY_RUN=1 runs every stage on a CPU machine at tiny sizes (the test suite does, so the script
+# cannot rot before a GPU is lent): install checks the installed package instead of building,
+# micro only imports its modules, train runs a few hundred CPU frames.
 set -uo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 OUT=${OUT:-$REPO/gpu-out}
 DRY_RUN=${DRY_RUN:-0}
-STAGES=${STAGES:-install,test,micro,bench,train}
+STAGES=${STAGES:-install,test_gpu,micro,train,report}
 if [[ $DRY_RUN == 1 ]]; then
   TRAIN_SECONDS=${TRAIN_SECONDS:-60}
-  TRAIN_ARGS=${TRAIN_ARGS:---device cpu --num-envs 2 --frames 400 --replay-start 200 --replay-size 1000 --replay-ratio 0.25}
+  TRAIN_ARGS=${TRAIN_ARGS:---device cpu --num-envs 2 --frames 300 --replay-start 260 --replay-size 1000 --replay-ratio 0.25}
   MICRO_ARGS=${MICRO_ARGS:---dry-run}
-  BENCH_ARGS=${BENCH_ARGS:---tiny --rounds 1}
-  LIMIT_SCALE=${LIMIT_SCALE:-10}  # the limits guard a GPU's 10 minutes; a busy CPU machine is slower
+  LIMIT_SCALE=${LIMIT_SCALE:-10}  # the limits fit a GPU machine; a busy CPU machine is slower
 else
-  TRAIN_SECONDS=${TRAIN_SECONDS:-300}
-  TRAIN_ARGS=${TRAIN_ARGS:---device cuda --num-envs 8}
-  MICRO_ARGS=${MICRO_ARGS:-}
-  BENCH_ARGS=${BENCH_ARGS:---quick}
+  TRAIN_SECONDS=${TRAIN_SECONDS:-150}
+  TRAIN_ARGS=${TRAIN_ARGS:---device cuda}
+  MICRO_ARGS=${MICRO_ARGS:---quick --no-compile}  # compile alone would take minutes
   LIMIT_SCALE=${LIMIT_SCALE:-1}
 fi
 CUDA_ARCHS=${CUDA_ARCHS:-90}
 PY=${PYTHON:-python3}
-mkdir -p "$OUT/logs"
-T_START=$(date +%s)
+BUDGET_S=$(( ${BUDGET_S:-340} * LIMIT_SCALE ))
+# Seconds per stage (x LIMIT_SCALE). install: a failed CUDA build and the fallback together (the
+# fallback reuses the _core objects the first build made). train: SIGINT at TRAIN_SECONDS, then
+# the trainer writes last.pt and exits.
+ORDER=(install test_gpu micro train report)
+declare -A LIMIT=([install]=90 [test_gpu]=40 [micro]=35 [train]=$(( TRAIN_SECONDS + 15 )) [report]=10)
 declare -A RC SECS
 
 has() { [[ ",$STAGES," == *",$1,"* ]]; }
+for s in ${STAGES//,/ }; do
+  [[ -v LIMIT[$s] ]] || { echo "gpu_pong.sh: unknown stage '$s' in STAGES (known: ${ORDER[*]})" >&2; exit 2; }
+done
+PLANNED=0; PLAN_JSON=""
+for s in "${ORDER[@]}"; do
+  has "$s" || continue
+  PLANNED=$(( PLANNED + LIMIT[$s] * LIMIT_SCALE )); PLAN_JSON+="\"$s\": $(( LIMIT[$s] * LIMIT_SCALE )), "
+done
+if [[ ${PLAN:-0} == 1 ]]; then
+  echo "{\"limits\": {${PLAN_JSON%, }}, \"sum_s\": $PLANNED, \"budget_s\": $BUDGET_S," \
+    "\"train_seconds\": $TRAIN_SECONDS}"
+  exit 0
+fi
+(( PLANNED > BUDGET_S )) \
+  && echo "warning: the stage limits add up to ${PLANNED}s, over the ${BUDGET_S}s budget: the last stages get less"
+
+mkdir -p "$OUT" || exit 1
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/fastdqn-gpu.XXXXXX") || exit 1  # logs and the run: only a tarball goes to $OUT
+mkdir -p "$WORK/logs"
+export PYTHONPATH=$WORK/site${PYTHONPATH:+:$PYTHONPATH}  # ale-py and gymnasium, from the wheels
+T_START=$(date +%s)
 elapsed() { echo $(( $(date +%s) - T_START )); }
-# stage NAME TIMEOUT CMD...: run with a time limit, log to $OUT/logs/NAME.log, remember rc and time.
+
+# $OUT/logs.tar.gz: everything in $WORK but checkpoints and replays, replaced whole.
+pack() {
+  local items=(logs); [[ -d $WORK/train ]] && items+=(train)
+  tar -czf "$OUT/logs.tar.gz.tmp" --exclude='*.pt' --exclude='*.npz' -C "$WORK" "${items[@]}" \
+    && mv "$OUT/logs.tar.gz.tmp" "$OUT/logs.tar.gz"
+}
+# stage NAME CMD...: run CMD under NAME's limit, cut to what the budget has left (less the report's
+# share, so the report always runs), log to logs/NAME.log, then add its exit code and times to
+# $OUT/NAME.json and repack the logs. The limit sends SIGINT, like a Ctrl-C: pytest still writes its
+# junit XML, the trainer its last.pt.
 stage() {
-  local name=$1 limit=$(( $2 * LIMIT_SCALE )); shift 2
-  local t0; t0=$(date +%s)
-  echo "== [$(elapsed)s] $name (limit ${limit}s)"
-  timeout -k 20 "$limit" "$@" >"$OUT/logs/$name.log" 2>&1
-  RC[$name]=$?
+  local name=$1 limit=$(( LIMIT[$1] * LIMIT_SCALE )) left t0; shift
+  left=$(( BUDGET_S - $(elapsed) ))
+  [[ $name != report ]] && left=$(( left - LIMIT[report] * LIMIT_SCALE ))
+  (( limit > left )) && limit=$left
+  t0=$(date +%s)
+  if (( limit < 5 )); then
+    echo "== $name: skipped, ${left}s of the budget left" | tee "$WORK/logs/$name.log"
+    RC[$name]=124 limit=0
+  else
+    echo "== [$(elapsed)s] $name (limit ${limit}s)"
+    timeout -s INT -k 5 "$limit" "$@" >"$WORK/logs/$name.log" 2>&1
+    RC[$name]=$?
+    tail -n 15 "$WORK/logs/$name.log"
+  fi
   SECS[$name]=$(( $(date +%s) - t0 ))
-  tail -n 15 "$OUT/logs/$name.log"
   echo "== $name: rc ${RC[$name]} in ${SECS[$name]}s"
+  "$PY" "$REPO/bench/gpu_report.py" stage "$OUT" "$name" "${RC[$name]}" "${SECS[$name]}" "$limit"
+  pack
 }
 
-# ale-py and gymnasium are not installed on the GPU machine and it has no registry access.
-WHEELS=""
-for d in "$REPO/.whl" "$REPO/../shared/gpu/wheels"; do
-  if compgen -G "$d/*.whl" >/dev/null; then WHEELS=$d; break; fi
-done
-if [[ -n $WHEELS ]]; then
-  "$PY" -m pip install -q --no-index --no-deps --target /tmp/fastdqn-site "$WHEELS"/*.whl \
-    >"$OUT/logs/wheels.log" 2>&1 || echo "wheel install failed: see logs/wheels.log"
-  export PYTHONPATH=/tmp/fastdqn-site${PYTHONPATH:+:$PYTHONPATH}
-else
-  echo "no .whl/ (run ../shared/gpu/stage.sh and carry .whl): ale-py/gymnasium may be missing"
-fi
-nvidia-smi >"$OUT/nvidia-smi.txt" 2>&1
+# The install stage, in a child bash (so that timeout can run it).
+install_fastdqn() {
+  local how=dry_run d
+  if [[ $DRY_RUN != 1 ]]; then  # the dry run checks the package the suite installed instead
+    for d in "$REPO/.whl" "$REPO/../shared/gpu/wheels"; do  # the GPU machine reaches no registry
+      if compgen -G "$d/*.whl" >/dev/null; then
+        "$PY" -m pip install -q --no-index --no-deps --target "$WORK/site" "$d"/*.whl || echo "wheel install failed"
+        break
+      fi
+    done
+    how=cuda
+    if ! FASTDQN_CUDA=ON pip_install; then
+      how=without_cuda
+      echo "== the CUDA build failed (above): installing without the CUDA module (FASTDQN_CUDA=OFF)"
+      FASTDQN_CUDA=OFF pip_install || return 1
+    fi
+  fi
+  cd "$WORK" && "$PY" "$REPO/bench/gpu_report.py" installed "$OUT/install.json" --how "$how" \
+    && "$PY" -m fastdqn.cli info
+}
+pip_install() {
+  (cd "$REPO" && CMAKE_BUILD_PARALLEL_LEVEL=$(nproc) "$PY" -m pip install -v --no-build-isolation --no-deps \
+    -C cmake.define.FASTDQN_CUDA_ARCHS="$CUDA_ARCHS" .)
+}
+export -f install_fastdqn pip_install
+export REPO OUT WORK PY DRY_RUN CUDA_ARCHS
+
+nvidia-smi >"$WORK/logs/nvidia-smi.txt" 2>&1
+# Everything runs outside the source tree, so `import fastdqn` finds the installed copy.
+cd "$WORK" || exit 1
 
 if has install; then
-  if [[ $DRY_RUN == 1 ]]; then  # no build: the package the suite installed must import with its core
-    cd /tmp || exit 1
-    stage install 60 "$PY" -c "import fastdqn._native as n; n.core(); print('installed', n.__file__)"
-  else
-    cd "$REPO" || exit 1
-    FASTDQN_CUDA=ON CMAKE_BUILD_PARALLEL_LEVEL=$(nproc) stage install 240 \
-      "$PY" -m pip install -v --no-build-isolation --no-deps \
-      -C cmake.define.FASTDQN_CUDA_ARCHS="$CUDA_ARCHS" "$REPO"
-  fi
+  stage install bash -c install_fastdqn
+  grep -q '"how": "without_cuda"' "$OUT/install.json" 2>/dev/null \
+    && echo "!! installed WITHOUT the CUDA module: the CUDA build failed, see logs/install.log"
 fi
-# Run everything else outside the source tree so `import fastdqn` finds the installed copy
-# (with its compiled modules), not the bare sources.
-cd /tmp || exit 1
-"$PY" -c "import fastdqn.frames.cuda as c, torch; print('fastdqn.frames.cuda.available():', c.available(), torch.cuda.get_device_name(0), c.unavailable_reason())" \
-  >"$OUT/logs/info.log" 2>&1
-"$PY" -m fastdqn.cli info >>"$OUT/logs/info.log" 2>&1
-cat "$OUT/logs/info.log"
-
-if has test; then
-  stage test_gpu 180 "$PY" -m pytest "$REPO/tests" -m gpu -q -rs -p no:cacheprovider \
-    --junitxml="$OUT/pytest_gpu.xml"
-  cp "$OUT/logs/test_gpu.log" "$OUT/pytest_gpu.txt"
-  stage test_cuda_cpu 120 "$PY" -m pytest "$REPO/tests/test_cuda.py" "$REPO/tests/test_graphed.py" \
-    -m "not gpu" -q -p no:cacheprovider
+if has test_gpu; then
+  # -v: each test's result is in the log as it ends; --durations: what to size the next run by.
+  stage test_gpu "$PY" -m pytest "$REPO/tests" -m gpu -v -rfEs --durations=15 -p no:cacheprovider \
+    --junitxml="$WORK/logs/pytest_gpu.xml"
+  "$PY" "$REPO/bench/gpu_report.py" junit "$WORK/logs/pytest_gpu.xml" "$OUT/test_gpu.json"
 fi
-
 if has micro; then
   # shellcheck disable=SC2086
-  stage micro 200 "$PY" "$REPO/bench/gpu_micro.py" --out "$OUT/micro.json" $MICRO_ARGS
+  stage micro "$PY" "$REPO/bench/gpu_micro.py" --out "$OUT/micro.json" $MICRO_ARGS
 fi
-
-if has bench; then
-  # The env path (emulators -> replay) and fastdqn train's loop overlapped vs not, as ratio tables.
-  # shellcheck disable=SC2086
-  stage bench 150 "$PY" -m fastdqn.cli bench --only env,train $BENCH_ARGS --json "$OUT/bench.json" \
-    --markdown "$OUT/bench.md" --quiet
-fi
-
 if has train; then
-  # Whatever is left of the 10-minute device limit, minus ~80 s for shutdown, report, transfers.
-  left=$(( 520 - $(elapsed) ))
-  [[ $DRY_RUN != 1 ]] && (( TRAIN_SECONDS > left )) && TRAIN_SECONDS=$left  # dry run: --frames ends it
-  if (( TRAIN_SECONDS < 30 )); then
-    echo "no time left for training (${left}s)"
-  else
-    # SIGINT first: the trainer then writes last.pt and metrics like a Ctrl-C; metrics.jsonl is
-    # line-buffered, so the curve survives even a hard kill.
-    # shellcheck disable=SC2086
-    stage train $(( TRAIN_SECONDS + 30 )) timeout -s INT -k 20 "$TRAIN_SECONDS" "$PY" -m fastdqn.cli train \
-      --out "$OUT/train" --no-tensorboard --no-progress $TRAIN_ARGS
-    stage report 60 "$PY" "$REPO/bench/gpu_report.py" "$OUT/train" --wall "${SECS[train]}" \
-      --title "fastdqn Pong: $(nvidia-smi --query-gpu=name --format=csv,noheader | sed -n 1p); $TRAIN_ARGS" \
-      --out "$OUT/train_summary.json" --png "$OUT/reward_curve.png"
-  fi
+  # SIGINT ends the run like a Ctrl-C (last.pt, metrics), 15 s before the stage's own limit;
+  # metrics.jsonl is line-buffered, so the curve survives even a hard kill.
+  secs=$(( LIMIT[train] * LIMIT_SCALE - 15 )); (( secs > TRAIN_SECONDS )) && secs=$TRAIN_SECONDS
+  left=$(( BUDGET_S - $(elapsed) - (LIMIT[report] + 15) * LIMIT_SCALE )); (( secs > left )) && secs=$left
+  (( secs < 1 )) && secs=1  # timeout 0 would mean no limit
+  # shellcheck disable=SC2086
+  stage train timeout -s INT -k 10 "$secs" "$PY" -m fastdqn.cli train --out "$WORK/train" --no-tensorboard \
+    --no-progress $TRAIN_ARGS
 fi
-
-# One JSON with everything: stage exit codes and times, micro-benchmarks, training summary.
-{
-  echo "{"
-  for k in "${!RC[@]}"; do echo "\"rc_$k\": ${RC[$k]}, \"seconds_$k\": ${SECS[$k]},"; done
-  echo "\"total_seconds\": $(elapsed), \"train_args\": \"$TRAIN_ARGS\", \"cuda_archs\": \"$CUDA_ARCHS\", \"dry_run\": $DRY_RUN}"
-} >"$OUT/stages.json"
-"$PY" - "$OUT" <<'EOF'
-import json, os, sys
-out = sys.argv[1]
-res = {"stages": json.load(open(os.path.join(out, "stages.json")))}
-for name in ("micro", "train_summary", "bench"):
-    p = os.path.join(out, name + ".json")
-    if os.path.exists(p):
-        res[name] = json.load(open(p))
-p = os.path.join(out, "nvidia-smi.txt")
-res["nvidia_smi_head"] = open(p).read().splitlines()[:12] if os.path.exists(p) else None
-json.dump(res, open(os.path.join(out, "results.json"), "w"), indent=2)
-print(json.dumps({k: v for k, v in res.items() if k != "nvidia_smi_head"}, indent=1)[:6000])
-EOF
-echo "== done in $(elapsed)s; results in $OUT"
+if has report; then
+  stage report "$PY" "$REPO/bench/gpu_report.py" report "$OUT" --run "$WORK/train" --wall "${SECS[train]:-0}" \
+    --png "$OUT/reward_curve.png" --nvidia-smi "$WORK/logs/nvidia-smi.txt" \
+    --title "fastdqn Pong: $(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | sed -n 1p); $TRAIN_ARGS"
+fi
+echo "== done in $(elapsed)s (budget ${BUDGET_S}s); results in $OUT:" $(ls "$OUT")

@@ -190,3 +190,41 @@ def test_a_failed_group_is_reported_not_raised():
     report.tables.append(table)
     print_report(report)
     assert "failed: AttributeError" in to_markdown(report)
+
+
+def test_the_timer_syncs_cuda_before_starting_and_stopping_the_clock(monkeypatch):
+    """CUDA runs asynchronously: unless the timer syncs before it reads the clock, one row's queued
+    kernels are timed in the next row. A fake CUDA records the order of syncs, clock reads and calls."""
+    import types
+
+    import torch
+
+    from fastdqn.bench import timer
+    from fastdqn.bench.model import Case, TableSpec
+
+    log: list[str] = []
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda *a, **k: log.append("sync"))
+    monkeypatch.setattr(timer, "time", types.SimpleNamespace(perf_counter=lambda: log.append("clock") or len(log)))
+    cases = [Case(name, lambda name=name: lambda: log.append(name), role=role)
+             for name, role in (("a", "baseline"), ("b", "fastdqn"))]
+    timer.measure(TableSpec("t", "g", "T", "call", cases), timer.Budget(rounds=3, round_s=0.0))
+
+    clocks = [i for i, e in enumerate(log) if e == "clock"][1:-1]  # less the table's own start/stop
+    assert len(clocks) == 2 * (2 + 3 * 2)  # a start and a stop per calibration and per timed round
+    for start, stop in zip(clocks[::2], clocks[1::2]):
+        assert log[start - 1] == "sync" and log[stop - 1] == "sync", log[start - 1:stop + 1]
+        assert log[start + 1:stop - 1] in (["a"], ["b"]), log[start - 1:stop + 1]
+
+
+def test_the_timer_cuda_sync_is_a_no_op_without_cuda(monkeypatch):
+    import torch
+
+    from fastdqn.bench import timer
+
+    def fail(*a, **k):
+        raise AssertionError("synchronize called")
+
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: False)
+    monkeypatch.setattr(torch.cuda, "synchronize", fail)
+    timer.cuda_sync()

@@ -8,6 +8,7 @@ of a row is the median of its per-round ratios to the baseline.
 from __future__ import annotations
 
 import gc
+import sys
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -38,10 +39,21 @@ def settle_allocator() -> None:
     del block
 
 
+def cuda_sync() -> None:
+    """Wait for the GPU work queued so far, so that each row pays for its own kernels (CUDA runs
+    asynchronously: unsynced, a row's backlog is timed in the next row). A no-op unless this
+    process has initialised CUDA."""
+    torch = sys.modules.get("torch")  # never import torch only to find out it is not in use
+    if torch is not None and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+
+
 def _calls_for(fn: Callable[[], Any], budget: Budget) -> int:
     """Calls per round so that a round lasts about `round_s` (at least 1)."""
+    cuda_sync()
     t0 = time.perf_counter()
     fn()
+    cuda_sync()
     dt = time.perf_counter() - t0
     if dt <= 0:
         return budget.max_calls
@@ -85,9 +97,11 @@ def measure(spec: TableSpec, budget: Budget, log: Callable[[str], None] = lambda
         for r in range(budget.rounds):
             shift = r % max(1, len(live))
             for case, fn, calls in live[shift:] + live[:shift]:
+                cuda_sync()
                 t0 = time.perf_counter()
                 for _ in range(calls):
                     fn()
+                cuda_sync()
                 times[case.name].append((time.perf_counter() - t0) / (calls * case.items))
             gc.collect()
     finally:
