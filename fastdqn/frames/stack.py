@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from fastdqn.devices import upload
+
 STACK = 4  # frames per observation: Nature DQN's input channels
 
 
@@ -86,9 +88,11 @@ class FrameStacker:
 
     def restart(self, envs, first) -> None:
         """Begin new episodes on ``envs`` with their first frames (zeros before them)."""
-        idx = torch.as_tensor(envs, dtype=torch.long)
+        idx, first = torch.as_tensor(envs, dtype=torch.long), torch.as_tensor(first)
+        if self.device.type == "cuda":  # host indices or frames would cross to the GPU with a sync
+            idx, first = (t if t.device == self.device else upload(t, self.device) for t in (idx, first))
         self.obs[idx] = 0
-        self.obs[idx, -1] = torch.as_tensor(first).to(self.device)
+        self.obs[idx, -1] = first.to(self.device)
 
     def load(self, obs: torch.Tensor) -> None:
         """Take saved stacks (resume); they must match this stacker's shape and dtype."""

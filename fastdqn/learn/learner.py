@@ -4,12 +4,15 @@ batched epsilon-greedy acting."""
 from __future__ import annotations
 
 import contextlib
+import functools
+from typing import Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from fastdqn.devices import resolve_device
+from fastdqn.learn.acting import GraphedGreedy
 from fastdqn.learn.graphed import make_graphed_update
 from fastdqn.learn.model import QNetSpec
 
@@ -45,16 +48,18 @@ def exploration_draws(rng: np.random.Generator, n: int, n_actions: int) -> tuple
 
 @torch.no_grad()
 def epsilon_greedy(net: torch.nn.Module, obs: torch.Tensor, n_actions: int, epsilon: float,
-                   rng: np.random.Generator | None, draws: tuple | None = None) -> np.ndarray:
+                   rng: np.random.Generator | None, draws: tuple | None = None, *,
+                   greedy: Callable | None = None) -> np.ndarray:
     """Epsilon-greedy actions of ``net`` for a batch [N, *obs_shape]: the one acting rule of the
     trainer, the Ray actors, play and eval. The random draws come from ``rng`` (or are given as
     ``draws``, exploration_draws of these envs), so a seeded run repeats its actions; the net runs
-    only if some env acts greedily."""
+    only if some env acts greedily. ``greedy(obs)``: net's greedy actions as numpy, when not
+    eagerly (the Learner's on CUDA: one graph replay, fastdqn.learn.acting)."""
     uniform, actions = exploration_draws(rng, obs.shape[0], n_actions) if draws is None else draws
     explore = uniform < epsilon
     if not explore.all():
-        greedy = net(obs).argmax(1).cpu().numpy()
-        actions = np.where(explore, actions, greedy)
+        best = net(obs).argmax(1).cpu().numpy() if greedy is None else greedy(obs)
+        actions = np.where(explore, actions, best)
     return actions
 
 
@@ -153,18 +158,22 @@ class Learner:
         self.optimizer = torch.optim.Adam(self.online.parameters(), lr=lr, **extra)
         self.graphed, self.compiled = update_mode(self.device, compile, graph)
         self._step = torch.compile(self._update, mode=compile_mode) if self.compiled else self._update
-        self._graph = None  # the captured update (graph=True), made at the first update from its shapes
+        self._graphs: dict = {}  # graph=True: K -> the K captured updates, made when K updates first come
         self._pairs = list(zip(self.target.parameters(), self.online.parameters()))
+        # CUDA: the greedy forward as a graph, captured at the first greedy act (None: eager, the CPU)
+        self._greedy = GraphedGreedy(self.online, functools.partial(self._autocast, True)) if cuda else None
         self.updates = 0
 
     n_actions = property(lambda self: self.net.n_actions)
     obs_shape = property(lambda self: self.net.obs_shape, doc="[stack, *frame]")
 
-    def _autocast(self):
+    def _autocast(self, graphed: bool | None = None):
+        """The forward passes' context; ``graphed``: for a CUDA graph (default: the update's mode)."""
         if self.precision == "fp32":
             return contextlib.nullcontext()
         # no weight-cast cache under a CUDA graph: the capture would keep stale casts
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, cache_enabled=not self.graphed)
+        graphed = self.graphed if graphed is None else graphed
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, cache_enabled=not graphed)
 
     def _update(self, obs, action, reward, next_obs, done, discount=None, weights=None):
         with self._autocast():  # backward runs outside, in the dtypes the forward chose
@@ -175,35 +184,56 @@ class Learner:
         self.optimizer.step()
         return loss.detach(), errors
 
-    def update(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
+    def update(self, batch, *, in_place: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """One step on a replay Batch (CPU or device tensors) or a tuple (obs, action, reward,
         next_obs, done[, discount[, weights]]); returns (loss, |TD error| per sample: prioritized
         replay's new priorities), on the device without syncing (call .item() only when you log).
-        Graphed, both are the same tensors every call: use them before the next update."""
-        inputs = to_device(batch, self.device)
-        self.updates += 1
-        if self.graphed:  # one graph replay: forward, backward and Adam in a single launch
-            static = None if self._graph is None else self._graph.static_inputs
-            if static is None or len(static) != len(inputs) or static[0].shape != inputs[0].shape:
-                self._capture(inputs)
-            return self._graph(*inputs)
-        return self._step(*inputs)
+        Graphed, both are the same tensors every call: use them before the next update.
+        ``in_place=True``: the batch's tensors are the same ones every call, refilled in place (a
+        ReplayBuffer.batch_slot on this device); a graph then reads them where they are, with no copy."""
+        (loss,), (priorities,) = self.update_many([batch], in_place=in_place)
+        return loss, priorities
 
-    def _capture(self, batch: tuple) -> None:
-        """Capture the update on static copies of ``batch``. The warm-up steps the capture needs
-        are undone: the net's weights are restored, and Adam's state is put back as it was (zero
-        when no update has run yet, the resumed moments otherwise)."""
+    def update_many(self, batches, *, in_place: bool = False) -> tuple[list, list]:
+        """``update`` of each batch in turn: ([loss], [priorities]), one of each per batch. Graphed,
+        the K updates are one graph replay (a graph is captured for each K it meets)."""
+        inputs = [to_device(b, self.device) for b in batches]
+        self.updates += len(inputs)
+        if not self.graphed:
+            outs = [self._step(*x) for x in inputs]
+            return [o[0] for o in outs], [o[1] for o in outs]
+        flat = [t for x in inputs for t in x]
+        graph = self._graphs.get(len(inputs))
+        if graph is None or len(graph.static_inputs) != len(flat) or graph.static_inputs[0].shape != flat[0].shape:
+            graph = self._capture(inputs, in_place)
+        return graph(*flat)
+
+    def _updates_in_turn(self, k: int, n: int):
+        """The K-update function a graph captures: flat inputs, n per batch, in order."""
+        def run(*flat):
+            outs = [self._update(*flat[i * n:(i + 1) * n]) for i in range(k)]
+            return [o[0] for o in outs], [o[1] for o in outs]
+        return run
+
+    def _capture(self, batches: list, in_place: bool = False):
+        """Capture len(batches) updates on the batches themselves (in_place) or on static copies
+        of them. The warm-up steps the capture needs are undone: the net's weights are restored,
+        and Adam's state is put back as it was (zero when no update has run yet, the resumed
+        moments otherwise)."""
         saved = {p: {k: v.clone() for k, v in st.items() if isinstance(v, torch.Tensor)}
                  for p, st in self.optimizer.state.items()}
-        self._graph = None  # the old graph and its memory pool go before the new one is captured
+        k, n = len(batches), len(batches[0])
+        self._graphs.pop(k, None)  # the old graph and its memory pool go before the new one is captured
+        static = [t if in_place else t.clone() for x in batches for t in x]
         try:
-            self._graph = make_graphed_update(self._update, [t.clone() for t in batch], modules=[self.online],
-                                              optimizers=[self.optimizer])
+            self._graphs[k] = make_graphed_update(self._updates_in_turn(k, n), static, modules=[self.online],
+                                                  optimizers=[self.optimizer])
+            return self._graphs[k]
         finally:  # a capture that raises leaves no warm-up step applied either
             with torch.no_grad():
                 for p, st in saved.items():
-                    for k, v in st.items():
-                        self.optimizer.state[p][k].copy_(v)
+                    for key, v in st.items():
+                        self.optimizer.state[p][key].copy_(v)
 
     @torch.no_grad()
     def sync_target(self) -> None:
@@ -213,9 +243,14 @@ class Learner:
 
     def act(self, obs: torch.Tensor, epsilon: float, rng: np.random.Generator | None,
             draws: tuple | None = None) -> np.ndarray:
-        """Epsilon-greedy actions (epsilon_greedy) for a batch of observations [N, *obs_shape] on the device."""
-        with self._autocast():
-            return epsilon_greedy(self.online, obs, self.n_actions, epsilon, rng, draws)
+        """Epsilon-greedy actions (epsilon_greedy) for a batch of observations [N, *obs_shape] on the
+        device; on CUDA the greedy ones from one CUDA-graph replay (fastdqn.learn.acting)."""
+        if self._greedy is None:
+            with self._autocast():
+                return epsilon_greedy(self.online, obs, self.n_actions, epsilon, rng, draws)
+        if self._greedy.net is not self.online:  # a new net: a new graph
+            self._greedy = GraphedGreedy(self.online, self._greedy.autocast)
+        return epsilon_greedy(self.online, obs, self.n_actions, epsilon, rng, draws, greedy=self._greedy)
 
     def state_dict(self) -> dict:
         return {"online": self.online.state_dict(), "target": self.target.state_dict(),
@@ -275,7 +310,7 @@ class Learner:
         self.target.load_state_dict(nets["target"])
         if opt_sd is not None:
             self.optimizer.load_state_dict(opt_sd)
-            self._graph = None  # new optimizer state tensors: the next update captures again
+            self._graphs.clear()  # new optimizer state tensors: the next updates capture again
 
 
     _KERNEL_FLAGS = ("fused", "capturable", "foreach", "differentiable")

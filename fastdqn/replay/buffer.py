@@ -7,6 +7,7 @@ types, owns the output tensors and, with ``device=``, keeps the frames in a torc
 
 from __future__ import annotations
 
+import contextlib
 import numbers
 import threading
 from typing import NamedTuple, Sequence
@@ -15,7 +16,7 @@ import numpy as np
 import torch
 
 from fastdqn import _native
-from fastdqn.devices import resolve_device
+from fastdqn.devices import resolve_device, upload
 from fastdqn.frames import cuda as frames_cuda
 from fastdqn.replay import gather, state as replay_state
 
@@ -82,6 +83,28 @@ class _Layout(NamedTuple):
     stack: int
     width: int           # frames per row (the core's window)
     prioritized: bool
+
+
+class BatchSlot(NamedTuple):
+    """``batch``: a Batch's tensors at fixed addresses (views of ``block``), refilled in place by
+    ``ReplayBuffer.sample(out=slot)``; made by ``ReplayBuffer.batch_slot``."""
+
+    batch: Batch
+    block: torch.Tensor   # uint8 [nbytes], laid out as _Layout says
+    slots: torch.Tensor   # int64 [B, window]: the window's frame slots (read by a device store's gather)
+    window: torch.Tensor  # [B, window, *frame]: obs and next_obs are views of it
+    layout: _Layout
+    owner: object         # the ReplayBuffer it belongs to
+    host: tuple | None    # a CPU block's numpy views (slots, window, fields) for the core to fill, made once
+
+
+def _numpy_views(block: np.ndarray, b: int, lay: _Layout, frames: bool) -> tuple:
+    """(slots, window or None, fields in Batch order): numpy views of one block, for the core to fill."""
+    nd = np.ndarray
+    slots = nd((b, lay.width), np.int64, block, lay.slots_at)
+    fields = [nd((b,), dt, block, at) for dt, _, at in lay.fields]
+    window = nd(lay.window_shape, lay.dtype, block, lay.frames_at) if frames else None
+    return slots, window, fields
 
 
 class ReplayBuffer:
@@ -203,7 +226,7 @@ class ReplayBuffer:
             frames = self._device_frames(frames, "frames", (count,))
             with self._device_lock:
                 slots = self._core.start_many(None, envs, count)
-                self._frames[torch.from_numpy(slots).to(self.device)] = frames
+                self._frames.index_copy_(0, upload(slots, self.device), frames)  # no sync: see upload
 
     def add_many(self, actions, rewards, next_frames, terminated, truncated=None,
                  envs: Sequence[int] | None = None) -> None:
@@ -217,14 +240,16 @@ class ReplayBuffer:
             next_frames = self._device_frames(next_frames, "next_frames", (count,))
             with self._device_lock:
                 slots = self._core.add_many(actions, rewards, None, terminated, truncated, envs, count)
-                self._frames[torch.from_numpy(slots).to(self.device)] = next_frames
+                self._frames.index_copy_(0, upload(slots, self.device), next_frames)
 
     # -- sampling ---------------------------------------------------------------------------
-    def sample(self, batch_size: int, beta: float = 0.4) -> Batch:
+    def sample(self, batch_size: int, beta: float = 0.4, *, out: BatchSlot | None = None) -> Batch:
         """Draw ``batch_size`` transitions (with replacement) from the valid ones: uniformly, or
         prioritized with importance weights (N P(i))^-beta normalised by the largest possible one.
 
-        Each call returns new tensors, so a Batch never changes after it is returned.
+        Each call returns new tensors, so a Batch never changes after it is returned; except with
+        ``out`` (a ``batch_slot`` of this batch size): then the slot's tensors are refilled in
+        place and returned (``indices`` stay on the host, new each call).
         """
         if type(batch_size) is not int or batch_size < 1:  # the full checks only off the fast path
             batch_size = _positive_int(batch_size, "batch_size")
@@ -232,7 +257,33 @@ class ReplayBuffer:
             if isinstance(beta, bool) or not isinstance(beta, numbers.Real) or not 0.0 <= beta <= 1.0:
                 raise ValueError(f"beta: expected a number in [0, 1], got {beta!r}")
         self._core.check_batch(batch_size)  # before allocating: 10**9 is a ValueError, not a MemoryError
-        return self._sample(batch_size, float(beta))
+        if out is None:
+            return self._sample(batch_size, float(beta))
+        if type(out) is not BatchSlot or out.owner is not self or out.batch.action.shape[0] != batch_size:
+            got = (f"a slot of batch size {out.batch.action.shape[0]}" if type(out) is BatchSlot and out.owner is self
+                   else f"a slot of another buffer" if type(out) is BatchSlot else type(out).__name__)
+            raise ValueError(f"out: expected this buffer's batch_slot({batch_size}), got {got}")
+        return self._sample_into(out, float(beta))
+
+    def batch_slot(self, batch_size: int, device: str | torch.device | None = None) -> BatchSlot:
+        """A batch's tensors on ``device`` (default: the buffer's, else the CPU) at fixed addresses,
+        views of one block laid out as the sample the core fills, which ``sample(out=)`` refills in
+        place: from the host store with one copy of that block (none on the CPU), from a device
+        store with one upload of its small fields and one gather into the window. What a CUDA
+        graph reads its inputs from."""
+        b = _positive_int(batch_size, "batch_size")
+        if b > self.capacity:  # a slot may come before the transitions do, not beyond what they can be
+            raise ValueError(f"batch_size: expected at most the capacity, {self.capacity}, got {b}")
+        dev = resolve_device(device) if device is not None else (self.device or torch.device("cpu"))
+        lay = self._layout(b)
+        block = torch.zeros(lay.nbytes, dtype=torch.uint8, device=dev)
+        tensors = [block[at:at + dt.itemsize * b].view(tdt) for dt, tdt, at in lay.fields]
+        window = block[lay.frames_at:].view(lay.torch_dtype).view(lay.window_shape)
+        slots = block[lay.slots_at:lay.slots_at + 8 * b * lay.width].view(torch.int64).view(b, lay.width)
+        (obs, next_obs), (action, reward, done, discount, *rest) = self._views(window, lay), tensors
+        host = _numpy_views(block.numpy(), b, lay, True) if dev.type == "cpu" else None
+        return BatchSlot(Batch(obs, action, reward, next_obs, done, discount, *rest), block, slots, window, lay, self,
+                         host)
 
     def _sample(self, b: int, beta: float) -> Batch:
         """sample() after its checks: the core fills one fresh block (host store) or draws the
@@ -253,6 +304,35 @@ class ReplayBuffer:
             tensors = [t.to(self.device, non_blocking=True) for t in tensors[:5]] + tensors[5:]
         (obs, next_obs), (action, reward, done, discount, *rest) = views, tensors
         return Batch(obs, action, reward, next_obs, done, discount, *rest)
+
+    def _sample_into(self, slot: BatchSlot, beta: float) -> Batch:
+        """sample(out=slot) after its checks. A CPU slot of the host store is filled by the core
+        where it is; otherwise the core fills a fresh host block (pinned with CUDA: a non_blocking
+        copy keeps it from reuse until done) that crosses in one copy."""
+        lay, b = slot.layout, slot.slots.shape[0]
+        host = self._frames is None
+        direct = host and slot.host is not None
+        if direct:
+            slots, window, fields = slot.host
+        else:
+            pinned = torch.empty(lay.nbytes if host else lay.frames_at, dtype=torch.uint8,
+                                 pin_memory=slot.block.device.type == "cuda")
+            slots, window, fields = _numpy_views(pinned.numpy(), b, lay, host)
+        fill = self._core.sample_into
+        lock = contextlib.nullcontext() if host else self._device_lock
+        with lock:
+            if lay.prioritized:
+                fill(b, slots, *fields[:4], window, 0, *fields[4:], beta)
+            else:
+                fill(b, slots, *fields, window)
+            if not direct:
+                slot.block[:pinned.numel()].copy_(pinned, non_blocking=True)
+            if not host:
+                self._gather_on_device(slot.slots, out=slot.window)
+        if not lay.prioritized:
+            return slot.batch
+        # indices stay on the host (they go back to update_priorities), new each call
+        return slot.batch._replace(indices=torch.from_numpy(fields[5].copy() if direct else fields[5]))
 
     @staticmethod
     def _views(window: torch.Tensor, lay: _Layout) -> tuple[torch.Tensor, torch.Tensor]:
@@ -283,10 +363,7 @@ class ReplayBuffer:
         nbytes, frames_at = (lay.nbytes if frames else lay.frames_at), lay.frames_at
         pinned = torch.empty(nbytes, dtype=torch.uint8, pin_memory=True) if self._pin else None
         block = np.empty(nbytes, np.uint8) if pinned is None else pinned.numpy()
-        nd = np.ndarray
-        slots = nd((b, lay.width), np.int64, block, lay.slots_at)
-        fields = [nd((b,), dt, block, at) for dt, _, at in lay.fields]
-        window = nd(lay.window_shape, lay.dtype, block, frames_at) if frames else None
+        slots, window, fields = _numpy_views(block, b, lay, frames)
         if pinned is None:  # from_numpy of two numpy views costs less than two tensor slices
             s, w, to_t = lay.stack, lay.width, torch.from_numpy
             views = (to_t(window[:, :s]), to_t(window[:, w - s:])) if frames else None
@@ -391,13 +468,20 @@ class ReplayBuffer:
             raise TypeError(f"{name}: expected dtype {self.dtype}, got {frames.dtype}")
         if tuple(frames.shape) != shape:
             raise ValueError(f"{name}: expected shape {shape}, got {tuple(frames.shape)}")
-        return frames.to(self.device, non_blocking=True)
+        # frames already there (the collector uploads each step's once) are taken as they are
+        return frames if frames.device == self.device else upload(frames, self.device)
 
-    def _gather_on_device(self, slots: torch.Tensor) -> torch.Tensor:
+    def _gather_on_device(self, slots: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        """The frames of ``slots`` (-1: zeros) as [*slots.shape, *frame] on the device, into ``out`` if given."""
         slots = slots.to(self.device, non_blocking=True)
         if self.device.type == "cuda" and frames_cuda.available() and self._torch_dtype == torch.uint8 \
                 and self.frame_shape == (84, 84):
-            return gather.gather_windows(self._frames, slots, check=False)  # one kernel, slots come from C++
-        window = self._frames[slots.clamp(min=0)]
+            return gather.gather_windows(self._frames, slots, out, check=False)  # one kernel, slots come from C++
+        flat = slots.clamp(min=0).view(-1)
+        if out is None:
+            window = self._frames[flat].view(*slots.shape, *self.frame_shape)
+        else:
+            window = out
+            torch.index_select(self._frames, 0, flat, out=out.view(-1, *self.frame_shape))
         pad = (slots < 0).reshape(*slots.shape, *([1] * len(self.frame_shape)))
         return window.masked_fill_(pad, 0)

@@ -16,6 +16,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from fastdqn.devices import upload
 from fastdqn.env.backend import open_vector_env, resolve_backend
 from fastdqn.env.ale_vector import default_threads
 from fastdqn.frames.stack import FrameStacker, stack_for
@@ -27,10 +28,10 @@ class Steps(NamedTuple):
 
     actions: np.ndarray  # int64 [T, K]
     rewards: np.ndarray  # float32 [T, K]
-    frames: np.ndarray  # [T, K, *frame]: the frame after each action
+    frames: np.ndarray  # [T, K, *frame]: the frame after each action (a tensor on a device replay's device)
     terminated: np.ndarray  # bool [T, K]
     truncated: np.ndarray  # bool [T, K]
-    reset_frames: np.ndarray  # [D, *frame]: the next episode's first frame of each done (t, k), in order
+    reset_frames: np.ndarray  # [D, *frame]: the next episode's first frame of each done (t, k), in order (ditto)
 
 
 class Collected(NamedTuple):
@@ -90,13 +91,22 @@ class Collector:
 
 
 class _Group:
-    """Envs stepped together: a vector env, its acting stacks, its replay streams."""
+    """Envs stepped together: a vector env, its acting stacks, its replay streams.
 
-    def __init__(self, envs, first: int, device):
+    ``upload`` (on when the stacks are on CUDA): each step's new frames cross to the device once,
+    for the stacks and, with ``to_replay`` (a replay on the device), for the replay too, which then
+    gets them as that device tensor; a host replay gets the host frames. Off, the frames stay on
+    the host (the CPU path: the stacks shift in place, nothing else is done)."""
+
+    def __init__(self, envs, first: int, device, to_replay: bool = False):
         self.envs, self.first = envs, first
         self.streams = np.arange(first, first + envs.num_envs)
-        self.stack = FrameStacker(envs.reset(), stack_for(envs.frame_shape), device)
-        self.restart = True  # the first steps start the replay's streams
+        reset = envs.reset()
+        self.stack = FrameStacker(reset, stack_for(envs.frame_shape), device)
+        self.upload = self.stack.device.type == "cuda"
+        self.to_replay = to_replay and self.upload
+        self.restart = True  # the first steps start the replay's streams, at start_frames
+        self.start_frames = np.array(reset)  # the stacks' newest frames, on the host: no copy back from a GPU
         self.in_flight, self.sent = False, None  # the actions of the step in flight
         self._no_resets = np.zeros((0, *envs.frame_shape), envs.frame_dtype)
 
@@ -106,13 +116,29 @@ class _Group:
         ended = done.any()  # most steps end no episode: skip the indexing then
         start = None
         if self.restart:
-            start, self.restart = self.stack.obs[:, -1].cpu().numpy().copy(), False  # a copy: push shifts obs in place
-        self.stack.push(res.frames, done if ended else None, res.reset_frames)
+            start, self.restart = self.start_frames, False
+        frames, resets = res.frames, res.reset_frames[done] if ended else self._no_resets
+        if self.upload:
+            frames, resets = self._push_uploaded(frames, resets, done, ended)
+        else:
+            self.stack.push(frames, done if ended else None, res.reset_frames)
         games = [] if not ended else [(self.first + int(i), float(res.episode_return[i]), int(res.episode_length[i]),
                                        {}) for i in np.flatnonzero(res.episode_end)]
-        steps = Steps(actions[None], res.rewards[None], res.frames[None], res.terminated[None], res.truncated[None],
-                      res.reset_frames[done] if ended else self._no_resets)
+        steps = Steps(actions[None], res.rewards[None], frames[None], res.terminated[None], res.truncated[None],
+                      resets)
         return Collected(streams, start, steps, games, {})
+
+    def _push_uploaded(self, frames, resets, done, ended) -> tuple:
+        """The step's frames (and the next episodes' first ones) onto the stacks in one upload;
+        (frames, resets) for the replay: those device tensors, or the host arrays for a host replay."""
+        dev = self.stack.device
+        up = upload(frames, dev)
+        self.stack.push(up)
+        if ended:  # rare: the restarts' frames cross once too
+            up_resets = upload(resets, dev)
+            self.stack.restart(np.flatnonzero(done), up_resets)
+            resets = up_resets if self.to_replay else resets
+        return (up, resets) if self.to_replay else (frames, resets)
 
 
 class LocalCollector(Collector):
@@ -159,6 +185,7 @@ class LocalCollector(Collector):
                 g.stack.load(state["obs"])
             except ValueError as e:
                 raise ValueError(f"resume: {e}") from None
+            g.start_frames = state["obs"][:, -1].cpu().numpy().copy()  # a replay refilled from here starts there
             g.envs.set_state(state["envs"])
         self.rng.bit_generator.state = state["rng"]
         return exact
@@ -221,9 +248,10 @@ def pipeline_problem(backend: str, threads: int, num_envs: int, overlap: bool) -
     return None
 
 
-def open_collector(cfg, device, video, replay_ratio: float) -> Collector:
+def open_collector(cfg, device, video, replay_ratio: float, replay_on_device: bool = False) -> Collector:
     """The collector a config asks for: Ray actors (``cfg.ray``), else this process's envs, as
-    one vector env or (``cfg.pipeline``) in two pipelined halves of the 'ale' backend's envs."""
+    one vector env or (``cfg.pipeline``) in two pipelined halves of the 'ale' backend's envs.
+    ``replay_on_device``: the replay lives on ``device`` and takes the frames uploaded there."""
     if cfg.ray:
         from fastdqn.run.ray_collector import RayCollector
 
@@ -237,15 +265,15 @@ def open_collector(cfg, device, video, replay_ratio: float) -> Collector:
     if not cfg.pipeline:
         envs, backend, workers = open_vector_env(spec, n, backend=backend, num_workers=cfg.num_workers,
                                                  seed=cfg.seed, video=video)
-        return LocalCollector([_Group(envs, 0, device)], seed=cfg.seed, overlap=cfg.overlap, backend=backend,
-                              workers=workers)
+        return LocalCollector([_Group(envs, 0, device, replay_on_device)], seed=cfg.seed, overlap=cfg.overlap,
+                              backend=backend, workers=workers)
     halves = [(n + 1) // 2, n // 2]
     groups = []
     try:
         for i, (k, t) in enumerate(zip(halves, [(threads + 1) // 2, threads // 2])):
             first = halves[0] * i  # ale-py seeds its envs seed, seed + 1, ...: as one vector env would
             envs, _, _ = open_vector_env(spec, k, backend="ale", num_workers=t, seed=cfg.seed + first)
-            groups.append(_Group(envs, first, device))
+            groups.append(_Group(envs, first, device, replay_on_device))
     except BaseException:
         for g in groups:
             g.envs.close()

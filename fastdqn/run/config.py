@@ -79,6 +79,10 @@ class TrainConfig:
         "--no-compile": "never compile the update step"})
     graph: bool | None = knob(None, resumable=True, switches={  # None: on CUDA
         "--no-graph": "CUDA: run the update eagerly or compiled, not as one CUDA-graph replay"})
+    graph_updates: int = knob(1, at_least=1, at_most=64, resumable=True,
+                              help="updates a step owes that are taken at once: one CUDA-graph replay of N "
+                              "captured updates, N batches sampled before it (prioritized: their priorities "
+                              "land N updates late) (default: {default})")
     replay_device: str = knob("auto", choices=DEVICE_NAMES, resumable=True, help="auto | cpu | cuda: where the "
                               "replay's frames live (default: auto = on the GPU when the learner is)")
     env_backend: str = knob("auto", choices=ENV_BACKENDS, resumable=True, help="auto | ale (ale-py's C++ threads, "

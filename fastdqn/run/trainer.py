@@ -66,19 +66,26 @@ class Trainer:
         self.log = self.prog = self._eval_env = None
         self.video_dir = os.path.join(self.out, "videos")
         video = (self.video_dir, cfg.capture_video) if cfg.capture_video and log else None
+        replay_on_device = cfg.replay_device != "cpu" and device.type == "cuda"
         with user_input():  # the env id, its backend, a Ray cluster
-            self.collector = c = open_collector(cfg, device, video, self.replay_ratio)
+            self.collector = c = open_collector(cfg, device, video, self.replay_ratio, replay_on_device)
         self._videos_logged: set = set()
+        self._cudnn_benchmark = None  # CUDA: the setting before this run, which close() puts back
         try:
+            if device.type == "cuda":  # static shapes: cuDNN times each conv's algorithms once, keeps the fastest
+                self._cudnn_benchmark = torch.backends.cudnn.benchmark
+                torch.backends.cudnn.benchmark = True
             frame_shape, dtype = c.frame_shape, c.frame_dtype
             self.learner = Learner(cfg.net_spec(c.n_actions, frame_shape), device=device, lr=lr, gamma=cfg.gamma,
                                    loss=cfg.loss, double=cfg.double, compile=cfg.compile, graph=cfg.graph,
                                    precision=cfg.precision)
-            replay_device = self.learner.device if cfg.replay_device != "cpu" and device.type == "cuda" else None
+            replay_device = self.learner.device if replay_on_device else None
             self.buf = ReplayBuffer(cfg.replay_size, num_envs=c.num_envs, frame_shape=frame_shape,
                                     stack=self.learner.obs_shape[0], dtype=str(dtype), seed=cfg.seed,
                                     device=replay_device, n_step=cfg.n_step, gamma=cfg.gamma,
                                     prioritized=cfg.prioritized, alpha=cfg.per_alpha, eps=cfg.per_eps)
+            self._slots = [self.buf.batch_slot(self.batch_size, self.learner.device)  # what learn() samples into
+                           for _ in range(cfg.graph_updates)]
             self.score_source = c.score_source(
                 {"reward_bound": "reward_100", "best_pt": "eval" if cfg.eval_every else "reward_100"})
             self.config_dict = dataclasses.asdict(cfg) | {
@@ -135,15 +142,26 @@ class Trainer:
         self.learn(self.state.take_due())
 
     def learn(self, updates: int) -> None:
-        """Take ``updates`` gradient steps on batches sampled from the replay (prioritized: with
-        importance weights, then the sampled transitions' priorities set to their |TD errors|)."""
+        """Take ``updates`` gradient steps on batches sampled from the replay into batch slots on
+        the learner's device, up to ``graph_updates`` at once (on CUDA one graph replay).
+        Prioritized: with importance weights, and each chunk's |TD errors| set as its transitions'
+        priorities one chunk late, after the next chunk is drawn, so the host never waits for the
+        updates it just launched; the last before returning, so a step's updates all land before
+        its transitions are stored."""
         beta = self.cfg.per_beta_at(self.state.frame)
-        for _ in range(updates):
-            batch = self.buf.sample(self.batch_size, beta)
-            loss, priorities = self.learner.update(batch)
-            self.state.add_loss(loss)
-            if batch.indices is not None:
-                self.buf.update_priorities(batch.indices, priorities)
+        late = None
+        while updates > 0:
+            slots = self._slots[:updates]
+            updates -= len(slots)
+            batches = [self.buf.sample(self.batch_size, beta, out=slot) for slot in slots]
+            losses, priorities = self.learner.update_many(batches, in_place=True)
+            for loss in losses:
+                self.state.add_loss(loss)
+            if late is not None:
+                self.buf.update_priorities(*late.landed())
+            late = None if batches[0].indices is None else LatePriorities([b.indices for b in batches], priorities)
+        if late is not None:
+            self.buf.update_priorities(*late.landed())
 
     def _store(self, got: Collected) -> None:
         """The steps into their replay streams, in order; where an episode ended, the stream's
@@ -318,6 +336,9 @@ class Trainer:
         return f"{msg}; {s.frame / max(seconds, 1e-9):.0f} f/s; run dir {self.out}{self.collector.summary(seconds)}"
 
     def close(self) -> None:
+        if self._cudnn_benchmark is not None:
+            torch.backends.cudnn.benchmark = self._cudnn_benchmark
+            self._cudnn_benchmark = None
         if self.prog is not None:
             self.prog.close()
         self.collector.close()
@@ -330,6 +351,31 @@ class Trainer:
             self.log = None
             if png:
                 print(f"reward curve: {png}")
+
+
+class LatePriorities:
+    """Updates' new priorities on their way to the host: on CUDA non_blocking copies into pinned
+    memory and an event, waited for only when they are applied (a graphed update's outputs are
+    overwritten by the next replay, which the copies precede on the stream)."""
+
+    def __init__(self, indices: list, priorities: list):
+        self.indices = indices[0] if len(indices) == 1 else torch.cat(indices)
+        self.ready = None
+        if priorities[0].device.type == "cuda":
+            self.host = torch.empty((len(priorities), *priorities[0].shape), dtype=priorities[0].dtype,
+                                    pin_memory=True)
+            for row, p in zip(self.host, priorities):
+                row.copy_(p, non_blocking=True)
+            self.host = self.host.view(-1)
+            self.ready = torch.cuda.Event()
+            self.ready.record()
+        else:  # eager updates' own tensors, new each call
+            self.host = priorities[0] if len(priorities) == 1 else torch.cat(priorities)
+
+    def landed(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.ready is not None:
+            self.ready.synchronize()
+        return self.indices, self.host
 
 
 def train(config: TrainConfig | None = None, *, resume: str | os.PathLike | None = None,

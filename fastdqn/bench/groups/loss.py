@@ -1,7 +1,9 @@
-"""Loss / update step: the book chapter's batch copy pattern, the per-sample loop, torch.compile."""
+"""Loss / update step: the book chapter's batch copy pattern, the per-sample loop, torch.compile,
+and the torch ops one update issues from sampling to the optimizer step."""
 
 from __future__ import annotations
 
+import collections
 import copy
 
 import numpy as np
@@ -13,8 +15,8 @@ from fastdqn.learn import learner
 from fastdqn.learn.model import QNetSpec
 
 from ..config import BenchConfig
-from ..model import Case, TableSpec
-from .replay import fill_chapter
+from ..model import Case, Table, TableSpec, ValuesSpec
+from .replay import fill_chapter, fill_fastdqn
 
 GROUP = "loss"
 
@@ -153,7 +155,49 @@ def specs(cfg: BenchConfig) -> list[TableSpec]:
                   notes=[step_note + "; same float32 batch already on the device in every row; the book "
                          "chapter says the vectorised loss is ~2x faster than the loop."]),
         compile_spec(cfg, fx, step_note),
+        ops_spec(cfg),
     ]
+
+
+def update_ops(buf, lrn, batch_size: int, slot) -> tuple[collections.Counter, collections.Counter]:
+    """(top-level torch ops, of them the ones in sampling) of one prioritized update as the
+    Trainer takes it: sample (into ``slot`` if given), update, set the priorities; counted by
+    torch.profiler on whatever device ``lrn`` is on."""
+    from torch.profiler import ProfilerActivity, profile, record_function
+
+    def one():
+        with record_function("sample"):
+            batch = buf.sample(batch_size, 0.4, out=slot)
+        _, priorities = lrn.update(batch, in_place=slot is not None)
+        buf.update_priorities(batch.indices, priorities)
+
+    one()  # a graphed learner captures here
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        one()
+    ops = [e for e in prof.events() if e.name.startswith("aten::")]
+    top = collections.Counter(e.name for e in ops if e.cpu_parent is None or e.cpu_parent.name == "sample")
+    return top, collections.Counter(e.name for e in ops if e.cpu_parent is not None and e.cpu_parent.name == "sample")
+
+
+def ops_spec(cfg: BenchConfig) -> ValuesSpec:
+    def build() -> Table:
+        dev, b = resolve_device(cfg.device), cfg.batch_size
+        rows = []
+        for store in (None, dev):
+            buf = fill_fastdqn(max(4 * b, cfg.replay_fill), cfg.seed, device=store, prioritized=True)
+            lrn = learner.Learner(QNetSpec(6), device=dev, double=True)
+            for slot in (None, buf.batch_slot(b, dev)):
+                top, sampling = update_ops(buf, lrn, b, slot)
+                where = "host store (frames in C++)" if store is None else f"device store on {dev}"
+                how = "a fresh Batch per sample (before)" if slot is None else "sample(out=batch_slot) (after)"
+                rows.append([f"{where}, {how}", sum(top.values()), sum(sampling.values()),
+                             top["aten::copy_"] + top["aten::to"] + top["aten::lift_fresh"]])
+        return Table(id="update-ops", group=GROUP, title=f"One prioritized update's torch ops, sample to Adam, on {dev}",
+                     kind="values", columns=["path", "top-level ops", "in sampling", "to / copy_ / from_numpy"],
+                     formats=["text", "int", "int", "int"], cells=rows,
+                     notes=["torch.profiler's top-level aten ops of sample + Learner.update + update_priorities, "
+                            f"batch {b}, Double DQN; the net's own ops are the same in every row."])
+    return ValuesSpec("update-ops", GROUP, "One update's torch ops", build)
 
 
 def compile_spec(cfg: BenchConfig, fx, step_note: str) -> TableSpec:
