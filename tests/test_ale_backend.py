@@ -146,7 +146,7 @@ def test_update_scale_takes_fewer_larger_batches(tmp_path):
     try:
         sizes = []
         sample = t.buf.sample
-        t.buf.sample = lambda b, *beta: sizes.append(b) or sample(b, *beta)
+        t.buf.sample = lambda b, *beta, **out: sizes.append(b) or sample(b, *beta, **out)
         while t.frame < 400:
             t.step()
         assert set(sizes) == {32} and len(sizes) == pytest.approx((400 - 200) * 0.125, abs=1)

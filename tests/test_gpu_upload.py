@@ -272,7 +272,8 @@ def test_acting_on_the_cpu_stays_eager_and_the_graphed_actor_falls_back_to_it():
     learner = Learner(QNetSpec(6), device="cpu")
     assert learner._greedy is None  # no actor object on the CPU: the eager rule (test_learner checks its actions)
     obs = torch.randint(0, 256, (5, 4, 84, 84), dtype=torch.uint8)
-    np.testing.assert_array_equal(GraphedGreedy(learner.online)(obs), learner.online(obs).argmax(1).numpy())
+    want = learner.online(obs).argmax(1).numpy()
+    np.testing.assert_array_equal(GraphedGreedy(learner.online)(obs), want)
     with pytest.raises(TypeError, match="obs: expected a torch.Tensor, got ndarray"):
         GraphedGreedy(learner.online)(obs.numpy())
     calls = []
