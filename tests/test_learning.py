@@ -161,8 +161,8 @@ def _stack_off_by_one(monkeypatch):
 
     original = ReplayBuffer.sample
 
-    def planted(self, batch_size, *beta):
-        b = original(self, batch_size, *beta)
+    def planted(self, batch_size, *beta, **out):
+        b = original(self, batch_size, *beta, **out)
         return b._replace(obs=b.next_obs)
     monkeypatch.setattr(ReplayBuffer, "sample", planted)
 
