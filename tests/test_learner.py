@@ -202,7 +202,8 @@ def test_a_dueling_learner_fits_a_batch_and_its_checkpoint_plays(tmp_path):
     assert losses[-1] < 0.5 * losses[0]
     save_checkpoint(tmp_path / "d.pt", learner, config={})
     model, state = load_policy(tmp_path / "d.pt", torch.device("cpu"))
-    assert state["net"] == {"n_actions": 6, "obs_shape": [4, 84, 84], "head": "dueling"}
+    assert state["net"] == QNetSpec(6, (4, 84, 84), "dueling").to_dict()
+    assert state["net"]["head"] == "dueling" and state["net"]["atoms"] == 1
     torch.testing.assert_close(model(batch[0]), learner.online(batch[0]))
 
 

@@ -269,7 +269,7 @@ class Learner:
             raise TypeError(f"state: expected a dict from Learner.state_dict(), got {type(state).__name__}")
         if "online" not in state:
             raise ValueError(f"state: expected a dict with key 'online', got keys {sorted(map(str, state))}")
-        if "net" in state and state["net"] != self.net.to_dict():  # a checkpoint's: the same net, or refused
+        if "net" in state and _spec_or_none(state["net"]) != self.net:  # a checkpoint's: the same net, or refused
             raise ValueError(f"net: expected {self.net.to_dict()}, got {state['net']!r}")
         nets = {"online": state["online"], "target": state.get("target", state["online"])}
         ref = self.online.state_dict()
@@ -325,6 +325,14 @@ class Learner:
             return opt_sd  # malformed: the scratch load below rejects it
         own = {k: self.optimizer.defaults[k] for k in self._KERNEL_FLAGS if k in self.optimizer.defaults}
         return {**opt_sd, "param_groups": [{**g, **own} for g in groups]}
+
+
+def _spec_or_none(d) -> QNetSpec | None:
+    """The QNetSpec a checkpoint's ``net`` entry describes (written before or after its optional keys), or None."""
+    try:
+        return QNetSpec.from_dict(d)
+    except (TypeError, ValueError):
+        return None
 
 
 def to_device(batch, device: torch.device):
