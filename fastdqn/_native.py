@@ -64,7 +64,7 @@ def core_or_none():
 
 
 def cuda_or_none():
-    """``fastdqn._cuda`` or None: it is optional (built only where nvcc was found)."""
+    """``fastdqn._cuda`` or None: it is optional (built only where nvcc was found and compiled it)."""
     return _load("_cuda")
 
 

@@ -1,8 +1,8 @@
 """CUDA kernels on torch tensors: the fused frame preprocessing (the replay's gather: fastdqn.replay.gather).
 
-The kernels live in the optional extension ``fastdqn._cuda`` (built when nvcc is found). They
-take raw device pointers and the caller's current stream, so this module validates every tensor
-first (dtype, device, shape, contiguity) and raises ``TypeError``/``ValueError`` naming what was
+The kernels live in the optional extension ``fastdqn._cuda`` (built where nvcc, on PATH or under
+CUDA_HOME, compiles them). They take raw device pointers and the caller's current stream, so this
+module validates every tensor first (dtype, device, shape, contiguity) and raises ``TypeError``/``ValueError`` naming what was
 expected and what came; libtorch is never linked. Everything runs asynchronously on
 ``torch.cuda.current_stream(device)``, like a torch op.
 """
@@ -42,7 +42,8 @@ def unavailable_reason() -> str:
 def require_module():
     if _cuda is None:
         raise RuntimeError(
-            _native.why_missing("_cuda") + " (build it with nvcc on PATH, FASTDQN_CUDA=ON)"
+            _native.why_missing("_cuda") + " (reinstall where nvcc is on PATH or under CUDA_HOME; "
+            "FASTDQN_CUDA=ON makes a failed CUDA build an error)"
         )
     return _cuda
 

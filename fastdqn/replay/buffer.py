@@ -286,22 +286,16 @@ class ReplayBuffer:
                          host)
 
     def _sample(self, b: int, beta: float) -> Batch:
-        """sample() after its checks: the core fills one fresh block (host store) or draws the
-        slots that the device gathers (device store)."""
+        """sample() after its checks: the core fills one fresh block (host store), or a fresh
+        batch slot is filled (device store)."""
+        if self._frames is not None:  # device store: a fresh slot, so one pinned upload and one gather
+            return self._sample_into(self.batch_slot(b), beta)
         lay = self._layouts.get(b) or self._layouts.setdefault(b, self._layout(b))
-        host = self._frames is None
-        slots, window, fields, views, tensors = self._outputs(b, lay, host)
-        fill = self._core.sample_into
-        if host and lay.prioritized:
-            fill(b, slots, *fields[:4], window, 0, *fields[4:], beta)
-        elif host:
-            fill(b, slots, *fields, window)
+        slots, window, fields, views, tensors = self._outputs(b, lay)
+        if lay.prioritized:
+            self._core.sample_into(b, slots, *fields[:4], window, 0, *fields[4:], beta)
         else:
-            with self._device_lock:
-                fill(b, slots, *fields[:4], None, 0, *(fields[4:] or (None, None)), beta)
-                views = self._views(self._gather_on_device(torch.from_numpy(slots)), lay)
-            # indices stay on the host: they go back to update_priorities
-            tensors = [t.to(self.device, non_blocking=True) for t in tensors[:5]] + tensors[5:]
+            self._core.sample_into(b, slots, *fields, window)
         (obs, next_obs), (action, reward, done, discount, *rest) = views, tensors
         return Batch(obs, action, reward, next_obs, done, discount, *rest)
 
@@ -353,23 +347,21 @@ class ReplayBuffer:
         return _Layout(tuple(fields), slots_at, frames_at, frames_at + b * width * frame_bytes,
                        (b, width, *self.frame_shape), dtype, self._torch_dtype, self.stack, width, self.prioritized)
 
-    def _outputs(self, b: int, lay: _Layout, frames: bool) -> tuple:
+    def _outputs(self, b: int, lay: _Layout) -> tuple:
         """One batch's outputs in one fresh block (a Batch never changes once returned; the block
-        lives while any of its tensors does): the numpy views the core fills (slots, window or
-        None, fields in Batch order) and the tensors over them ((obs, next_obs) or None, fields),
+        lives while any of its tensors does): the numpy views the core fills (slots, window,
+        fields in Batch order) and the tensors over them ((obs, next_obs), fields),
         all made before the copy. Pinned when CUDA is there, as torch views of the pinned tensor:
         a non_blocking copy of one then keeps the block from reuse until it is done (a
         from_numpy view would not)."""
-        nbytes, frames_at = (lay.nbytes if frames else lay.frames_at), lay.frames_at
-        pinned = torch.empty(nbytes, dtype=torch.uint8, pin_memory=True) if self._pin else None
-        block = np.empty(nbytes, np.uint8) if pinned is None else pinned.numpy()
-        slots, window, fields = _numpy_views(block, b, lay, frames)
+        pinned = torch.empty(lay.nbytes, dtype=torch.uint8, pin_memory=True) if self._pin else None
+        block = np.empty(lay.nbytes, np.uint8) if pinned is None else pinned.numpy()
+        slots, window, fields = _numpy_views(block, b, lay, True)
         if pinned is None:  # from_numpy of two numpy views costs less than two tensor slices
             s, w, to_t = lay.stack, lay.width, torch.from_numpy
-            views = (to_t(window[:, :s]), to_t(window[:, w - s:])) if frames else None
-            return slots, window, fields, views, [to_t(a) for a in fields]
+            return slots, window, fields, (to_t(window[:, :s]), to_t(window[:, w - s:])), [to_t(a) for a in fields]
         tensors = [pinned[at:at + dt.itemsize * b].view(tdt) for dt, tdt, at in lay.fields]
-        views = self._views(pinned[frames_at:].view(lay.torch_dtype).view(lay.window_shape), lay) if frames else None
+        views = self._views(pinned[lay.frames_at:].view(lay.torch_dtype).view(lay.window_shape), lay)
         return slots, window, fields, views, tensors
 
     def update_priorities(self, indices, priorities) -> None:
