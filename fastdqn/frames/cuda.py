@@ -2,8 +2,8 @@
 
 The kernels live in the optional extension ``fastdqn._cuda`` (built where nvcc, on PATH or under
 CUDA_HOME, compiles them). They take raw device pointers and the caller's current stream, so this
-module validates every tensor first (dtype, device, shape, contiguity) and raises ``TypeError``/``ValueError`` naming what was
-expected and what came; libtorch is never linked. Everything runs asynchronously on
+module validates every tensor first (dtype, device, shape, contiguity) and raises
+``TypeError``/``ValueError`` naming what was expected and what came; libtorch is never linked. Everything runs asynchronously on
 ``torch.cuda.current_stream(device)``, like a torch op.
 """
 
