@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import os
 
-import numpy as np
-import torch
-
 from fastdqn.atomic import check_output_path
 from fastdqn.devices import resolve_device
 from fastdqn.env.spec import make_env_from_spec

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 # Test the installed fastdqn (with its compiled _core), not the source folder that `python -m pytest`
 # puts first on sys.path when run from the checkout; subprocesses get the same rule via PYTHONSAFEPATH.
@@ -38,3 +39,15 @@ def atari_grey_frames():
         cur, prev = game_frames(game, n=16, seed=0, warmup=24, every=25, grey=True)
         out[game] = np.stack([prev, cur], axis=1).reshape(-1, *cur.shape[1:])
     return out
+
+
+@pytest.fixture
+def ieee_fp32():  # the gpu tests' comparisons of CUDA and CPU runs
+    """fp32 convolutions and matmuls without TF32 (cuDNN's convolutions default to it): a CUDA run
+    then differs from the CPU's only by summation order, so the comparisons can be tight."""
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved

@@ -263,7 +263,7 @@ def test_train_config_bad_field_raises_and_changes_nothing(fields, error, match)
 
 
 def test_unknown_preset():
-    names = r"\['breakout', 'cartpole', 'pong', 'pong-rainbow-lite'\]"
+    names = r"\['breakout', 'cartpole', 'pong', 'pong-rainbow-lite', 'pqn-cartpole', 'pqn-pong', 'rainbow'\]"
     with pytest.raises(ValueError, match=rf"preset: expected one of {names}, got 'nope'"):
         preset("nope")
     with pytest.raises(TypeError, match=r"preset: expected TrainConfig fields as overrides, got unknown \['nope'\]"):

@@ -43,18 +43,6 @@ def one_thread():
         torch.set_num_threads(saved)
 
 
-@pytest.fixture
-def ieee_fp32():
-    """fp32 convolutions and matmuls without TF32 (cuDNN's convolutions default to it): a CUDA run
-    then differs from the CPU's only by summation order, so the comparisons can be tight."""
-    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
-    try:
-        yield
-    finally:
-        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
-
-
 def assert_trained_alike(got: torch.nn.Module, want: torch.nn.Module, start: list, lr: float, updates: int) -> None:
     """Two nets trained from the weights ``start`` on the same batches, on other devices or
     paths: float sums in another order put them slightly apart, and Adam's normalised steps

@@ -29,10 +29,12 @@ class GraphedGreedy:
     """Callable: ``net(obs).argmax(1)`` as a new int64 numpy array [N]. On CUDA one graph per
     observation shape, captured at its first call; elsewhere eager (the same ops). ``autocast``
     makes the context the forward runs in (bf16: its weight-cast cache must be off, or the capture
-    would keep stale casts)."""
+    would keep stale casts). ``redraw_noise``: a noisy net's ``reset_noise()`` runs before each
+    forward, inside the graph, so every replay acts with new noise."""
 
-    def __init__(self, net: torch.nn.Module, autocast: Callable = contextlib.nullcontext):
-        self.net, self.autocast = net, autocast
+    def __init__(self, net: torch.nn.Module, autocast: Callable = contextlib.nullcontext, *,
+                 redraw_noise: bool = False):
+        self.net, self.autocast, self.redraw_noise = net, autocast, bool(redraw_noise)
         self._graphs: dict = {}  # (shape, dtype) -> _Captured
 
     @torch.no_grad()
@@ -41,7 +43,7 @@ class GraphedGreedy:
             raise TypeError(f"obs: expected a torch.Tensor, got {type(obs).__name__}")
         if obs.device.type != "cuda":
             with self.autocast():
-                return self.net(obs).argmax(1).numpy()
+                return self._greedy(obs)[1].numpy()
         g = self._graphs.get((obs.shape, obs.dtype)) or self._capture(obs)
         g.obs.copy_(obs)  # the stacks alternate between two tensors: one copy on the device
         g.graph.replay()
@@ -58,12 +60,18 @@ class GraphedGreedy:
         side.wait_stream(here)
         with torch.cuda.stream(side), self.autocast():
             for _ in range(2):
-                self.net(static).argmax(1)
+                self._greedy(static)
         here.wait_stream(side)
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph), self.autocast():
-            q = self.net(static)
-            actions = q.argmax(1)
+            q, actions = self._greedy(static)
         host = torch.empty(actions.shape, dtype=actions.dtype, pin_memory=True)
         g = self._graphs[(obs.shape, obs.dtype)] = _Captured(static, q, actions, host, torch.cuda.Event(), graph)
         return g
+
+    def _greedy(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """What the graph captures: new noise (``redraw_noise``), then (Q-values, argmax actions)."""
+        if self.redraw_noise:
+            self.net.reset_noise()
+        q = self.net(obs)
+        return q, q.argmax(1)

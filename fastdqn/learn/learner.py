@@ -1,5 +1,6 @@
-"""DQN learner: TD target, the update step (optionally torch.compile'd), in-place target sync,
-batched epsilon-greedy acting."""
+"""DQN learner: TD target (or C51's distributional loss, fastdqn.learn.distributional), the update
+step (optionally torch.compile'd), in-place target sync, batched epsilon-greedy acting; noisy nets
+draw new noise per update and per acting step."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import torch.nn.functional as F
 
 from fastdqn.devices import resolve_device
 from fastdqn.learn.acting import GraphedGreedy
+from fastdqn.learn.distributional import distributional_loss
 from fastdqn.learn.graphed import make_graphed_update
 from fastdqn.learn.model import QNetSpec
 
@@ -86,7 +88,13 @@ def td_loss(online, target, obs, action, reward, next_obs, done, discount=None, 
             loss="mse", double=False, errors=False):
     """Mean TD loss of a batch (uint8 frames, int64 actions, float32 reward/done/discount),
     each sample's loss weighted by ``weights`` (prioritized replay's importance weights) when
-    given. ``errors=True`` returns (loss, |TD error| per sample): the new priorities."""
+    given. ``errors=True`` returns (loss, |TD error| per sample): the new priorities. A
+    distributional net (atoms > 1) takes C51's cross-entropy instead (``loss`` does not apply), its
+    per-sample cross-entropy being the priorities."""
+    if online.atoms > 1:
+        value, cross_entropy = distributional_loss(online, target, obs, action, reward, next_obs, done, discount,
+                                                   weights, gamma=gamma, double=double)
+        return (value, cross_entropy) if errors else value
     q = online(obs).float().gather(1, action.unsqueeze(1)).squeeze(1)  # float: bf16 nets give fp32 targets
     with torch.no_grad():
         next_online = online(next_obs).float() if double else None
@@ -120,12 +128,17 @@ class Learner:
     (compilation there costs more than it saves for a 1.7M-parameter net at batch 32);
     ``compile_mode`` is torch.compile's mode. ``precision="bf16"`` runs the forward passes (acting
     and the update) under bf16 autocast, on a device with native bf16; weights, Adam and the TD
-    targets stay fp32.
+    targets stay fp32. ``adam_eps`` is Adam's epsilon (Rainbow's 1.5e-4; torch's 1e-8).
+
+    Noisy nets (``net.noisy``): each update draws new noise in the online and the target net
+    before its forward passes (inside the update, so a CUDA graph draws anew at every replay), and
+    each ``act`` draws new noise in the online net before acting (on CUDA inside the greedy graph).
     """
 
     def __init__(self, net: QNetSpec, *, device="auto", lr: float = 1e-4, gamma: float = 0.99,
                  loss: str = "mse", double: bool = False, compile: bool | None = None,
-                 compile_mode: str | None = None, graph: bool | None = False, precision: str = "fp32"):
+                 compile_mode: str | None = None, graph: bool | None = False, precision: str = "fp32",
+                 adam_eps: float = 1e-8):
         if not isinstance(net, QNetSpec):
             raise TypeError(f"net: expected a QNetSpec, got {type(net).__name__}")
         if loss not in LOSSES:
@@ -136,6 +149,8 @@ class Learner:
             raise ValueError(f"gamma: expected 0 <= gamma <= 1, got {gamma}")
         if not lr > 0:
             raise ValueError(f"lr: expected > 0, got {lr}")
+        if not (isinstance(adam_eps, (int, float)) and 0 < adam_eps < float("inf")):
+            raise ValueError(f"adam_eps: expected a finite number > 0, got {adam_eps!r}")
         self.device = resolve_device(device)
         if precision == "bf16" and not native_bf16(self.device):
             raise ValueError(f"precision: expected 'fp32' on {self.device}, which has no native bf16, got 'bf16'")
@@ -155,13 +170,14 @@ class Learner:
         # than the default per-tensor loop for Nature DQN, 0.77 vs 7.4 ms; docs/performance.md);
         # capturable keeps its step count on the device so the compiled step never syncs on it.
         extra = {"fused": True, "capturable": True} if cuda else {"fused": True}
-        self.optimizer = torch.optim.Adam(self.online.parameters(), lr=lr, **extra)
+        self.optimizer = torch.optim.Adam(self.online.parameters(), lr=lr, eps=float(adam_eps), **extra)
         self.graphed, self.compiled = update_mode(self.device, compile, graph)
         self._step = torch.compile(self._update, mode=compile_mode) if self.compiled else self._update
         self._graphs: dict = {}  # graph=True: K -> the K captured updates, made when K updates first come
         self._pairs = list(zip(self.target.parameters(), self.online.parameters()))
         # CUDA: the greedy forward as a graph, captured at the first greedy act (None: eager, the CPU)
-        self._greedy = GraphedGreedy(self.online, functools.partial(self._autocast, True)) if cuda else None
+        self._greedy = (GraphedGreedy(self.online, functools.partial(self._autocast, True), redraw_noise=net.noisy)
+                        if cuda else None)
         self.updates = 0
 
     n_actions = property(lambda self: self.net.n_actions)
@@ -176,6 +192,9 @@ class Learner:
         return torch.autocast(self.device.type, dtype=torch.bfloat16, cache_enabled=not graphed)
 
     def _update(self, obs, action, reward, next_obs, done, discount=None, weights=None):
+        if self.net.noisy:  # a static choice: a captured graph redraws at every replay
+            self.online.reset_noise()
+            self.target.reset_noise()
         with self._autocast():  # backward runs outside, in the dtypes the forward chose
             loss, errors = td_loss(self.online, self.target, obs, action, reward, next_obs, done, discount, weights,
                                    gamma=self.gamma, loss=self.loss_kind, double=self.double, errors=True)
@@ -244,12 +263,15 @@ class Learner:
     def act(self, obs: torch.Tensor, epsilon: float, rng: np.random.Generator | None,
             draws: tuple | None = None) -> np.ndarray:
         """Epsilon-greedy actions (epsilon_greedy) for a batch of observations [N, *obs_shape] on the
-        device; on CUDA the greedy ones from one CUDA-graph replay (fastdqn.learn.acting)."""
+        device; on CUDA the greedy ones from one CUDA-graph replay (fastdqn.learn.acting). A noisy
+        net acts with new noise each call."""
         if self._greedy is None:
+            if self.net.noisy:
+                self.online.reset_noise()
             with self._autocast():
                 return epsilon_greedy(self.online, obs, self.n_actions, epsilon, rng, draws)
         if self._greedy.net is not self.online:  # a new net: a new graph
-            self._greedy = GraphedGreedy(self.online, self._greedy.autocast)
+            self._greedy = GraphedGreedy(self.online, self._greedy.autocast, redraw_noise=self.net.noisy)
         return epsilon_greedy(self.online, obs, self.n_actions, epsilon, rng, draws, greedy=self._greedy)
 
     def state_dict(self) -> dict:

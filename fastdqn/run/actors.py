@@ -61,6 +61,12 @@ class Chunk(NamedTuple):
     idle_s: float  # waiting for this request since the previous chunk
 
 
+def acting_net(spec: QNetSpec) -> torch.nn.Module:
+    """The net an actor acts with: in eval mode, but a noisy one in train mode, since noisy nets
+    explore through their noise (epsilon 0, Rainbow's; the actor draws new noise every step)."""
+    return spec.build().train(spec.noisy)
+
+
 WEIGHTS_GROUP = "weights"  # the actor's thread for weight offers: they arrive while collect runs
 
 
@@ -83,6 +89,7 @@ class EnvActor:
         self.envs, self.backend, _ = open_vector_env(spec, num_envs, backend=backend, num_workers=0, seed=seed)
         self.index, self.epsilon, self.chunk_steps = index, epsilon, chunk_steps
         self.rng = np.random.default_rng(seed)
+        torch.manual_seed(seed)  # noisy nets' draws: each actor its own (torch's default seed is one for all)
         self.incarnation = uuid.uuid4().hex
         self.stack = FrameStacker(self.envs.reset(), stack_for(self.envs.frame_shape), "cpu")
         self.net, self.version, self.seq = None, -1, 0
@@ -106,7 +113,7 @@ class EnvActor:
                 published = ray.get(weights[1])
                 state = {k: torch.from_numpy(v) for k, v in published["weights"].items()}
             if self.net is None:  # built from the learner's net spec, published with the weights
-                self.net = QNetSpec.from_dict(published["net"]).build().eval()
+                self.net = acting_net(QNetSpec.from_dict(published["net"]))
             self.net.load_state_dict(state)
             self.version = weights[0]
 
@@ -138,6 +145,8 @@ class EnvActor:
         resets, episodes = [], []
         start_frames = self.stack.obs[:, -1].numpy().copy()
         for t in range(steps):
+            if self.net.noisy:
+                self.net.reset_noise()
             a = epsilon_greedy(self.net, self.stack.obs, e.n_actions, eps, self.rng)
             res = e.step(a)
             actions[t], rewards[t], frames[t] = a, res.rewards, res.frames

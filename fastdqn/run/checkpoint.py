@@ -59,13 +59,14 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
     if not isinstance(config, dict) or not isinstance(online, dict):
         raise ValueError(f"checkpoint: expected a config dict and an online state dict in {path!r}, "
                          f"got {type(config).__name__}, {type(online).__name__}")
-    weights = [k for k in online if isinstance(k, str) and k.endswith(".weight")]
+    weights = [k for k in online if isinstance(k, str) and k.endswith((".weight", ".weight_mu"))]  # noisy: _mu
     head_key = weights[-1] if weights else "the output layer's weight"
-    head = online.get(head_key)  # the Q-network's output layer: [n_actions, hidden]
-    if not isinstance(head, torch.Tensor) or head.ndim != 2 or head.shape[0] != n:
+    head = online.get(head_key)  # the Q-network's output layer: [n_actions * atoms, hidden]
+    if not isinstance(head, torch.Tensor) or head.ndim != 2 or head.shape[0] != n * net.atoms:
         shape = tuple(head.shape) if isinstance(head, torch.Tensor) else type(head).__name__
-        raise ValueError(f"checkpoint: expected an online net with {n} actions, got {head_key} of shape {shape} "
-                         f"in {path!r}")
+        per = f" x {net.atoms} atoms" if net.atoms > 1 else ""
+        raise ValueError(f"checkpoint: expected an online net with {n} actions{per}, got {head_key} of shape "
+                         f"{shape} in {path!r}")
     return state
 
 

@@ -15,11 +15,12 @@ from fastdqn.env.backend import BACKENDS as ENV_BACKENDS
 from fastdqn.env.spec import EnvSpec
 from fastdqn.frames.geometry import LAYOUTS, POOLS
 from fastdqn.frames.stack import stack_for
-from fastdqn.learn.learner import LOSSES, PRECISIONS, native_bf16
+from fastdqn.learn.learner import LOSSES, PRECISIONS, apex_epsilon, epsilon_at, native_bf16
 from fastdqn.learn.model import QNetSpec
 from fastdqn.run.knobs import check_field, knob, knob_of
 
 DEVICE_NAMES = ("auto", "cpu", "cuda")  # a flag's choices; the API takes any CPU or CUDA device (resolve_device)
+ALGOS = ("dqn", "pqn")
 
 
 @dataclass
@@ -70,7 +71,35 @@ class TrainConfig:
                                        "(default: --frames, else 1,000,000)")
     per_eps: float = knob(1e-6, above=0,  # so no transition's priority is zero
                           help="--prioritized: added to |TD error| in each priority (default: {default:g})")
+    # C51 (Bellemare et al. 2017; fastdqn.learn.distributional) and noisy nets (Fortunato et al. 2018)
+    distributional: bool = knob(False, switches={"--distributional": "C51: a return distribution per action over "
+                                "--atoms atoms on [--v-min, --v-max], a cross-entropy loss (--loss does not apply); "
+                                "prioritized replay's priorities are each sample's cross-entropy"})
+    atoms: int = knob(51, at_least=2, help="--distributional: atoms of the support (default: {default})")
+    v_min: float = knob(-10.0, help="--distributional: the support's lowest return (default: {default:g})")
+    v_max: float = knob(10.0, help="--distributional: the support's highest return (default: {default:g})")
+    noisy: bool = knob(False, switches={"--noisy": "noisy nets: the head's linear layers with learned factorised "
+                       "Gaussian noise (sigma0 0.5), drawn anew per update and per acting step; epsilon is 0 "
+                       "(the --eps-* schedule is not used); evaluations use the mean weights"})
+    adam_eps: float = knob(1e-8, above=0, help="Adam's epsilon (default: {default:g}, torch's; Rainbow: 1.5e-4)")
     replay_ratio: float = knob(1.0, above=0, help="gradient steps per agent step (default: {default:g})")
+    # PQN (Gallici et al. 2024; fastdqn.learn.pqn, fastdqn.run.pqn_trainer): rollouts of rollout_steps
+    # over num_envs, Q(lambda) returns, epochs of minibatches, LayerNorm; no replay, no target net.
+    # Defaults: purejaxql's pqn_atari.yaml (the paper's code).
+    algo: str = knob("dqn", choices=ALGOS, help="dqn (a replay and a target net: Nature DQN and the flags past it) "
+                     "| pqn (PQN, Gallici et al. 2024: rollouts, Q(lambda) returns, LayerNorm, no replay, no target "
+                     "net) (default: {default})")
+    rollout_steps: int = knob(32, at_least=1, help="--algo pqn: agent steps of each env per rollout (default: "
+                              "{default})")
+    q_lambda: float = knob(0.65, at_least=0, at_most=1, help="--algo pqn: lambda of the Q(lambda) returns "
+                           "(default: {default})")
+    epochs: int = knob(2, at_least=1, help="--algo pqn: passes over each rollout (default: {default})")
+    minibatches: int = knob(32, at_least=1, help="--algo pqn: minibatches per pass; each holds rollout_steps * "
+                            "num_envs / minibatches transitions (default: {default})")
+    max_grad_norm: float = knob(10.0, above=0, help="--algo pqn: the gradients' global norm is clipped to this "
+                                "(default: {default:g})")
+    lr_decay: bool = knob(False, switches={"--lr-decay": "--algo pqn: anneal the learning rate linearly to 0 "
+                          "over --frames (CleanRL's and purejaxql's CartPole; purejaxql's Atari keeps it)"})
     precision: str = knob("fp32", choices=PRECISIONS, resumable=True, help="fp32 | bf16: the forward passes under "
                           "bf16 autocast, on a CPU or GPU with native bf16; weights, Adam and TD targets stay fp32 "
                           "(default: {default})")
@@ -162,7 +191,9 @@ class TrainConfig:
 
     def net_spec(self, n_actions: int, frame_shape: tuple) -> QNetSpec:
         """The Q-network this config trains, for envs of ``n_actions`` and ``frame_shape`` frames."""
-        return QNetSpec(n_actions, (stack_for(frame_shape), *frame_shape), "dueling" if self.dueling else "plain")
+        return QNetSpec(n_actions, (stack_for(frame_shape), *frame_shape), "dueling" if self.dueling else "plain",
+                        atoms=self.atoms if self.distributional else 1, v_min=self.v_min, v_max=self.v_max,
+                        noisy=self.noisy, layer_norm=self.algo == "pqn")
 
     def env_spec(self) -> EnvSpec:
         if not isinstance(self.gym_packages, (tuple, list)):
@@ -171,6 +202,20 @@ class TrainConfig:
                        self.clip_rewards, sticky_actions=self.sticky_actions,
                        max_episode_frames=self.max_episode_frames, gym_packages=tuple(self.gym_packages),
                        pool=self.pool)
+
+    def epsilon_at(self, frame: int) -> float:
+        """The exploration rate at ``frame``: the --eps-* schedule, or 0 with noisy nets, which
+        explore through their noise (Rainbow)."""
+        return 0.0 if self.noisy else epsilon_at(frame, self.eps_start, self.eps_final, self.eps_decay_frames)
+
+    def actor_epsilons(self) -> list:
+        """Each Ray actor's exploration: one actor follows the --eps-* schedule ((start, final,
+        decay_frames)), several take Ape-X's fixed rates; with noisy nets every actor's is 0."""
+        n = self.actors
+        if self.noisy:
+            return [0.0] * n
+        return [(self.eps_start, self.eps_final, self.eps_decay_frames)] if n == 1 else [apex_epsilon(i, n)
+                                                                                         for i in range(n)]
 
     def per_beta_at(self, frame: int) -> float:
         """Prioritized replay's importance exponent: per_beta at frame 0, linearly to 1 over
@@ -188,6 +233,16 @@ class TrainConfig:
     def streams(self) -> int:
         """Envs feeding the replay, one stream each: num_envs, or with Ray actors * envs_per_actor."""
         return self.actors * self.envs_per_actor if self.ray else self.num_envs
+
+    def _validate_distribution(self) -> None:
+        """C51's support: set only with distributional=True (--distributional), and then v_min < v_max."""
+        if not self.distributional:
+            for f in dataclasses.fields(self):
+                if f.name in ("atoms", "v_min", "v_max") and getattr(self, f.name) != f.default:
+                    raise ValueError(f"{f.name}: expected {f.default!r} without distributional (--distributional), "
+                                     f"got {getattr(self, f.name)!r}")
+        elif not self.v_min < self.v_max:
+            raise ValueError(f"v_max: expected > v_min={self.v_min:g}, got {self.v_max:g}")
 
     def _validate_ray(self) -> None:
         """The Ray fields: only with ray=True, and then what the actors can run."""
@@ -212,6 +267,32 @@ class TrainConfig:
             raise ValueError(f"actors: expected actors * envs_per_actor <= replay_size/8={self.replay_size // 8}, "
                              f"got {self.actors} * {self.envs_per_actor}")
 
+    def _validate_algo(self) -> None:
+        """Each algorithm's own fields stay at their defaults under the other, and PQN's rollout splits
+        into its minibatches. PQN keeps no replay and no target net: its returns are Q(lambda), not
+        n-step, and its envs step in this process, as one vector env."""
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}
+        pqn_only = ("rollout_steps", "q_lambda", "epochs", "minibatches", "max_grad_norm", "lr_decay")
+        dqn_only = {"batch_size": "minibatches set it", "replay_size": "no replay", "replay_start": "no replay",
+                    "sync_target": "no target net", "double": "no target net", "n_step": "Q(lambda) returns",
+                    "prioritized": "no replay", "per_alpha": "no replay", "per_beta": "no replay",
+                    "per_beta_frames": "no replay", "per_eps": "no replay", "replay_ratio": "epochs set it",
+                    "update_scale": "minibatches set it", "graph_updates": "one minibatch step per graph replay",
+                    "replay_device": "the rollout lives on the learner's device", "save_replay": "no replay",
+                    "pipeline": "one vector env steps a rollout", "ray": "rollouts from this process's envs",
+                    "distributional": "its returns are Q-values", "noisy": "it explores epsilon-greedily"}
+        for name, why in ((n, "a PQN knob") for n in pqn_only) if self.algo == "dqn" else dqn_only.items():
+            if getattr(self, name) != defaults[name]:
+                raise ValueError(f"{name}: expected {defaults[name]!r} with algo={self.algo!r} ({why}), got "
+                                 f"{getattr(self, name)!r}" + (" (PQN's presets: pqn-cartpole, pqn-pong)"
+                                                               if self.algo == "pqn" else ""))
+        if self.algo == "pqn":
+            if (self.rollout_steps * self.num_envs) % self.minibatches:
+                raise ValueError(f"minibatches: expected a divisor of rollout_steps * num_envs = "
+                                 f"{self.rollout_steps * self.num_envs}, got {self.minibatches}")
+            if self.lr_decay and self.frames is None:
+                raise ValueError("lr_decay: expected False without --frames (the decay ends at --frames), got True")
+
     def validate(self) -> None:
         """Raise TypeError (wrong type) or ValueError (bad value) naming the field, what it expects
         and what it got, before anything is built or written. Only reads the config. Each field's
@@ -226,7 +307,9 @@ class TrainConfig:
         if self.batch_size * self.update_scale > self.replay_size:
             raise ValueError(f"update_scale: expected batch_size * update_scale <= replay_size={self.replay_size}, "
                              f"got {self.batch_size} * {self.update_scale}")
+        self._validate_algo()
         self._validate_ray()
+        self._validate_distribution()
         if self.num_envs > self.replay_size // 8:
             raise ValueError(f"num_envs: expected <= replay_size/8={self.replay_size // 8}, got {self.num_envs}")
         if self.num_workers is not None and self.num_workers > self.num_envs:
@@ -279,11 +362,37 @@ PRESETS = {
     "pong-rainbow-lite": dict(env_id="PongNoFrameskip-v4", n_step=3, prioritized=True, per_alpha=0.5, per_beta=0.4,
                               dueling=True, double=True, lr=6.25e-5, replay_size=100_000, replay_start=20_000,
                               sync_target=8_000, replay_ratio=0.25, eps_final=0.01, eps_decay_frames=250_000),
+    # Rainbow (Hessel et al. 2018, Table 1) on Pong, all six parts: Double DQN, prioritized replay
+    # (alpha 0.5, beta 0.4 -> 1), dueling, 3-step returns, C51 (51 atoms on [-10, 10]), noisy nets
+    # (sigma0 0.5, epsilon 0); Adam lr 6.25e-5 with eps 1.5e-4, 20k agent steps (80k frames) before
+    # learning, target sync every 8k agent steps (32k frames), an update every 4 agent steps, and
+    # Rainbow's 1M-transition replay: 7.1 GB of deduplicated uint8 frames (pong-rainbow-lite: 100k)
+    "rainbow": dict(env_id="PongNoFrameskip-v4", double=True, prioritized=True, per_alpha=0.5, per_beta=0.4,
+                    dueling=True, n_step=3, distributional=True, atoms=51, v_min=-10.0, v_max=10.0, noisy=True,
+                    lr=6.25e-5, adam_eps=1.5e-4, replay_size=1_000_000, replay_start=20_000, sync_target=8_000,
+                    replay_ratio=0.25),
     # the DeepMind wrappers Breakout needs: FIRE reset, episodic life, clipped rewards, Huber, larger
     # replay (the process env backend: the ale one cannot take those reset steps for one env alone)
     "breakout": dict(env_id="BreakoutNoFrameskip-v4", noop_max=30, fire_reset=True, episodic_life=True, clip_rewards=True,
                      loss="huber", batch_size=64, replay_size=65_536, replay_start=16_384,
                      sync_target=10_000, eps_decay_frames=1_000_000, reward_bound=400.0),
+    # PQN on CartPole-v1: purejaxql's pqn_cartpole.yaml (32 envs x 64 steps, 4 epochs x 16
+    # minibatches, lr 1e-4 annealed to 0, lambda 0.95, epsilon 1 -> 0.2 over 20% of the run, grad
+    # norm 10, LayerNorm MLP of 2 x 256) at 500k agent steps; not its reward scale 0.1 (no knob:
+    # the LayerNorm net learns the unscaled returns). Greedy evaluations pick best.pt.
+    "pqn-cartpole": dict(env_id="CartPole-v1", algo="pqn", num_envs=32, rollout_steps=64, epochs=4, minibatches=16,
+                         lr=1e-4, lr_decay=True, q_lambda=0.95, eps_final=0.2, eps_decay_frames=100_000,
+                         frames=500_000, reward_bound=None, eval_every=25_000, eval_episodes=5,
+                         checkpoint_every=100_000),
+    # PQN on Pong: purejaxql's pqn_atari.yaml (128 envs x 32 steps, 2 epochs x 32 minibatches, RAdam
+    # lr 2.5e-4 kept constant, lambda 0.65, gamma 0.99, epsilon 1 -> 0.001 over 10% of its 50M
+    # agent steps, grad norm 10; envpool's 84x84 resize of grey screens: layout full, pool grey), on
+    # the ale backend: without envpool's 30 no-ops (the process backend's), and Pong has neither
+    # lives nor rewards past +-1, so episodic life and reward clipping change nothing. Stops at
+    # reward_100 > 19, as the pong preset.
+    "pqn-pong": dict(env_id="PongNoFrameskip-v4", algo="pqn", num_envs=128, rollout_steps=32, epochs=2,
+                     minibatches=32, lr=2.5e-4, q_lambda=0.65, eps_final=0.001, eps_decay_frames=5_000_000,
+                     layout="full", pool="grey"),
 }
 
 

@@ -47,9 +47,15 @@ def play_episodes(model, env, *, episodes: int, epsilon: float, seed: int, max_s
 
 
 def evaluate_policy(model, env, *, episodes: int, seed: int) -> dict:
-    """Greedy episodes (epsilon 0) of ``model``: mean, std, min, max of the returns, their mean
-    length and the returns themselves."""
-    played = list(play_episodes(model, env, episodes=episodes, epsilon=0.0, seed=seed))
+    """Greedy episodes (epsilon 0) of ``model`` in eval mode (a noisy net's mean weights; its
+    mode is restored after): mean, std, min, max of the returns, their mean length and the
+    returns themselves."""
+    training = model.training
+    model.eval()
+    try:
+        played = list(play_episodes(model, env, episodes=episodes, epsilon=0.0, seed=seed))
+    finally:
+        model.train(training)
     returns = [score for score, _, _ in played]
     return {"mean": float(np.mean(returns)), "std": float(np.std(returns)), "min": float(np.min(returns)),
             "max": float(np.max(returns)), "mean_length": float(np.mean([n for _, n, _ in played])),

@@ -35,7 +35,6 @@ from collections import deque
 
 import numpy as np
 
-from fastdqn.learn.learner import apex_epsilon
 from fastdqn.run.actors import ActorPool
 from fastdqn.run.collect import Collected, Collector
 
@@ -49,9 +48,8 @@ class RayCollector(Collector):
     def __init__(self, cfg, replay_ratio: float):
         self.cfg, self.replay_ratio = cfg, replay_ratio
         n = cfg.actors
-        epsilons = ([(cfg.eps_start, cfg.eps_final, cfg.eps_decay_frames)] if n == 1
-                    else [apex_epsilon(i, n) for i in range(n)])
-        self.pool = pool = ActorPool(cfg.env_spec(), actors=n, envs_per_actor=cfg.envs_per_actor, epsilons=epsilons,
+        self.pool = pool = ActorPool(cfg.env_spec(), actors=n, envs_per_actor=cfg.envs_per_actor,
+                                     epsilons=cfg.actor_epsilons(),
                                      seed=cfg.seed, chunk_steps=cfg.chunk_steps,
                                      in_flight=cfg.actor_in_flight, max_restarts=cfg.actor_restarts,
                                      timeout_s=cfg.actor_timeout, backend=cfg.env_backend, address=cfg.ray_address)
@@ -132,7 +130,7 @@ class RayCollector(Collector):
         else:
             last = cfg.actors - 1  # the smallest epsilon
             src = {"reward_bound": "reward_100_actor", "best_pt": "reward_100_actor", "actor": last,
-                   "epsilon": apex_epsilon(last, cfg.actors)}
+                   "epsilon": cfg.actor_epsilons()[last]}
         self._source = src
         return src
 
