@@ -6,19 +6,22 @@
 #   test_gpu  the tests marked gpu
 #   micro     bench/gpu_micro.py --quick, without torch.compile
 #   train     TRAIN_SECONDS (150) of Pong training at the defaults, on CUDA
+#   pqn       only with PQN=1: PQN_SECONDS (60) of `--preset pqn-pong` (PQN) on CUDA; its time comes
+#             out of train's (TRAIN_SECONDS defaults to 75 then), so the limits' sum stays 340 s
 #   report    bench/gpu_report.py: the stages' JSON merged, the run's summary and reward curve
 # Each stage has a time limit (LIMIT below; they add up to BUDGET_S, 340 s, and no stage runs past
 # it) and writes $OUT/<stage>.json as soon as it ends, so a timeout keeps what ran. $OUT ends with
-# 7 files (a device call brings back at most 8): install.json, test_gpu.json, micro.json,
+# 7 files (8 with PQN=1: pqn.json; a device call brings back at most 8): install.json, test_gpu.json, micro.json,
 # train.json, report.json, reward_curve.png and logs.tar.gz (the stages' logs, nvidia-smi, the
 # junit XML, the run's metrics.jsonl and config).
 #
 # From the project root, after ../shared/gpu/stage.sh (copies the ale-py/gymnasium wheels into
 # .whl/), as one device call carrying .whl, with timeout_s 360:
 #     bash bench/gpu_pong.sh
-# Knobs (environment): STAGES (default install,test_gpu,micro,train,report), TRAIN_SECONDS,
+# Knobs (environment): STAGES (default install,test_gpu,micro,train,report; PQN=1 adds pqn), TRAIN_SECONDS,
 # TRAIN_ARGS (`fastdqn train` flags, default "--device cuda"), CUDA_ARCHS (90), MICRO_ARGS
-# ("--quick --no-compile"), PYTHON (python3), BUDGET_S (340), LIMIT_SCALE (limits and budget x N).
+# ("--quick --no-compile"), PYTHON (python3), BUDGET_S (340), LIMIT_SCALE (limits and budget x N),
+# PQN (0), PQN_SECONDS, PQN_ARGS (default "--preset pqn-pong --device cuda").
 # PLAN=1 prints the limits as JSON and exits (tests/test_gpu_script.py checks their sum).
 #
 # DRY_RUN=1 runs every stage on a CPU machine at tiny sizes (the test suite does, so the script
@@ -29,13 +32,23 @@ set -uo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 OUT=${OUT:-$REPO/gpu-out}
 DRY_RUN=${DRY_RUN:-0}
-STAGES=${STAGES:-install,test_gpu,micro,train,report}
+PQN=${PQN:-0}
+if [[ $PQN == 1 ]]; then
+  STAGES=${STAGES:-install,test_gpu,micro,train,pqn,report}
+  PQN_SECONDS=${PQN_SECONDS:-60}
+  TRAIN_SECONDS=${TRAIN_SECONDS:-$(( 150 - PQN_SECONDS - 15 ))}  # train + pqn: the 165 s train had alone
+else
+  STAGES=${STAGES:-install,test_gpu,micro,train,report}
+  PQN_SECONDS=${PQN_SECONDS:-0}
+fi
 if [[ $DRY_RUN == 1 ]]; then
+  PQN_ARGS=${PQN_ARGS:---preset pqn-pong --device cpu --num-envs 2 --rollout-steps 8 --minibatches 2 --frames 48}
   TRAIN_SECONDS=${TRAIN_SECONDS:-60}
   TRAIN_ARGS=${TRAIN_ARGS:---device cpu --num-envs 2 --frames 300 --replay-start 260 --replay-size 1000 --replay-ratio 0.25}
   MICRO_ARGS=${MICRO_ARGS:---dry-run}
   LIMIT_SCALE=${LIMIT_SCALE:-10}  # the limits fit a GPU machine; a busy CPU machine is slower
 else
+  PQN_ARGS=${PQN_ARGS:---preset pqn-pong --device cuda}
   TRAIN_SECONDS=${TRAIN_SECONDS:-150}
   TRAIN_ARGS=${TRAIN_ARGS:---device cuda}
   MICRO_ARGS=${MICRO_ARGS:---quick --no-compile}  # compile alone would take minutes
@@ -47,8 +60,9 @@ BUDGET_S=$(( ${BUDGET_S:-340} * LIMIT_SCALE ))
 # Seconds per stage (x LIMIT_SCALE). install: a failed CUDA build and the fallback together (the
 # fallback reuses the _core objects the first build made). train: SIGINT at TRAIN_SECONDS, then
 # the trainer writes last.pt and exits.
-ORDER=(install test_gpu micro train report)
-declare -A LIMIT=([install]=90 [test_gpu]=40 [micro]=35 [train]=$(( TRAIN_SECONDS + 15 )) [report]=10)
+ORDER=(install test_gpu micro train pqn report)
+declare -A LIMIT=([install]=90 [test_gpu]=40 [micro]=35 [train]=$(( TRAIN_SECONDS + 15 ))
+                  [pqn]=$(( PQN_SECONDS + 15 )) [report]=10)
 declare -A RC SECS
 
 has() { [[ ",$STAGES," == *",$1,"* ]]; }
@@ -62,7 +76,7 @@ for s in "${ORDER[@]}"; do
 done
 if [[ ${PLAN:-0} == 1 ]]; then
   echo "{\"limits\": {${PLAN_JSON%, }}, \"sum_s\": $PLANNED, \"budget_s\": $BUDGET_S," \
-    "\"train_seconds\": $TRAIN_SECONDS}"
+    "\"train_seconds\": $TRAIN_SECONDS, \"pqn_seconds\": $PQN_SECONDS}"
   exit 0
 fi
 (( PLANNED > BUDGET_S )) \
@@ -77,7 +91,7 @@ elapsed() { echo $(( $(date +%s) - T_START )); }
 
 # $OUT/logs.tar.gz: everything in $WORK but checkpoints and replays, replaced whole.
 pack() {
-  local items=(logs); [[ -d $WORK/train ]] && items+=(train)
+  local items=(logs); [[ -d $WORK/train ]] && items+=(train); [[ -d $WORK/pqn ]] && items+=(pqn)
   tar -czf "$OUT/logs.tar.gz.tmp" --exclude='*.pt' --exclude='*.npz' -C "$WORK" "${items[@]}" \
     && mv "$OUT/logs.tar.gz.tmp" "$OUT/logs.tar.gz"
 }
@@ -162,8 +176,18 @@ if has train; then
   stage train timeout -s INT -k 10 "$secs" "$PY" -m fastdqn.cli train --out "$WORK/train" --no-tensorboard \
     --no-progress $TRAIN_ARGS
 fi
+if has pqn; then
+  # the train stage's deadline rule, for PQN's Pong (config.json and metrics.jsonl land in logs.tar.gz)
+  secs=$(( LIMIT[pqn] * LIMIT_SCALE - 15 )); (( secs > PQN_SECONDS )) && secs=$PQN_SECONDS
+  left=$(( BUDGET_S - $(elapsed) - (LIMIT[report] + 15) * LIMIT_SCALE )); (( secs > left )) && secs=$left
+  (( secs < 1 )) && secs=1
+  # shellcheck disable=SC2086
+  stage pqn timeout -s INT -k 10 "$secs" "$PY" -m fastdqn.cli train --out "$WORK/pqn" --no-tensorboard \
+    --no-progress $PQN_ARGS
+fi
 if has report; then
   stage report "$PY" "$REPO/bench/gpu_report.py" report "$OUT" --run "$WORK/train" --wall "${SECS[train]:-0}" \
+    ${SECS[pqn]:+--pqn-run "$WORK/pqn" --pqn-wall "${SECS[pqn]}"} \
     --png "$OUT/reward_curve.png" --nvidia-smi "$WORK/logs/nvidia-smi.txt" \
     --title "fastdqn Pong: $(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | sed -n 1p); $TRAIN_ARGS"
 fi

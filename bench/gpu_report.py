@@ -155,7 +155,8 @@ def installed(how: str) -> dict:
 
 
 def report(out: str, run_dir: str | None, wall: float | None, png: str | None, title: str, bound: float,
-           replay_start: int, nvidia_smi: str | None) -> dict:
+           replay_start: int, nvidia_smi: str | None, pqn_run: str | None = None,
+           pqn_wall: float | None = None) -> dict:
     res: dict = {}
     for name in sorted(os.listdir(out)):
         if name.endswith(".json") and name != "report.json":
@@ -164,6 +165,8 @@ def report(out: str, run_dir: str | None, wall: float | None, png: str | None, t
         recs = load(run_dir)
         res["train_summary"] = summarise(recs, bound, wall, replay_start)
         res["train_summary"]["png"] = plot(recs, png, title, bound) if png else None
+    if pqn_run is not None:  # PQN learns from its first rollout: no replay start
+        res["pqn_summary"] = summarise(load(pqn_run), bound, pqn_wall, 0)
     if nvidia_smi and os.path.exists(nvidia_smi):
         with open(nvidia_smi) as fh:
             res["nvidia_smi_head"] = fh.read().splitlines()[:12]
@@ -196,6 +199,8 @@ def main(argv=None) -> int:
     rp.add_argument("--bound", type=float, default=19.0)
     rp.add_argument("--replay-start", type=int, default=10_000)
     rp.add_argument("--nvidia-smi", default=None, help="nvidia-smi's output, whose head the report keeps")
+    rp.add_argument("--pqn-run", default=None, help="the PQN stage's run directory (PQN=1)")
+    rp.add_argument("--pqn-wall", type=float, default=None, help="wall-clock seconds of the PQN stage")
     args = ap.parse_args(argv)
     if args.cmd == "stage":
         rec = {"rc": args.rc, "seconds": args.seconds, "limit_s": args.limit, "timed_out": args.rc in (124, 137)}
@@ -206,7 +211,7 @@ def main(argv=None) -> int:
         merge_into(args.out_json, "installed", installed(args.how))
     else:
         res = report(args.out, args.run, args.wall, args.png, args.title, args.bound, args.replay_start,
-                     args.nvidia_smi)
+                     args.nvidia_smi, args.pqn_run, args.pqn_wall)
         write_json(os.path.join(args.out, "report.json"), res)
         print(json.dumps({k: v for k, v in res.items() if k != "nvidia_smi_head"}, indent=1)[:6000])
     return 0

@@ -37,6 +37,31 @@ def test_gpu_script_fits_the_device_budget():
 
 
 @needs_bench
+def test_gpu_script_with_pqn_keeps_the_budget_and_its_dry_run_trains_pqn(tmp_path):
+    """PQN=1 adds the pqn stage (`--preset pqn-pong`) with time taken from train's, so the limits
+    still add up to 340 s; its dry run trains PQN on the CPU (48 agent steps: no Pong game ends)
+    and the report summarises the run."""
+    proc = _run({"PLAN": "1", "PQN": "1"}, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    plan = json.loads(proc.stdout)
+    assert list(plan["limits"]) == STAGES[:-1] + ["pqn", "report"]
+    assert plan["sum_s"] == sum(plan["limits"].values()) == plan["budget_s"] == 340, plan
+    assert plan["limits"]["train"] + plan["limits"]["pqn"] == 150 + 15 and plan["pqn_seconds"] == 60, plan
+    out = tmp_path / "out"
+    proc = _run({"DRY_RUN": "1", "PQN": "1", "STAGES": "install,pqn,report", "OUT": str(out),
+                 "TMPDIR": str(tmp_path), "PQN_SECONDS": "600"}, timeout=1200)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert json.loads((out / "pqn.json").read_text())["stage"]["rc"] == 0, proc.stdout[-3000:]
+    report = json.loads((out / "report.json").read_text())
+    assert "episodes" in report["pqn_summary"] and "pqn" in report["stage_seconds"], report
+    from fastdqn.run.checkpoint import load_checkpoint
+
+    (work,) = tmp_path.glob("fastdqn-gpu.*")
+    assert json.loads((work / "pqn" / "config.json").read_text())["algo"] == "pqn"
+    assert load_checkpoint(work / "pqn" / "last.pt")["stats"]["frame"] == 48  # the pqn stage trained
+
+
+@needs_bench
 def test_gpu_script_rejects_an_unknown_stage():
     proc = _run({"PLAN": "1", "STAGES": "install,bench"}, timeout=60)
     assert proc.returncode == 2 and "unknown stage 'bench'" in proc.stderr

@@ -23,6 +23,10 @@ def cpu_notice(cfg: TrainConfig) -> str | None:
     if resolve_device(cfg.device).type != "cpu" or not is_atari_id(cfg.env_id):
         return None
     b, replay_ratio, _ = cfg.learning_schedule()
+    start = cfg.replay_start
+    if cfg.algo == "pqn":  # epochs x minibatches steps per rollout, from its first (an Adam step stands for RAdam's)
+        b, start = cfg.rollout_steps * cfg.num_envs // cfg.minibatches, 0
+        replay_ratio = cfg.epochs * cfg.minibatches / (cfg.rollout_steps * cfg.num_envs)
     batch = (torch.zeros((b, 4, 84, 84), dtype=torch.uint8), torch.zeros(b, dtype=torch.int64), torch.zeros(b),
              torch.zeros((b, 4, 84, 84), dtype=torch.uint8), torch.zeros(b))
     threads = torch.get_num_threads()
@@ -37,7 +41,7 @@ def cpu_notice(cfg: TrainConfig) -> str | None:
         per_update = (time.perf_counter() - t0) / 3
         torch.set_num_threads(threads)
     frames = cfg.frames or SOLVE_FRAMES
-    seconds = max(0, frames - cfg.replay_start) * replay_ratio * per_update + frames / ENV_STEPS_PER_S
+    seconds = max(0, frames - start) * replay_ratio * per_update + frames / ENV_STEPS_PER_S
     budget = f"{frames:,} agent steps" if cfg.frames else f"solving (about {SOLVE_FRAMES:,} agent steps)"
     took = (f"{seconds / 3600:.1f} hours" if seconds >= 3600 else f"{seconds / 60:.0f} minutes" if seconds >= 60
             else f"{seconds:.0f} seconds")

@@ -9,6 +9,7 @@ and RNG (fastdqn.env.snapshot), the acting frame stacks and the pending gradient
 
 The ``ale`` env backend cannot snapshot its emulators: a run on it resumes everything else, and
 its envs start new games (the stored episodes end where they were cut, unsampled past the cut).
+A PQN run (no replay) resumes everything but the rollout in progress, which starts over.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ import os
 import numpy as np
 import torch
 
-from fastdqn.learn.learner import epsilon_at
 from fastdqn.replay.state import load_file as load_replay_file
 from fastdqn.run.checkpoint import load_checkpoint
 from fastdqn.run.state import RunState
@@ -78,13 +78,15 @@ def restore_trainer(t, ckpt: dict) -> None:
         t.collector.continue_streams()  # else the stored episodes end where they were cut
     if restored:
         replay = "replay restored"
+    elif not t.stores_replay:  # PQN: a rollout is not saved
+        replay = "the rollout in progress starts over"
     else:
         t.state.replay_frames = 0
         t.state.due = 0  # gradient steps owed to the lost buffer: learning starts again after the refill
         why = "not saved (--save-replay)" if s["replay_written"] is None else f"{REPLAY_FILE} not found"
         replay = f"replay {why}: refilling {t.cfg.replay_start:,} frames before learning goes on"
     torch.set_rng_state(s["torch_rng"])
-    eps = epsilon_at(t.state.frame, t.cfg.eps_start, t.cfg.eps_final, t.cfg.eps_decay_frames)
+    eps = t.cfg.epsilon_at(t.state.frame)
     episodes = "" if exact else f"; the episodes in flight start over ({t.collector.fresh_episodes_why})"
     t.prog.print(f"resuming {t.out} at frame {t.state.frame:,} ({t.state.episodes} episodes, epsilon {eps:.3f}); "
                  f"{replay}{episodes}")

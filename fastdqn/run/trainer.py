@@ -21,13 +21,14 @@ from fastdqn.devices import resolve_device
 from fastdqn.env.spec import make_env_from_spec
 from fastdqn.env.vector import WorkerDied
 from fastdqn.errors import user_input
-from fastdqn.learn.learner import Learner, epsilon_at
+from fastdqn.learn.learner import Learner
 from fastdqn.replay.buffer import ReplayBuffer
 from fastdqn.run import resume as resume_mod
 from fastdqn.run.checkpoint import save_checkpoint
 from fastdqn.run.collect import Collected, open_collector
 from fastdqn.run.config import TrainConfig, check_fields
 from fastdqn.run.evaluation import eval_spec, evaluate_policy
+from fastdqn.run.late_priorities import LatePriorities
 from fastdqn.run.runlog import Progress, RunLog, check_new_run_dir, default_out_dir
 from fastdqn.run.signals import StopSignals
 from fastdqn.run.state import RunState
@@ -49,7 +50,19 @@ class Trainer:
     """One run's state. ``step()`` advances every env by one agent step (and learns);
     ``run()`` steps until --frames, solved or a signal, logging episodes. ``train()`` wraps both.
     ``resume`` is a last.pt (see fastdqn.run.resume) to continue from. The loop's counters are
-    ``state`` (a RunState), the one part of the Trainer that resume writes."""
+    ``state`` (a RunState), the one part of the Trainer that resume writes.
+
+    The algorithm is DQN's (a replay, a target net); ``Trainer(cfg)`` with ``cfg.algo == "pqn"``
+    is a fastdqn.run.pqn_trainer.PQNTrainer, which replaces ``_build_learning`` and ``step``."""
+
+    stores_replay = True  # the collector uploads the frames for a replay on the device
+
+    def __new__(cls, cfg: TrainConfig, **kw):
+        if cls is Trainer and getattr(cfg, "algo", "dqn") == "pqn":
+            from fastdqn.run.pqn_trainer import PQNTrainer  # it imports this module
+
+            cls = PQNTrainer
+        return super().__new__(cls)
 
     def __init__(self, cfg: TrainConfig, *, log: bool = True, resume: dict | None = None):
         # user_input(): what the user gave is checked there (their mistake); the rest is fastdqn's
@@ -66,7 +79,7 @@ class Trainer:
         self.log = self.prog = self._eval_env = None
         self.video_dir = os.path.join(self.out, "videos")
         video = (self.video_dir, cfg.capture_video) if cfg.capture_video and log else None
-        replay_on_device = cfg.replay_device != "cpu" and device.type == "cuda"
+        replay_on_device = self.stores_replay and cfg.replay_device != "cpu" and device.type == "cuda"
         with user_input():  # the env id, its backend, a Ray cluster
             self.collector = c = open_collector(cfg, device, video, self.replay_ratio, replay_on_device)
         self._videos_logged: set = set()
@@ -75,26 +88,13 @@ class Trainer:
             if device.type == "cuda":  # static shapes: cuDNN times each conv's algorithms once, keeps the fastest
                 self._cudnn_benchmark = torch.backends.cudnn.benchmark
                 torch.backends.cudnn.benchmark = True
-            frame_shape, dtype = c.frame_shape, c.frame_dtype
-            self.learner = Learner(cfg.net_spec(c.n_actions, frame_shape), device=device, lr=lr, gamma=cfg.gamma,
-                                   loss=cfg.loss, double=cfg.double, compile=cfg.compile, graph=cfg.graph,
-                                   precision=cfg.precision)
-            replay_device = self.learner.device if replay_on_device else None
-            self.buf = ReplayBuffer(cfg.replay_size, num_envs=c.num_envs, frame_shape=frame_shape,
-                                    stack=self.learner.obs_shape[0], dtype=str(dtype), seed=cfg.seed,
-                                    device=replay_device, n_step=cfg.n_step, gamma=cfg.gamma,
-                                    prioritized=cfg.prioritized, alpha=cfg.per_alpha, eps=cfg.per_eps)
-            self._slots = [self.buf.batch_slot(self.batch_size, self.learner.device)  # what learn() samples into
-                           for _ in range(cfg.graph_updates)]
+            resolved = self._build_learning(c, device, lr, replay_on_device)
             self.score_source = c.score_source(
                 {"reward_bound": "reward_100", "best_pt": "eval" if cfg.eval_every else "reward_100"})
             self.config_dict = dataclasses.asdict(cfg) | {
                 "out": self.out, "device_resolved": str(device), "num_workers": c.workers,
                 "env_backend_resolved": c.backend, "env_protocol": c.protocol,  # what the emulators really play
-                "replay_device_resolved": "host" if replay_device is None else str(replay_device),
-                "graph_resolved": self.learner.graphed, "compile_resolved": self.learner.compiled,
-                "learning_schedule": {"batch_size": self.batch_size, "replay_ratio": self.replay_ratio, "lr": lr},
-                "score_source": self.score_source}
+                **resolved, "score_source": self.score_source}
             self.prog = Progress(cfg.frames, cfg.progress and log)
             c.notify = self.prog.print
             self.state = RunState(loss_sum=torch.zeros((), device=self.learner.device))
@@ -126,11 +126,28 @@ class Trainer:
     episodes = property(lambda self: self.state.episodes, doc="games finished so far")
 
     # -- the algorithm ------------------------------------------------------------------------
+    def _build_learning(self, c, device, lr: float, replay_on_device: bool) -> dict:
+        """DQN's learner, replay and batch slots; returns what config.json records of them."""
+        cfg = self.cfg
+        self.learner = Learner(cfg.net_spec(c.n_actions, c.frame_shape), device=device, lr=lr, gamma=cfg.gamma,
+                               loss=cfg.loss, double=cfg.double, compile=cfg.compile, graph=cfg.graph,
+                               precision=cfg.precision, adam_eps=cfg.adam_eps)
+        replay_device = self.learner.device if replay_on_device else None
+        self.buf = ReplayBuffer(cfg.replay_size, num_envs=c.num_envs, frame_shape=c.frame_shape,
+                                stack=self.learner.obs_shape[0], dtype=str(c.frame_dtype), seed=cfg.seed,
+                                device=replay_device, n_step=cfg.n_step, gamma=cfg.gamma,
+                                prioritized=cfg.prioritized, alpha=cfg.per_alpha, eps=cfg.per_eps)
+        self._slots = [self.buf.batch_slot(self.batch_size, self.learner.device)  # what learn() samples into
+                       for _ in range(cfg.graph_updates)]
+        return {"replay_device_resolved": "host" if replay_device is None else str(replay_device),
+                "graph_resolved": self.learner.graphed, "compile_resolved": self.learner.compiled,
+                "learning_schedule": {"batch_size": self.batch_size, "replay_ratio": self.replay_ratio, "lr": lr}}
+
     def step(self) -> Collected:
         """Agent steps of the envs (every local env once, or one Ray chunk), plus the gradient
         steps the replay ratio owes. Returns the Collected steps (views valid until the next step)."""
         cfg, s = self.cfg, self.state
-        self.epsilon = epsilon_at(s.frame, cfg.eps_start, cfg.eps_final, cfg.eps_decay_frames)
+        self.epsilon = cfg.epsilon_at(s.frame)
         # The updates owed read the replay as it was before these steps, whenever the collector
         # runs them (overlapped, the emulators step meanwhile), so every collector trains alike.
         got = self.collector.collect(self.learner, s.frame, self.epsilon, self._learn_due)
@@ -353,34 +370,9 @@ class Trainer:
                 print(f"reward curve: {png}")
 
 
-class LatePriorities:
-    """Updates' new priorities on their way to the host: on CUDA non_blocking copies into pinned
-    memory and an event, waited for only when they are applied (a graphed update's outputs are
-    overwritten by the next replay, which the copies precede on the stream)."""
-
-    def __init__(self, indices: list, priorities: list):
-        self.indices = indices[0] if len(indices) == 1 else torch.cat(indices)
-        self.ready = None
-        if priorities[0].device.type == "cuda":
-            self.host = torch.empty((len(priorities), *priorities[0].shape), dtype=priorities[0].dtype,
-                                    pin_memory=True)
-            for row, p in zip(self.host, priorities):
-                row.copy_(p, non_blocking=True)
-            self.host = self.host.view(-1)
-            self.ready = torch.cuda.Event()
-            self.ready.record()
-        else:  # eager updates' own tensors, new each call
-            self.host = priorities[0] if len(priorities) == 1 else torch.cat(priorities)
-
-    def landed(self) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.ready is not None:
-            self.ready.synchronize()
-        return self.indices, self.host
-
-
 def train(config: TrainConfig | None = None, *, resume: str | os.PathLike | None = None,
           **overrides) -> TrainResult:
-    """Train DQN as the config says; write the run directory; return a summary.
+    """Train as the config says (DQN, or PQN with algo="pqn"); write the run directory; return a summary.
     ``resume=DIR`` continues the run saved in DIR (its last.pt) instead; overrides may then
     change only fastdqn.run.resume.RESUMABLE settings (e.g. frames)."""
     with user_input():  # the config, the overrides, the run directory to resume
