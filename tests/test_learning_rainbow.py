@@ -88,6 +88,7 @@ PLANTS = [(_reward_sign_flipped_in_the_projection, "c51"), (_loss_on_the_first_a
 
 
 @pytest.mark.slow
+@pytest.mark.heavy  # 185 s and 270 s alone: run with -m heavy (pyproject.toml)
 @pytest.mark.parametrize("plant, name", PLANTS, ids=[f"{p.__name__[1:]}-{n}" for p, n in PLANTS])
 def test_a_planted_bug_fails_the_learning_test(plant, name, monkeypatch, tmp_path):
     plant(monkeypatch)
