@@ -2,10 +2,13 @@
 the pipelined one (two halves of the 'ale' envs stepped in turn) stores exactly what one vector
 env stores, acts on the stacks the replay rebuilds, repeats itself and resumes."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
 
+from fastdqn.learn.learner import exploration_draws
 from fastdqn.run import TrainConfig, Trainer, train
 from fastdqn.run.collect import LocalCollector, PipelinedCollector
 from replay_helpers import stored_after
@@ -66,10 +69,11 @@ def test_pipelined_halves_store_what_one_vector_env_stores(tmp_path):
 @pytest.mark.parametrize("pipeline", [False, True])
 def test_each_stored_transition_is_what_the_agent_acted_on(tmp_path, pipeline):
     """Every observation the learner acted on, and its action, is the one the replay rebuilds
-    for that transition, env by env, across episode ends (epsilon 0.5: greedy and random)."""
+    for that transition, env by env, across episode ends (epsilon 0.5: greedy and random; one
+    vector env sends the all-random steps ahead, acting on no frame: there, the stacks of the step)."""
     t = _trainer(tmp_path, "a", num_workers=2, pipeline=pipeline, eps_start=0.5, eps_final=0.5)
     acted: dict = {e: [] for e in range(3)}
-    act = t.learner.act
+    act, ahead = t.learner.act, []
 
     def spy(obs, *args):
         actions = act(obs, *args)
@@ -80,6 +84,14 @@ def test_each_stored_transition_is_what_the_agent_acted_on(tmp_path, pipeline):
 
     t.learner.act = spy
     try:
+        while t.state.frame < 330:
+            obs, before = t.collector.obs.clone(), len(acted[0])
+            got = t.step()
+            if not pipeline and len(acted[0]) == before:  # sent ahead by the last step
+                ahead.append(t.state.frame)
+                for env in range(3):
+                    acted[env].append((obs[env], int(got.steps.actions[0, env])))
+        assert pipeline or len(ahead) >= 5
         stored = stored_after(t, 330)
         ends = 0
         for env in range(3):
@@ -124,3 +136,100 @@ def test_a_pipelined_run_resumes_with_its_replay(tmp_path, capsys):
     assert first.frames >= 450 and "replay restored" in capsys.readouterr().out
     state = torch.load(out / "last.pt", weights_only=True)["trainer"]
     assert state["frame"] == first.frames and np.asarray(state["obs"]).shape == (3, 4, 84, 84)
+
+
+# -- sending ahead: the next step starts before this one's frames are made, where all envs explore --
+
+def _sends_ahead(t) -> list:
+    """Spy on the env's recv: one entry per step, True where it sent the next step ahead."""
+    envs, recv, seen = t.collector.groups[0].envs, t.collector.groups[0].envs.recv, []
+
+    def spy(send_next=None):
+        seen.append(send_next is not None)
+        return recv(send_next=send_next)
+
+    envs.recv = spy
+    return seen
+
+
+def _ahead_run(tmp_path, name, ahead: bool, **kw):
+    """A learning run whose epsilon decays from 1 to 0 (every env explores, then some, then none)."""
+    cfg = TrainConfig(out=str(tmp_path / name), frames=450, replay_size=1000, replay_start=120, batch_size=8,
+                      replay_ratio=0.5, sync_target=50, **(PONG_STEPS | dict(num_workers=2, eps_final=0.0,
+                                                                              eps_decay_frames=300) | kw))
+    t = Trainer(cfg, log=False)
+    assert t.collector.send_ahead  # the 'ale' backend, overlapped: on by default
+    t.collector.send_ahead = ahead
+    return t, _sends_ahead(t)
+
+
+def test_sending_ahead_stores_and_learns_what_stepping_in_order_does(tmp_path):
+    """Same seed, sent ahead or not: every stored transition, the acting stacks, the learned
+    weights and the generator are equal, through truncations at 401 frames and the decay from
+    all-random to greedy actions (acting on draws taken before the frames came)."""
+    runs = []
+    for name, ahead in (("in-order", False), ("ahead", True)):
+        t, seen = _ahead_run(tmp_path, name, ahead)
+        try:
+            stored = stored_after(t, 450)
+            runs.append((stored, t.collector.obs.clone(), t.learner.state_dict()["online"], t.learner.updates,
+                         t.collector.state_dict()["rng"], seen))
+        finally:
+            t.close()
+    (one, obs, sd, updates, rng, seen), (two, obs2, sd2, updates2, rng2, seen2) = runs
+    assert not any(seen) and 20 <= sum(seen2) < len(seen2)  # all-random steps went ahead, the rest did not
+    assert one.keys() == two.keys() and len(one) >= 430
+    for key, a in one.items():
+        for field in ("obs", "action", "reward", "next_obs", "done", "discount"):
+            assert torch.equal(getattr(a, field), getattr(two[key], field)), (key, field)
+    assert torch.equal(obs, obs2) and updates == updates2 > 100 and rng == rng2
+    for k, v in sd.items():
+        assert torch.equal(sd2[k], v), k
+
+
+def test_a_checkpoint_keeps_the_generator_before_the_draws_taken_ahead(tmp_path):
+    """The draws of a step not yet collected are the first a resumed collector draws again."""
+    t, _ = _ahead_run(tmp_path, "c", True)
+    try:
+        t.step()
+        rng = np.random.default_rng()
+        rng.bit_generator.state = t.collector.state_dict()["rng"]
+        uniform, actions = exploration_draws(rng, 3, t.collector.n_actions)
+        assert t.collector.groups[0].in_flight and np.array_equal(actions, t.collector.groups[0].sent)
+        got = t.step()
+        assert np.array_equal(got.steps.actions[0], actions)
+    finally:
+        t.close()
+
+
+def test_a_step_sent_ahead_is_collected_at_its_own_frame(tmp_path):
+    t, _ = _ahead_run(tmp_path, "f", True)
+    try:
+        t.step()
+        with pytest.raises(RuntimeError, match=r"collect: expected frame 3 \(the step sent ahead\), got 4"):
+            t.collector.collect(t.learner, 4, t.cfg.epsilon_at, lambda: None)
+    finally:
+        t.close()
+
+
+@pytest.mark.parametrize("kw", [dict(overlap=False), dict(env_backend="process"), dict(pipeline=True)])
+def test_where_no_step_is_sent_ahead(tmp_path, kw):
+    cfg = TrainConfig(out=str(tmp_path / "n"), replay_size=400, replay_start=401,
+                      **(PONG_STEPS | dict(num_workers=2) | kw))
+    t = Trainer(cfg, log=False)
+    try:
+        assert not t.collector.send_ahead
+    finally:
+        t.close()
+
+
+def test_pqn_and_noisy_learners_act_on_their_frames_even_exploring():
+    from fastdqn.learn.learner import Learner
+    from fastdqn.learn.model import QNetSpec
+    from fastdqn.learn.pqn import PQNLearner
+
+    spec = QNetSpec(n_actions=2, obs_shape=(1, 4))
+    assert Learner(spec, device="cpu").blind_exploration
+    assert not Learner(dataclasses.replace(spec, noisy=True), device="cpu").blind_exploration
+    assert not PQNLearner(dataclasses.replace(spec, layer_norm=True), steps=4, envs=2, device="cpu",
+                          minibatches=2).blind_exploration

@@ -93,6 +93,7 @@ class AleVectorEnv(ClosedOnExit):
     frames out. ``step(a)`` is ``send(a)`` then ``recv()``."""
 
     snapshots = False  # get_state() is None: ale-py's vector env exposes no emulator states
+    sends_ahead = True  # recv(send_next=) starts the next step before this one's frames are made
     frame_dtype = np.dtype(np.uint8)
     frame_shape = OUT_SHAPE
 
@@ -167,31 +168,51 @@ class AleVectorEnv(ClosedOnExit):
         """Start one agent step of every env; the emulators run while the caller does other work."""
         if self._sent:
             raise RuntimeError("send: the previous step was not received yet (call recv() first)")
-        self._actions[:] = check_actions(actions, self.num_envs, self.n_actions)
+        self._start(check_actions(actions, self.num_envs, self.n_actions))
+
+    def _start(self, actions: np.ndarray) -> None:
+        self._actions[:] = actions
         self._env.send(self._actions)
         self._sent = True
 
-    def recv(self) -> StepResult:
-        """Wait for the step ``send`` started; its frames and flags (views valid until the next step)."""
+    def recv(self, send_next=None) -> StepResult:
+        """Wait for the step ``send`` started; its frames and flags (views valid until the next step).
+
+        ``send_next``: the next step's actions, known already (every env explores): that step
+        starts as soon as the emulators are free, before this one's frames are made (after any
+        truncation's reset, which needs them idle). ale-py hands out a new screen array per step,
+        so the next step cannot overwrite the screens being read."""
         if not self._sent:
             raise RuntimeError("recv: no step in flight (call send(actions) first)")
+        if send_next is not None:  # checked first: bad actions lose no step
+            send_next = check_actions(send_next, self.num_envs, self.n_actions)
         obs, reward, terminated, truncated, info = self._env.recv()
         self._sent = False
         if not np.array_equal(info["env_id"], np.arange(self.num_envs)):  # batch_size == num_envs: all, in order
             raise RuntimeError(f"ale-py returned envs {info['env_id']}, expected all {self.num_envs} in order")
-        self._preprocess(obs, self._frames)  # where a game ended: the next game's first frame
+        self._terminated[:] = terminated  # a game over: no lives in play, so exactly the game's end
+        np.greater_equal(info["episode_frame_number"], self._max_frames, out=self._truncated)
+        self._truncated &= ~self._terminated
         self._ret += reward  # raw scores (ale-py's clipping is off)
         self._len += 1
         if self.spec.clip_rewards:
             np.sign(reward, out=self._rewards, casting="unsafe")
         else:
             self._rewards[:] = reward
-        self._terminated[:] = terminated  # a game over: no lives in play, so exactly the game's end
-        np.greater_equal(info["episode_frame_number"], self._max_frames, out=self._truncated)
-        self._truncated &= ~self._terminated
+        if send_next is not None and not self._truncated.any():
+            self._start(send_next)
+            send_next = None
+        self._preprocess(obs, self._frames)  # where a game ended: the next game's first frame
         end = np.logical_or(self._terminated, self._truncated, out=self._episode_end)
-        if not end.any():
-            return self._result()
+        if end.any():
+            self._episode_ended(end)
+        if send_next is not None:
+            self._start(send_next)
+        return self._result()
+
+    def _episode_ended(self, end: np.ndarray) -> None:
+        """The returns of the games that ended; the next episodes' first frames (a truncation
+        resets its env here, with no step in flight)."""
         self._episode_return[end], self._episode_length[end] = self._ret[end], self._len[end]
         self._ret[end], self._len[end] = 0.0, 0
         over = self._terminated
@@ -203,7 +224,6 @@ class AleVectorEnv(ClosedOnExit):
             starts = np.empty((len(idx), *OUT_SHAPE), np.uint8)
             self._preprocess(np.ascontiguousarray(first[idx]), starts)
             self._reset_frames[idx] = starts
-        return self._result()
 
     def _result(self) -> StepResult:
         return StepResult(self._frames, self._rewards, self._terminated, self._truncated, self._reset_frames,

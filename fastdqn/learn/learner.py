@@ -135,6 +135,12 @@ class Learner:
     each ``act`` draws new noise in the online net before acting (on CUDA inside the greedy graph).
     """
 
+    @property
+    def blind_exploration(self) -> bool:
+        """``act`` reads no observation where every env explores (its actions are the draws'
+        own), so a collector may send them before the frames exist; a noisy net acts by noise."""
+        return not self.net.noisy
+
     def __init__(self, net: QNetSpec, *, device="auto", lr: float = 1e-4, gamma: float = 0.99,
                  loss: str = "mse", double: bool = False, compile: bool | None = None,
                  compile_mode: str | None = None, graph: bool | None = False, precision: str = "fp32",

@@ -65,6 +65,8 @@ class PQNLearner:
     graph=True (CUDA) captures one minibatch step as a CUDA graph at the first ``learn``;
     compile=None compiles it on CUDA when not graphed (``update_mode``, as DQN's Learner)."""
 
+    blind_exploration = False  # act records every observation and its max Q, exploring or not
+
     def __init__(self, net: QNetSpec, *, steps: int, envs: int, obs_dtype: torch.dtype = torch.uint8,
                  device="auto", lr: float = 2.5e-4, gamma: float = 0.99, q_lambda: float = 0.65, epochs: int = 2,
                  minibatches: int = 32, max_grad_norm: float = 10.0, loss: str = "mse",

@@ -1,8 +1,9 @@
 """Collectors: what steps the envs and hands the Trainer its transitions.
 
-``collect(learner, frame, epsilon, learn)`` returns a ``Collected``: T agent steps of K replay
-streams and the games that ended in them; ``learn()`` takes the gradient steps the Trainer owes
-while the envs step. ``LocalCollector`` steps a vector env in this process and acts on its frame
+``collect(learner, frame, epsilon_at, learn)`` returns a ``Collected``: T agent steps of K replay
+streams and the games that ended in them, acted on with epsilon ``epsilon_at(frame)`` (the
+schedule, so a collector may draw a later step's actions ahead); ``learn()`` takes the gradient
+steps the Trainer owes while the envs step. ``LocalCollector`` steps a vector env in this process and acts on its frame
 stacks; ``PipelinedCollector`` does so with two halves of the envs in turn, so one half steps
 while the other's frames are stored and acted on; with ``--ray`` the actors of
 fastdqn.run.ray_collector step theirs and send chunks. The Trainer does the same with all of
@@ -143,7 +144,13 @@ class _Group:
 
 class LocalCollector(Collector):
     """One vector env in this process: act (epsilon-greedy on its stacks), send the actions,
-    ``learn()`` while the emulators step (``overlap``; else before), receive."""
+    ``learn()`` while the emulators step (``overlap``; else before), receive.
+
+    Sending ahead (the 'ale' backend, overlapped): the next step's exploration draws are drawn
+    before this step's frames arrive; where every env explores, its actions read no frame, so
+    that step starts before this one's frames are made, stored and stacked (epsilon 1 before
+    learning starts: the emulators never wait for the main thread). The draws come from the
+    same generator in the same order, so the run is the one stepped in order."""
 
     def __init__(self, groups: list, *, seed: int, overlap: bool, backend: str, workers: int):
         self.groups, self.overlap, self.backend, self.workers = groups, overlap, backend, workers
@@ -154,6 +161,10 @@ class LocalCollector(Collector):
         self.num_envs = sum(g.envs.num_envs for g in groups)
         self.snapshots = len(groups) == 1 and envs.snapshots
         self.fresh_episodes_why = f"the {backend!r} env backend cannot snapshot emulators"
+        self.send_ahead = overlap and len(groups) == 1 and getattr(envs, "sends_ahead", False)
+        self._draws = None  # the next step's exploration draws, drawn ahead
+        self._rng_before = None  # the generator's state before them: what a checkpoint keeps
+        self._ahead_frame = None  # the frame the step sent ahead starts at
 
     @property
     def obs(self) -> torch.Tensor:
@@ -161,20 +172,41 @@ class LocalCollector(Collector):
         stacks = [g.stack.obs for g in self.groups]
         return stacks[0] if len(stacks) == 1 else torch.cat(stacks)
 
-    def collect(self, learner, frame: int, epsilon: float, learn) -> Collected:
+    def collect(self, learner, frame: int, epsilon_at, learn) -> Collected:
         g = self.groups[0]
-        actions = learner.act(g.stack.obs, epsilon, self.rng)
-        if self.overlap:
-            g.envs.send(actions)
-            learn()
-            res = g.envs.recv()
+        self._rng_before = None
+        if g.in_flight:  # this step was sent ahead by the last collect
+            if frame != self._ahead_frame:
+                raise RuntimeError(f"collect: expected frame {self._ahead_frame} (the step sent ahead), got {frame}")
+            actions, g.in_flight = g.sent, False
         else:
-            learn()
-            res = g.envs.step(actions)
+            draws, self._draws = self._draws, None
+            actions = learner.act(g.stack.obs, epsilon_at(frame), self.rng if draws is None else None, draws)
+            if not self.overlap:
+                learn()
+                return g.collected(actions, g.envs.step(actions), None)
+            g.envs.send(actions)
+        learn()
+        ahead = self._draw_ahead(learner, frame + self.num_envs, epsilon_at) if self.send_ahead else None
+        res = g.envs.recv() if ahead is None else g.envs.recv(send_next=ahead)
+        if ahead is not None:
+            g.sent, g.in_flight, self._ahead_frame = ahead, True, frame + self.num_envs
         return g.collected(actions, res, None)
 
+    def _draw_ahead(self, learner, frame: int, epsilon_at) -> np.ndarray | None:
+        """The next step's exploration draws; its actions when every env explores (None: it
+        must see its frames, and acts on these draws)."""
+        if not learner.blind_exploration:
+            return None
+        self._rng_before = self.rng.bit_generator.state
+        uniform, actions = exploration_draws(self.rng, self.num_envs, self.n_actions)
+        if (uniform < epsilon_at(frame)).all():
+            return actions
+        self._draws = uniform, actions
+        return None
+
     def state_dict(self) -> dict:
-        return {"rng": self.rng.bit_generator.state, "obs": self.obs.to("cpu", copy=True),
+        return {"rng": self._rng_before or self.rng.bit_generator.state, "obs": self.obs.to("cpu", copy=True),
                 "envs": self.groups[0].envs.get_state() if self.snapshots else None}
 
     def load_state_dict(self, state: dict) -> bool:
@@ -188,6 +220,7 @@ class LocalCollector(Collector):
             g.start_frames = state["obs"][:, -1].cpu().numpy().copy()  # a replay refilled from here starts there
             g.envs.set_state(state["envs"])
         self.rng.bit_generator.state = state["rng"]
+        self._draws = self._rng_before = None
         return exact
 
     def continue_streams(self) -> None:
@@ -223,7 +256,8 @@ class PipelinedCollector(LocalCollector):
         g.envs.send(g.sent)
         g.in_flight = True
 
-    def collect(self, learner, frame: int, epsilon: float, learn) -> Collected:
+    def collect(self, learner, frame: int, epsilon_at, learn) -> Collected:
+        epsilon = epsilon_at(frame)
         for h in self.groups:  # the first collect (or after a reset): every half goes out
             if not h.in_flight:
                 self._send(h, learner, epsilon)

@@ -40,7 +40,7 @@ class PQNTrainer(Trainer):
         """One agent step of every env; at a full rollout's bootstrap, the epochs over it."""
         cfg, s = self.cfg, self.state
         self.epsilon = cfg.epsilon_at(s.frame)
-        got = self.collector.collect(self.learner, s.frame, self.epsilon, self._learn_full_rollout)
+        got = self.collector.collect(self.learner, s.frame, cfg.epsilon_at, self._learn_full_rollout)
         steps = got.steps
         self.learner.record(steps.actions[0], steps.rewards[0], steps.terminated[0], steps.truncated[0],
                             steps.frames[0])

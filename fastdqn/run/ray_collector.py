@@ -75,9 +75,9 @@ class RayCollector(Collector):
         return cfg.weights_every - 1 + (cfg.actors * pool.in_flight + pool.max_overtakes) * per_chunk
 
     # -- the chunks -----------------------------------------------------------------------------
-    def collect(self, learner, frame: int, epsilon: float, learn) -> Collected:
+    def collect(self, learner, frame: int, epsilon_at, learn) -> Collected:
         """Learn what the chunks stored so far earned, publish the net when due, then take one
-        chunk of any actor (``epsilon`` is unused: each actor has its own)."""
+        chunk of any actor (``epsilon_at`` is unused: each actor has its own epsilon)."""
         pool = self.pool
         learn()
         if self._weights_at is None:  # the first chunk: the actors get the net, then their requests

@@ -150,7 +150,7 @@ class Trainer:
         self.epsilon = cfg.epsilon_at(s.frame)
         # The updates owed read the replay as it was before these steps, whenever the collector
         # runs them (overlapped, the emulators step meanwhile), so every collector trains alike.
-        got = self.collector.collect(self.learner, s.frame, self.epsilon, self._learn_due)
+        got = self.collector.collect(self.learner, s.frame, cfg.epsilon_at, self._learn_due)
         self._store(got)
         self._sync_and_count(got.agent_steps)
         return got
