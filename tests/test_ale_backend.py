@@ -64,6 +64,14 @@ def test_send_recv_protocol_and_bad_actions():
             venv.send(np.array([0, 1]))
         assert venv.recv().frames.shape == (2, 84, 84)
         assert venv.get_state() is None and not venv.snapshots
+        venv.send(np.array([0, 1]))
+        with pytest.raises(ValueError, match=r"actions: expected values in 0\.\.5, got 2\.\.9"):
+            venv.recv(send_next=np.array([2, 9]))  # checked before the step is taken: it stays in flight
+        got = venv.recv(send_next=np.array([3, 4]))
+        assert got.frames.shape == (2, 84, 84) and np.array_equal(venv._actions, [3, 4])
+        with pytest.raises(RuntimeError, match="send: the previous step was not received yet"):
+            venv.send(np.array([0, 1]))  # the one sent ahead is
+        venv.recv()
         with pytest.raises(ValueError, match="cannot restore emulator states"):
             venv.set_state([{}, {}])
 

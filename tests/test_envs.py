@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from fastdqn.env.spec import EnvSpec, make_env, make_env_from_spec
-from fastdqn.env.wrappers import ClipReward, EpisodicLife, FireReset, FrameStack, MaxAndSkip, NoopReset
+from fastdqn.env.wrappers import ClipReward, EpisodicLife, FireReset, MaxAndSkip, NoopReset
 from fastdqn.frames.preprocess import process_frame
 from fastdqn.env.vector import VectorEnv
 

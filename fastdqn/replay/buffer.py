@@ -261,7 +261,7 @@ class ReplayBuffer:
             return self._sample(batch_size, float(beta))
         if type(out) is not BatchSlot or out.owner is not self or out.batch.action.shape[0] != batch_size:
             got = (f"a slot of batch size {out.batch.action.shape[0]}" if type(out) is BatchSlot and out.owner is self
-                   else f"a slot of another buffer" if type(out) is BatchSlot else type(out).__name__)
+                   else "a slot of another buffer" if type(out) is BatchSlot else type(out).__name__)
             raise ValueError(f"out: expected this buffer's batch_slot({batch_size}), got {got}")
         return self._sample_into(out, float(beta))
 
