@@ -44,8 +44,11 @@ def apex_epsilon(i: int, n: int, base: float = 0.4, alpha: float = 7.0) -> float
 
 
 def exploration_draws(rng: np.random.Generator, n: int, n_actions: int) -> tuple[np.ndarray, np.ndarray]:
-    """(uniform [0, 1) per env, random action per env): the draws one epsilon-greedy step of n envs takes."""
-    return rng.random(n), rng.integers(0, n_actions, n)
+    """(uniform [0, 1) per env, random action per env): the draws one epsilon-greedy step of n envs
+    takes, from one call: ``Generator.integers`` costs 6 us a call, more than the rest of a step's
+    acting at epsilon 1. floor(u * n_actions) of a 53-bit u is uniform over the actions to 2^-53."""
+    u = rng.random(2 * n)
+    return u[:n], (u[n:] * n_actions).astype(np.int64)
 
 
 @torch.no_grad()

@@ -23,11 +23,31 @@ def save_checkpoint(path: str | os.PathLike, learner, *, config: dict, trainer: 
     """Write the online/target nets, the optimizer, the run config (plain dict), stats (frame,
     episode, reward_100, ...) and, for resumable checkpoints, the trainer state to path,
     atomically: a crash or SIGKILL mid-save leaves the previous file intact."""
+    write_checkpoint(path, checkpoint_state(learner, config=config, trainer=trainer, **stats))
+
+
+def checkpoint_state(learner, *, config: dict, trainer: dict | None = None, **stats) -> dict:
+    """What save_checkpoint writes, holding the learner's live tensors (``host_copy`` keeps it)."""
     state = {"format": FORMAT, "net": learner.net.to_dict(), "config": dict(config), "stats": stats}
     state.update(learner.state_dict())
     if trainer is not None:
         state["trainer"] = trainer
+    return state
+
+
+def write_checkpoint(path: str | os.PathLike, state: dict) -> None:
     atomic_write(path, lambda f: torch.save(state, f), what="checkpoint")
+
+
+def host_copy(obj):
+    """``obj`` with every tensor in it copied to host memory (dicts, lists and tuples walked)."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().to("cpu", copy=True)
+    if isinstance(obj, dict):
+        return {k: host_copy(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(host_copy(v) for v in obj)
+    return obj
 
 
 def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
