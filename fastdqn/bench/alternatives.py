@@ -5,7 +5,8 @@ takes the difference, so startup and teardown cancel out, as they do for ``fastd
 also prints its own loop rate (``loop_rate STEPS SECONDS``: from its first step on, after setup),
 which the quick bench uses instead, as it reads ``fastdqn train``'s f/s.
 
-- ``atari-vector``: ale-py's AtariVectorEnv in a plain loop, random actions (env only);
+- ``atari-vector``: ale-py's AtariVectorEnv in a plain loop, random actions (env only); with
+  ``--screens rgb|grey`` it makes only the raw screens fastdqn's 'ale' backend takes from it;
 - ``sb3``: Stable-Baselines3's DQN on Pong (its Atari wrappers, VecFrameStack), the bench extra;
 - ``cleanrl``: a CleanRL-style loop (dqn_atari.py's structure: gymnasium's AtariPreprocessing
   and FrameStackObservation, SB3's ReplayBuffer, the TD update written out);
@@ -26,11 +27,17 @@ import numpy as np
 PONG = "PongNoFrameskip-v4"
 
 
+# --screens: AtariVectorEnv's own 84x84 grey frames, or only the raw max-pooled screens fastdqn's
+# 'ale' backend asks it for (RGB by default, grey with --pool grey): that path's ceiling.
+SCREENS = {"84": dict(img_height=84, img_width=84), "rgb": dict(img_height=210, img_width=160, grayscale=False),
+           "grey": dict(img_height=210, img_width=160, grayscale=True)}
+
+
 def atari_vector(a) -> None:
     from ale_py.vector_env import AtariVectorEnv
 
-    venv = AtariVectorEnv("pong", a.envs, num_threads=a.threads, stack_num=1, img_height=84, img_width=84,
-                          noop_max=0, use_fire_reset=False, reward_clipping=False, autoreset_mode="SameStep")
+    venv = AtariVectorEnv("pong", a.envs, num_threads=a.threads, stack_num=1, noop_max=0, use_fire_reset=False,
+                          reward_clipping=False, autoreset_mode="SameStep", **SCREENS[a.screens])
     rng = np.random.default_rng(a.seed)
     venv.reset(seed=a.seed)
     t0 = time.perf_counter()
@@ -147,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, required=True, help="agent steps, all envs together")
     p.add_argument("--envs", type=int, default=1)
     p.add_argument("--threads", type=int, default=1, help="atari-vector: emulator threads")
+    p.add_argument("--screens", choices=sorted(SCREENS), default="84",
+                   help="atari-vector: its 84x84 grey frames, or raw 210x160 RGB or grey screens only")
     p.add_argument("--ratio", type=float, default=1.0, help="gradient steps per agent step")
     p.add_argument("--start", type=int, default=1_000, help="agent steps before learning starts")
     p.add_argument("--torch-threads", type=int, default=0, help="0: torch's default")

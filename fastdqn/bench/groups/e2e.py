@@ -153,6 +153,9 @@ def env_only(cfg: BenchConfig) -> Table:
     if cfg.mode == "full":  # the other modes keep the two defaults
         rows += [(f"fastdqn train --num-workers {w}", _train(*eps1, "--num-workers", str(w)), None)
                  for w in sorted({1, threads})]
+        rows += [(f"AtariVectorEnv making only the raw {what} fastdqn takes (the ceiling of {path})",
+                  _alternative("atari-vector", "--envs", str(n), "--threads", str(threads), "--screens", screens), None)
+                 for screens, what, path in (("rgb", "RGB screens", "the default"), ("grey", "grey screens", "--pool grey"))]
     return _table("e2e-env", "End to end, env only: fastdqn train vs AtariVectorEnv, agent steps/s",
                   _compare(rows, p["env"], p["rounds"], _self_timed(cfg)),
                   [f"Pong, {n} envs, epsilon 1, no learning (replay start never reached), 84x84 frames into "
