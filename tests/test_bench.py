@@ -228,3 +228,26 @@ def test_the_timer_cuda_sync_is_a_no_op_without_cuda(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_initialized", lambda: False)
     monkeypatch.setattr(torch.cuda, "synchronize", fail)
     timer.cuda_sync()
+
+
+@pytest.mark.parametrize("pool", ["rgb", "grey"])
+def test_the_ceiling_rows_make_the_screens_the_ale_backend_reads(pool):
+    """The env-only table's ceilings: the bare AtariVectorEnv loop with --screens POOL makes the
+    raw screens the 'ale' backend preprocesses with --pool POOL, and nothing else."""
+    from ale_py.vector_env import AtariVectorEnv
+
+    from fastdqn.bench.alternatives import SCREENS
+    from fastdqn.env.ale_vector import AleVectorEnv
+    from fastdqn.env.spec import EnvSpec
+
+    with AleVectorEnv(EnvSpec("PongNoFrameskip-v4", pool=pool), 2, num_threads=1) as env:
+        read = env._raw_shape
+    bare = AtariVectorEnv("pong", 2, num_threads=1, stack_num=1, **SCREENS[pool])
+    try:
+        obs, _ = bare.reset(seed=0)
+    finally:
+        bare.close()
+    assert obs.shape == (2, 1, *read) and obs.dtype == "uint8"
+    out = subprocess.run([sys.executable, "-m", "fastdqn.bench.alternatives", "atari-vector", "--steps", "8",
+                          "--envs", "2", "--screens", pool], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.startswith("loop_rate 8 "), out.stderr
