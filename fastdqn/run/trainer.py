@@ -38,6 +38,7 @@ from fastdqn.run.state import RunState
 # an env-only Pong run on 2 cores.
 BEST_PT_EVERY_S = 10.0
 
+
 @dataclass
 class TrainResult:
     out_dir: str
@@ -104,7 +105,7 @@ class Trainer:
             self.state = RunState(loss_sum=torch.zeros((), device=self.learner.device))
             self.epsilon = cfg.eps_start
             self.solved = False
-            self._best_pending, self._best_written = None, time.perf_counter()  # see _best_improved
+            self._best_pending, self._best_written = None, time.perf_counter()  # see _keep_best
             if resume is not None:
                 with user_input():  # last.pt and replay.npz as the run directory holds them
                     resume_mod.restore_trainer(self, resume)
@@ -235,9 +236,8 @@ class Trainer:
         if score is not None and (s.best is None or score > s.best):
             s.best = score
             if self.score_source["best_pt"] != "eval":  # with evaluations, best.pt follows them instead
-                self._best_improved()
-        if time.perf_counter() - self._best_written >= BEST_PT_EVERY_S:
-            self._write_best()
+                self._keep_best()
+        self._write_best(when_due=True)
         if i == 0 and self.cfg.capture_video:
             self._log_new_videos()
         bound = self.cfg.reward_bound
@@ -268,7 +268,8 @@ class Trainer:
             self.log.evaluation(rec)
         if s.best_eval is None or rec["mean"] > s.best_eval:
             s.best_eval = rec["mean"]
-            self._best_improved()
+            self._keep_best()
+            self._write_best(when_due=True)
         bound = cfg.reward_bound
         if self.score_source["reward_bound"] == "eval" and bound is not None and rec["mean"] > bound:
             self.solved = True
@@ -300,23 +301,23 @@ class Trainer:
         if not bool(torch.stack([torch.isfinite(p).all() for p in self.learner.online.parameters()]).all()):
             raise self._diverged("the online net's weights are no longer finite")
 
-    def _best_improved(self) -> None:
-        """best.pt follows the best score: written now when the last write is BEST_PT_EVERY_S old,
-        else kept as a host copy of the nets that scored it and written when that time has passed
-        (at a game's end) or when the run ends, whichever comes first."""
+    def _keep_best(self) -> None:
+        """best.pt follows the best score: a new best is kept as a host copy of the nets that
+        scored it, which ``_write_best`` writes once the last write is BEST_PT_EVERY_S old (at
+        once, or at a later game's end) or when the run ends, whichever comes first."""
         if self.log is None:
             return
         self._check_finite()
         self._best_pending = host_copy(self._checkpoint_state(None))
-        if time.perf_counter() - self._best_written >= BEST_PT_EVERY_S:
-            self._write_best()
 
-    def _write_best(self) -> None:
-        """Write the best kept in memory, if any. A failed write (disk full, a folder in the way)
-        keeps the previous best.pt and the run."""
-        state, self._best_pending = self._best_pending, None
-        if state is None:
+    def _write_best(self, when_due: bool = False) -> None:
+        """Write the best kept in memory, if any (``when_due``: only once BEST_PT_EVERY_S have
+        passed since the last write). A failed write (disk full, a folder in the way) keeps the
+        previous best.pt and the run."""
+        state = self._best_pending
+        if state is None or (when_due and time.perf_counter() - self._best_written < BEST_PT_EVERY_S):
             return
+        self._best_pending = None
         self._best_written = time.perf_counter()
         try:
             write_checkpoint(os.path.join(self.out, "best.pt"), state)
